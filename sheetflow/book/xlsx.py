@@ -1,0 +1,159 @@
+"""The local-file backend: .xlsx/.xlsm read with python-calamine, written by patching the zip.
+
+Reading uses python-calamine (100k x 20 cells in about 2.5 s against 18-31 s with openpyxl). Writing
+never loads and re-saves the workbook: :mod:`.xlsxpatch` changes only the sheets we write, so VBA,
+buttons, charts and validations survive. Saving is atomic (temp file in the same folder, then
+``os.replace``), refuses when the file is open in Excel/LibreOffice or changed since it was read, and
+keeps the last N backups in ``.sheetflow/`` beside the workbook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import python_calamine as pc
+from filelock import FileLock, Timeout
+
+from .. import contract
+from ..problems import SheetflowError, UsageError, WorkbookBusy
+from ..tables import RawSheet
+from .xlsxpatch import SheetPatch, patch_workbook
+
+SUFFIXES = (".xlsx", ".xlsm")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    @classmethod
+    def of(cls, path: Path) -> Fingerprint:
+        stat = path.stat()
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return cls(stat.st_size, stat.st_mtime_ns, digest.hexdigest())
+
+
+class XlsxBook:
+    def __init__(self, path: Path):
+        self.path = path
+        self.address = str(path)
+        self._seen: Fingerprint | None = None
+
+    @property
+    def workdir(self) -> Path:
+        """``.sheetflow/`` beside the workbook: lock, backups."""
+        return self.path.parent / ".sheetflow"
+
+    # ------------------------------------------------------------ reading
+    def _check_readable(self) -> None:
+        if self.path.suffix.lower() not in SUFFIXES:
+            if self.path.suffix.lower() == ".xls":
+                raise UsageError(f"{self.path.name} is an old .xls file; save it in Excel as .xlsx or .xlsm")
+            raise UsageError(f"{self.path.name}: sheetflow works on .xlsx and .xlsm files")
+        if not self.path.exists():
+            raise UsageError(f"{self.path} does not exist (create one with: sheetflow init {self.path})")
+
+    def read(self) -> dict[str, RawSheet]:
+        self._check_readable()
+        self._seen = Fingerprint.of(self.path)
+        try:
+            book = pc.CalamineWorkbook.from_path(str(self.path))
+        except Exception as e:  # noqa: BLE001 - calamine raises several types for one cause: unreadable file
+            raise SheetflowError(f"{self.path.name} cannot be read as an Excel workbook ({e}); "
+                                 "open it in Excel and save it again as .xlsx") from None
+        sheets: dict[str, RawSheet] = {}
+        try:
+            for meta in book.sheets_metadata:
+                if meta.typ != pc.SheetTypeEnum.WorkSheet or contract.sheet_spec(meta.name) is None:
+                    if meta.typ == pc.SheetTypeEnum.WorkSheet:
+                        sheets[meta.name] = RawSheet(meta.name, [], (1, 1), _state(meta.visible))
+                    continue
+                sheet = book.get_sheet_by_name(meta.name)
+                start = sheet.start or (0, 0)
+                sheets[meta.name] = RawSheet(meta.name, sheet.to_python(), (start[0] + 1, start[1] + 1),
+                                             _state(meta.visible))
+        except Exception as e:  # noqa: BLE001
+            raise SheetflowError(f"{self.path.name}: a sheet cannot be read ({e}); "
+                                 "open the file in Excel and save it again") from None
+        finally:
+            book.close()
+        return sheets
+
+    # ------------------------------------------------------------ locking
+    def office_lock(self) -> Path | None:
+        """Excel's ``~$NAME`` or LibreOffice's ``.~lock.NAME#`` owner file, if the workbook is open."""
+        for name in (f"~${self.path.name}", f"~${self.path.name[2:]}", f".~lock.{self.path.name}#"):
+            candidate = self.path.parent / name
+            if candidate.exists():
+                return candidate
+        return None
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[None]:
+        self._check_readable()
+        if (lock := self.office_lock()) is not None:
+            raise WorkbookBusy(f"{self.path.name} is open in Excel or LibreOffice ({lock.name} exists); "
+                               "close it there, or run sheetflow from the workbook's button")
+        self.workdir.mkdir(exist_ok=True)
+        filelock = FileLock(str(self.workdir / f"{self.path.name}.lock"), timeout=0)
+        try:
+            filelock.acquire()
+        except Timeout:
+            raise WorkbookBusy(f"another sheetflow run is working on {self.path.name}; "
+                               "try again when it has finished") from None
+        try:
+            yield
+        finally:
+            filelock.release()
+
+    # ------------------------------------------------------------ writing
+    def write(self, patches: list[SheetPatch], *, backups: int = 10) -> None:
+        if self._seen is None:
+            raise RuntimeError("read() must come before write()")
+        self._check_unchanged()
+        tmp = self.path.with_name(f".{self.path.stem}.sheetflow-tmp{self.path.suffix}")
+        try:
+            patch_workbook(self.path, tmp, patches)
+            self._backup(max(0, backups))
+            self._check_unchanged()
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._seen = Fingerprint.of(self.path)
+
+    def _check_unchanged(self) -> None:
+        if (lock := self.office_lock()) is not None:
+            raise WorkbookBusy(f"{self.path.name} was opened in Excel or LibreOffice during the run "
+                               f"({lock.name}); nothing was written — close it and run again")
+        if Fingerprint.of(self.path) != self._seen:
+            raise WorkbookBusy(f"{self.path.name} changed while sheetflow was working; nothing was "
+                               "written — run again to use the new contents")
+
+    def _backup(self, keep: int) -> None:
+        if keep == 0:
+            return
+        folder = self.workdir / "backups"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        shutil.copy2(self.path, folder / f"{self.path.stem}.{stamp}{self.path.suffix}")
+        old = sorted(folder.glob(f"{self.path.stem}.*{self.path.suffix}"))
+        for stale in old[:-keep]:
+            stale.unlink(missing_ok=True)
+
+
+def _state(visible: object) -> str:
+    if visible == pc.SheetVisibleEnum.VeryHidden:
+        return "veryHidden"
+    return "hidden" if visible == pc.SheetVisibleEnum.Hidden else "visible"

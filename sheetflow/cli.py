@@ -1,0 +1,177 @@
+"""The ``sheetflow`` command: a thin layer over :mod:`sheetflow.pipeline` with readable output.
+
+Exit codes: 0 ok, 1 a problem in the workbook (bad rule, unreadable file), 2 usage, 3 workbook busy
+(open in Excel, another run, changed while we worked).
+
+    sheetflow init crm.xlsx --example        # a starter workbook with example data and rules
+    sheetflow check crm.xlsx                 # every problem, as Sheet!A1: what - what to do
+    sheetflow run crm.xlsx --dry-run         # what would change, changing nothing
+    sheetflow run crm.xlsx                   # do it
+    sheetflow demo                           # a demo workbook with a few hundred contacts, run once
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from . import __version__
+from .plan import Plan
+from .problems import Problem, Severity, SheetflowError, UsageError
+
+STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.NOTE: "dim"}
+LABEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.NOTE: "note"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sheetflow", description="CRM automation for a spreadsheet.")
+    p.add_argument("--version", action="version", version=f"sheetflow {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", help="create a starter workbook with every sheet of the contract")
+    init.add_argument("book", type=Path)
+    init.add_argument("--lang", default="en", choices=["en", "pt-BR"], help="sheet and column language")
+    init.add_argument("--example", action="store_true", help="add example contacts, deals, reps and rules")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    check = sub.add_parser("check", help="validate sheets, headers, values, rules and templates")
+    check.add_argument("book")
+
+    run = sub.add_parser("run", help="score, assign and automate; write results back")
+    run.add_argument("book")
+    run.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    run.add_argument("--now", help="run as if it were this moment (ISO, e.g. 2026-03-01T09:00)")
+    run.add_argument("--only", help="comma-separated stages, e.g. scoring,lifecycle")
+    run.add_argument("--trigger", default="cli", choices=["cli", "button", "schedule"], help=argparse.SUPPRESS)
+    run.add_argument("--show", type=int, default=40, help="changes to list in the plan (0 = all)")
+
+    demo = sub.add_parser("demo", help="create a demo workbook, run it once, show what happened")
+    demo.add_argument("dir", nargs="?", type=Path, default=Path("sheetflow-demo"))
+    demo.add_argument("--contacts", type=int, default=300)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    console = Console(highlight=False)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
+        return int(e.code or 0)
+    try:
+        code = COMMANDS[args.command](args, console)
+    except SheetflowError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        code = e.exit_code
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; nothing was written[/]")
+        code = 130
+    return code
+
+
+def cli() -> None:
+    sys.exit(main())
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_init(args: argparse.Namespace, console: Console) -> int:
+    from .starter import create_starter
+    path = create_starter(args.book, lang=args.lang, example=args.example, force=args.force)
+    console.print(f"[green]created[/] {path}")
+    console.print(f"next: open it, read the 'Start here' sheet, then [bold]sheetflow run {path} --dry-run[/]")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from .pipeline import check
+    problems = check(args.book)
+    print_problems(console, problems, show_notes=True)
+    errors = sum(p.is_error for p in problems)
+    if errors:
+        console.print(f"[bold red]{errors} error(s)[/]: fix them and run [bold]sheetflow check {args.book}[/] again")
+        return 1
+    console.print("[green]no errors[/]")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from .pipeline import run
+    now = _parse_now(args.now)
+    only = [s for s in (args.only or "").split(",") if s.strip()] or None
+    with console.status("reading the workbook") as status:
+        result = run(args.book, dry_run=args.dry_run, now=now, only=only, trigger=args.trigger,
+                     progress=lambda step: status.update(f"{step} ..."))
+    plan = result.plan
+    print_problems(console, plan.problems)
+    print_plan(console, plan, limit=args.show)
+    if args.dry_run:
+        console.print("[cyan]dry run:[/] nothing was written")
+    elif result.written:
+        console.print(f"[green]written[/] to {result.address} (run {plan.run_id}; see the Activity and Runs sheets)")
+    else:
+        console.print("nothing to change; the workbook was not touched")
+    return 1 if plan.errors else 0
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from .demo import run_demo
+    run_demo(args.dir, contacts=args.contacts, console=console)
+    return 0
+
+
+COMMANDS = {"init": cmd_init, "check": cmd_check, "run": cmd_run, "demo": cmd_demo}
+
+
+# ---------------------------------------------------------------- output
+
+def _parse_now(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f'--now "{text}" is not an ISO date-time; write e.g. 2026-03-01T09:00') from None
+
+
+def print_problems(console: Console, problems: Sequence[Problem], *, show_notes: bool = False,
+                   limit: int = 200) -> None:
+    shown = [p for p in problems if show_notes or p.severity is not Severity.NOTE]
+    for p in shown[:limit]:
+        console.print(f"[{STYLE[p.severity]}]{LABEL[p.severity]}[/] {_escape(str(p))}")
+    if len(shown) > limit:
+        console.print(f"... and {len(shown) - limit} more")
+
+
+def print_plan(console: Console, plan: Plan, *, limit: int = 40) -> None:
+    counts = plan.counts()
+    if plan.empty:
+        console.print("[green]plan:[/] no changes")
+        return
+    console.print(f"[bold]plan[/] ({plan.mode}, run {plan.run_id}, now {plan.local_now:%Y-%m-%d %H:%M}): "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    table = RichTable(show_lines=False, header_style="bold")
+    for column in ("cell", "record", "column", "from", "to", "rule"):
+        table.add_column(column, overflow="fold")
+    changes = plan.changes if limit <= 0 else plan.changes[:limit]
+    for ch in changes:
+        table.add_row(ch.where, ch.record_id, ch.column, _show(ch.old), _show(ch.new), _escape(ch.rule))
+    console.print(table)
+    if limit > 0 and len(plan.changes) > limit:
+        console.print(f"... and {len(plan.changes) - limit} more changes (--show 0 lists all)")
+
+
+def _show(value: object) -> str:
+    from .coerce import as_text
+    text = as_text(value)
+    return "" if text is None else _escape(text)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+    return escape(text)

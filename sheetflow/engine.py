@@ -1,0 +1,242 @@
+"""The engine: tables + rules + saved state + clock -> Plan. Pure: no files, no network, no clock reads.
+
+Stages run in a fixed order, each seeing the previous stages' results (a score computed by
+``scoring`` is what ``lifecycle`` compares with the thresholds). A stage that fails on user input
+reports problems and the others still run. Later features register their stages in ``STAGES``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from . import contract
+from .coerce import to_cell
+from .expr import Frame
+from .names import normalize
+from .plan import CellChange, Plan
+from .problems import UsageError, error, warning
+from .rulesheets import load_scoring
+from .settings import Settings
+from .state import TRACKED, VERSION, State
+from .tables import Table, Tables
+
+
+@dataclass
+class Context:
+    """What a stage works on; ``tables`` hold the values as this run will leave them."""
+
+    tables: Tables
+    settings: Settings
+    state: State
+    plan: Plan
+    frames: dict[str, Frame]
+
+    @property
+    def portuguese(self) -> bool:
+        return self.tables.language == "pt-BR"
+
+    def frame(self, table: str) -> Frame:
+        frame = self.frames.get(table)
+        if frame is None:
+            frame = self.frames[table] = Frame(self.tables[table].df, self.plan.local_now.date())
+        return frame
+
+    def change(self, table: Table, positions: Iterable[int], column: str, values: Iterable[object],
+               rules: Iterable[str]) -> None:
+        """Record changes and update the in-memory table so later stages see them."""
+        df = table.df
+        ids = df["id"]
+        new_values = list(values)
+        positions = list(positions)
+        for pos, new, rule in zip(positions, new_values, rules):
+            rid = ids.iloc[pos]
+            self.plan.changes.append(CellChange(table.spec.name, pos, rid if isinstance(rid, str) else "",
+                                                column, to_cell(df[column].iloc[pos]), to_cell(new), rule,
+                                                table.ref(pos, column)))
+        if positions:
+            col = df[column].copy()
+            col.iloc[positions] = new_values
+            df[column] = col
+            self.frames.pop(table.spec.name, None)
+
+
+# ---------------------------------------------------------------- ids
+
+_SUFFIX = re.compile(r"^(.*?)(\d+)$")
+
+
+def stage_ids(ctx: Context) -> None:
+    """Give every record a stable unique id: prefix + next number after the largest one in use.
+
+    Deterministic (the same sheet gets the same ids in a dry run and in the real run after it), and
+    never reuses an id that is already in the sheet.
+    """
+    for name in contract.RECORD_SHEETS:
+        table = ctx.tables[name]
+        if not len(table):
+            continue
+        ids = table.df["id"]
+        present = ids.dropna()
+        dupes = present[present.str.strip().duplicated(keep=False)]
+        first_seen: dict[str, int] = {}
+        for pos, rid in dupes.items():
+            if rid.strip() in first_seen:
+                ctx.plan.problems.append(warning(
+                    table.ref(int(pos), "id"), f'id "{rid}" is also used in {table.ref(first_seen[rid.strip()], "id")}',
+                    "give each record its own id (or clear this cell and sheetflow fills it)"))
+            else:
+                first_seen[rid.strip()] = int(pos)
+        blank = np.flatnonzero(ids.isna().to_numpy() | (ids.fillna("").str.strip() == "").to_numpy())
+        if not len(blank):
+            continue
+        prefix = table.spec.id_prefix
+        used = set(present.str.strip())
+        highest = 0
+        for rid in used:
+            m = _SUFFIX.match(rid)
+            if m and m.group(1) == prefix:
+                highest = max(highest, int(m.group(2)))
+        new_ids = []
+        n = highest
+        for _ in blank:
+            n += 1
+            while f"{prefix}{n:05d}" in used:
+                n += 1
+            new_ids.append(f"{prefix}{n:05d}")
+        ctx.change(table, blank.tolist(), "id", new_ids, ["id: new record"] * len(new_ids))
+
+
+# ---------------------------------------------------------------- scoring
+
+def stage_scoring(ctx: Context) -> None:
+    """Recompute every contact's score from scratch: the sum of the points of the rules that hold."""
+    contacts = ctx.tables["Contacts"]
+    rules, problems = load_scoring(ctx.tables)
+    ctx.plan.problems += problems
+    if not ctx.tables["Scoring"].exists or not len(contacts):
+        return
+    frame = ctx.frame("Contacts")
+    masks = np.zeros((len(rules), len(contacts)), dtype=bool)
+    for i, rule in enumerate(rules):
+        try:
+            masks[i] = rule.when.mask(frame)
+        except Exception as e:  # noqa: BLE001 - a rule must never stop the run; report where it failed
+            ctx.plan.problems.append(error(rule.where, f'rule "{rule.name}" could not be evaluated: {e}'))
+    points = np.asarray([r.points for r in rules], dtype="float64")
+    scores = points @ masks if len(rules) else np.zeros(len(contacts))
+    old = contacts.df["score"].to_numpy(dtype="float64", na_value=np.nan)
+    differs = np.flatnonzero(~np.isclose(old, scores, equal_nan=False) | np.isnan(old))
+    if not len(differs):
+        return
+    reasons = []
+    for pos in differs:
+        hits = np.flatnonzero(masks[:, pos])
+        text = ", ".join(f"{rules[j].name} ({rules[j].points:+g})" for j in hits) or "no rule matched"
+        reasons.append(f"Scoring: {text}"[:500])
+    ctx.change(contacts, differs.tolist(), "score", [float(s) for s in scores[differs]], reasons)
+
+
+# ---------------------------------------------------------------- lifecycle
+
+def stage_lifecycle(ctx: Context) -> None:
+    """Move contacts forward lead -> mql -> sql when their score reaches the Settings thresholds.
+
+    Never backwards, never past sql: later stages are set by people and automations. A blank stage counts
+    as lead; a stage we do not recognise is left alone.
+    """
+    contacts = ctx.tables["Contacts"]
+    if not len(contacts):
+        return
+    mql, sql = ctx.settings.number("mql_threshold"), ctx.settings.number("sql_threshold")
+    scores = contacts.df["score"].to_numpy(dtype="float64", na_value=np.nan)
+    stages = [contract.lifecycle_value(v) if isinstance(v, str) and v.strip() else "lead"
+              for v in contacts.df["lifecycle_stage"]]
+    positions, values, reasons = [], [], []
+    for pos, (stage, score) in enumerate(zip(stages, scores)):
+        if np.isnan(score) or stage not in ("lead", "mql"):
+            continue
+        target = None
+        if sql is not None and score >= sql:
+            target, why = "sql", f"Settings sql_threshold = {sql:g}"
+        elif mql is not None and score >= mql and stage == "lead":
+            target, why = "mql", f"Settings mql_threshold = {mql:g}"
+        if target and target != stage:
+            positions.append(pos)
+            values.append(contract.lifecycle_label(target, "pt" if ctx.portuguese else "en"))
+            reasons.append(f"Lifecycle: score {score:g} reached {why}")
+    ctx.change(contacts, positions, "lifecycle_stage", values, reasons)
+
+
+# ---------------------------------------------------------------- state
+
+def remember(ctx: Context) -> State:
+    """The state the next run will compare with: every record's tracked values as this run leaves them."""
+    old = ctx.state
+    new = State(meta=dict(old.meta), sections={k: dict(v) for k, v in old.sections.items()})
+    for name, columns in TRACKED.items():
+        table = ctx.tables[name]
+        seen = new.seen(name)
+        previous = old.records.get(name, {})
+        if not len(table):
+            seen.update(previous)
+            continue
+        cols = {c: table.df[c].tolist() for c in columns if c in table.df}
+        for pos, rid in enumerate(table.df["id"]):
+            if not isinstance(rid, str) or not rid.strip():
+                continue
+            seen[rid.strip()] = {c: _jsonable(v[pos]) for c, v in cols.items()}
+    new.meta.update(version=VERSION, last_run_id=ctx.plan.run_id,
+                    last_run_at=ctx.plan.local_now.isoformat(timespec="seconds"))
+    return new
+
+
+def _jsonable(value: object) -> object:
+    value = to_cell(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
+
+
+# ---------------------------------------------------------------- the run
+
+Stage = Callable[[Context], None]
+STAGES: dict[str, Stage] = {"scoring": stage_scoring, "lifecycle": stage_lifecycle}
+
+
+def new_run_id(now: dt.datetime) -> str:
+    return f"R{now.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def plan_run(tables: Tables, settings: Settings, state: State, now: dt.datetime, *, mode: str = "run",
+             only: Iterable[str] | None = None, trigger: str = "cli", run_id: str | None = None) -> Plan:
+    """Decide everything this run will do. A naive ``now`` is wall-clock time in the workbook's timezone."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=settings.timezone)
+    selected = list(STAGES)
+    if only:
+        wanted = [normalize(s) for s in only]
+        unknown = [s for s in wanted if s not in STAGES]
+        if unknown:
+            raise UsageError(f"unknown stage {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+        selected = [s for s in STAGES if s in wanted]
+    local_now = settings.local_now(now)
+    plan = Plan(run_id or new_run_id(local_now), now, local_now, mode, trigger, stages=selected)
+    # the engine works on its own copies: the caller's tables stay as read
+    copies = Tables({k: _copy(t) for k, t in tables.by_name.items()}, tables.locale, tables.other_sheets)
+    ctx = Context(copies, settings, state, plan, {})
+    stage_ids(ctx)
+    for name in selected:
+        STAGES[name](ctx)
+    plan.problems += [p for p in settings.problems if p not in plan.problems]
+    plan.state = remember(ctx)
+    return plan
+
+
+def _copy(table: Table) -> Table:
+    return replace(table, df=table.df.copy())
+

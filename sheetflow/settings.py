@@ -1,0 +1,87 @@
+"""The Settings sheet (key / value rows) as typed values with defaults.
+
+Keys are matched like headers (case, spaces, accents) and accept pt-BR aliases. Unknown keys are kept:
+teams put their own values there for email templates. A bad value is a problem naming its cell and
+the default is used instead, so one typo never stops the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from . import contract
+from .coerce import Locale, Unreadable, parse_number
+from .names import normalize
+from .problems import Problem, error, warning
+from .tables import Table
+
+
+@dataclass
+class Settings:
+    values: dict[str, str] = field(default_factory=dict)   # canonical key -> text as typed
+    cells: dict[str, str] = field(default_factory=dict)    # canonical key -> "Settings!B4"
+    problems: list[Problem] = field(default_factory=list)
+
+    def text(self, key: str) -> str:
+        value = self.values.get(key)
+        if value is None:
+            spec = contract.SETTINGS_BY_KEY.get(key)
+            return spec.default if spec else ""
+        return value
+
+    def number(self, key: str) -> float | None:
+        """The setting as a number; an unreadable value is reported once and the default used."""
+        raw = self.text(key)
+        try:
+            return parse_number(raw, self.locale)
+        except Unreadable as e:
+            self._report(key, f'"{raw}" {e}', "enter a number")
+            spec = contract.SETTINGS_BY_KEY.get(key)
+            return parse_number(spec.default) if spec and spec.default else None
+
+    @property
+    def locale(self) -> Locale:
+        return Locale(self.text("locale") or "en-US")
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        name = self.text("timezone") or "UTC"
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            self._report("timezone", f'unknown time zone "{name}"',
+                         "use an IANA name such as America/Sao_Paulo or Europe/London")
+            return ZoneInfo("UTC")
+
+    def local_now(self, now: dt.datetime) -> dt.datetime:
+        """``now`` (aware) as naive wall-clock time in the workbook's timezone, the form cells hold."""
+        return now.astimezone(self.timezone).replace(tzinfo=None)
+
+    def _report(self, key: str, message: str, hint: str) -> None:
+        problem = error(self.cells.get(key, "Settings"), f"{key}: {message}", hint)
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+
+def load_settings(table: Table | None) -> Settings:
+    settings = Settings()
+    if table is None or not table.exists or not len(table):
+        return settings
+    keys = table.df["key"]
+    values = table.df["value"]
+    for pos in range(len(table)):
+        key_raw = keys.iloc[pos]
+        if not isinstance(key_raw, str) or not key_raw.strip():
+            continue
+        key = normalize(key_raw)
+        key = contract.SETTING_ALIASES.get(key, key)
+        if key in settings.values:
+            settings.problems.append(warning(table.ref(pos, "key"), f'setting "{key_raw}" appears twice',
+                                             f"the first one ({settings.cells[key]}) is used"))
+            continue
+        value = values.iloc[pos]
+        settings.values[key] = value.strip() if isinstance(value, str) else ""
+        settings.cells[key] = table.ref(pos, "value")
+    return settings

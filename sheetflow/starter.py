@@ -1,0 +1,223 @@
+"""``sheetflow init``: a new starter workbook with every sheet of the contract, ready to fill in.
+
+This creates a NEW file, so openpyxl is safe here (it only loses things from files it did not
+write). Each sheet gets its header, a frozen header row, sensible widths and dropdowns; a "Start here"
+sheet explains the workbook. ``--example`` adds sample records (see :mod:`.sample`) and the rule
+packs under ``rules/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.worksheet.datavalidation import DataValidation
+
+from . import contract, sample
+from .contract import Kind, SheetSpec, label
+from .problems import UsageError
+
+HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
+MAX_ROWS = 5000  # dropdowns cover this many data rows
+
+START_HERE = {
+    "en": [
+        ("sheetflow — your CRM automation lives in this workbook", True),
+        ("", False),
+        ("Data sheets: Contacts, Deals, Tickets, Reps, Stages. Add your records; keep the header row.", False),
+        ("Rule sheets: Scoring (points per rule), Assignment, Automations, Sequences, Templates, Settings.", False),
+        ("Rules use the 'when' language, e.g.  title contains \"director\" and company_size >= 50", False),
+        ("Output sheets (written by sheetflow): Activity (every change), Runs (every run), Emails, Tasks, Report.", False),
+        ("", False),
+        ("How to run", True),
+        ("1. Check your rules:      sheetflow check THIS_FILE.xlsx", False),
+        ("2. Preview, change nothing: sheetflow run THIS_FILE.xlsx --dry-run", False),
+        ("3. Run:                    sheetflow run THIS_FILE.xlsx", False),
+        ("", False),
+        ("sheetflow only writes the cells it manages (id, score, lifecycle_stage, owner, ... and the output "
+         "sheets), never deletes a row, and logs every change in Activity.", False),
+        ("Close the workbook in Excel before running from the command line; a backup of each run is kept in "
+         "the .sheetflow folder beside the file.", False),
+    ],
+    "pt-BR": [
+        ("sheetflow — a automação do seu CRM mora nesta planilha", True),
+        ("", False),
+        ("Abas de dados: Contatos, Negócios, Chamados, Vendedores, Etapas. Inclua seus registros; mantenha o cabeçalho.", False),
+        ("Abas de regras: Pontuação, Atribuição, Automações, Sequências, Modelos, Configurações.", False),
+        ("As regras usam a linguagem 'quando', p.ex.  cargo contains \"diretor\" and tamanho_empresa >= 50", False),
+        ("Abas de saída (escritas pelo sheetflow): Atividade (cada mudança), Execuções (cada execução), E-mails, Tarefas, Relatório.", False),
+        ("", False),
+        ("Como executar", True),
+        ("1. Verifique as regras:        sheetflow check ESTE_ARQUIVO.xlsx", False),
+        ("2. Simule sem mudar nada:      sheetflow run ESTE_ARQUIVO.xlsx --dry-run", False),
+        ("3. Execute:                    sheetflow run ESTE_ARQUIVO.xlsx", False),
+        ("", False),
+        ("O sheetflow só escreve nas células que gerencia (id, pontuação, estágio, responsável, ... e nas abas "
+         "de saída), nunca apaga linhas e registra cada mudança em Atividade.", False),
+        ("Feche a planilha no Excel antes de executar pela linha de comando; um backup de cada execução fica "
+         "na pasta .sheetflow ao lado do arquivo.", False),
+    ],
+}
+
+
+def data_dir(name: str) -> Path:
+    """``rules`` or ``templates``: packaged copy in a wheel, the repository folder in a checkout."""
+    packaged = Path(__file__).parent / "_data" / name
+    return packaged if packaged.exists() else Path(__file__).resolve().parent.parent / name
+
+
+def read_pack(pack: str, sheet: str, lang: str) -> list[dict[str, str]]:
+    folder = data_dir("rules") / pack
+    localized = folder / f"{sheet}.{lang}.csv"
+    path = localized if lang != "en" and localized.exists() else folder / f"{sheet}.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _is_pt(lang: str) -> bool:
+    return lang.lower().startswith("pt")
+
+
+def _bool_options(lang: str) -> list[str]:
+    return ["SIM", "NÃO"] if _is_pt(lang) else ["TRUE", "FALSE"]
+
+
+def _validations(spec: SheetSpec, lang: str) -> dict[str, tuple[list[str] | str, bool]]:
+    """column -> (options or a range, allow other values)."""
+    pt = _is_pt(lang)
+    tables = [label(contract.BY_NAME[n], lang) for n in contract.RECORD_SHEETS]
+    stages_sheet = label(contract.BY_NAME["Stages"], lang)
+    reps_sheet = label(contract.BY_NAME["Reps"], lang)
+    out: dict[str, tuple[list[str] | str, bool]] = {}
+    for col in spec.columns:
+        if col.type.value == "bool":
+            out[col.name] = (_bool_options(lang), False)
+    if spec.name in ("Assignment",):
+        out["method"] = (["round_robin", "weighted", "least_loaded", "sticky_account"], False)
+    if spec.name in ("Assignment", "Automations"):
+        out["table"] = (tables, False)
+    if spec.name == "Automations":
+        out["trigger"] = (["new", "every_run", "changed:", "entered:", "score_reached:", "date:", "idle:"], True)
+        out["action"] = (["send_email", "set", "assign", "enroll", "create_task", "notify", "escalate"], False)
+    if spec.name == "Contacts":
+        out["lifecycle_stage"] = ([contract.lifecycle_label(s, lang) for s in contract.LIFECYCLE], True)
+    if spec.name in ("Contacts", "Deals", "Tickets"):
+        out["owner"] = (f"'{reps_sheet}'!$A$2:$A$500", True)
+    if spec.name == "Deals":
+        out["stage"] = (f"'{stages_sheet}'!$A$2:$A$100", True)
+    if spec.name == "Tickets":
+        out["severity"] = (["baixa", "normal", "alta", "urgente"] if pt else ["low", "normal", "high", "urgent"], True)
+        out["status"] = (["aberto", "pendente", "resolvido", "fechado"] if pt else ["open", "pending", "resolved", "closed"], True)
+    return out
+
+
+def _add_sheet(wb: Workbook, spec: SheetSpec, lang: str, rows: list[dict[str, Any]]) -> None:
+    ws = wb.create_sheet(label(spec, lang))
+    headers = [label(c, lang) for c in spec.columns]
+    ws.append(headers)
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+        cell.fill = HEADER_FILL
+    ws.freeze_panes = "A2"
+    for i, col in enumerate(spec.columns, start=1):
+        ws.column_dimensions[_letter(i)].width = col.width
+    for row in rows:
+        ws.append([_cell_value(row.get(c.name), c, lang) for c in spec.columns])
+        for i, col in enumerate(spec.columns, start=1):
+            if col.type.value == "date" and row.get(col.name) is not None:
+                has_time = isinstance(row[col.name], dt.datetime) and (row[col.name].hour or row[col.name].minute)
+                ws.cell(ws.max_row, i).number_format = "yyyy-mm-dd hh:mm" if has_time else "yyyy-mm-dd"
+            elif spec.name in ("Templates",) and col.name == "body":
+                ws.cell(ws.max_row, i).alignment = Alignment(wrap_text=True, vertical="top")
+    positions = {c.name: i for i, c in enumerate(spec.columns, start=1)}
+    for column, (options, allow_other) in _validations(spec, lang).items():
+        if column not in positions:
+            continue
+        formula = f'"{",".join(options)}"' if isinstance(options, list) else options
+        dv = DataValidation(type="list", formula1=formula, allow_blank=True, showErrorMessage=not allow_other)
+        letter = _letter(positions[column])
+        dv.add(f"{letter}2:{letter}{MAX_ROWS}")
+        ws.add_data_validation(dv)
+
+
+def _cell_value(value: Any, column: contract.Column, lang: str) -> Any:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) and _is_pt(lang):
+        return "SIM" if value else "NÃO"
+    if isinstance(value, str):
+        if column.type.value == "bool":
+            return value.strip().upper() in ("TRUE", "SIM", "1", "YES")
+        if column.type.value == "number":
+            try:
+                return float(value) if "." in value else int(value)
+            except ValueError:
+                return value
+        if column.name == "lifecycle_stage":
+            stage = contract.lifecycle_value(value)
+            return contract.lifecycle_label(stage, lang) if stage else value
+    return value
+
+
+def _letter(i: int) -> str:
+    from .names import column_letter
+    return column_letter(i)
+
+
+def example_rows(lang: str, contacts: int = 60, today: dt.date | None = None) -> dict[str, list[dict[str, Any]]]:
+    today = today or dt.date.today()
+    people = sample.contacts(contacts, today=today)
+    rows: dict[str, list[dict[str, Any]]] = {
+        "Contacts": people,
+        "Deals": sample.deals(people, max(5, contacts // 5), today=today),
+        "Tickets": sample.tickets(people, max(3, contacts // 10), today=today),
+        "Reps": [dict(r) for r in sample.REPS],
+        "Stages": [dict(s) for s in sample.STAGES],
+    }
+    for sheet in ("Scoring", "Assignment", "Templates", "Settings"):
+        rows[sheet] = read_pack("b2b-lead-scoring", sheet, lang)
+    return rows
+
+
+def create_starter(path: str | Path, *, lang: str = "en", example: bool = False, force: bool = False,
+                   contacts: int = 60, today: dt.date | None = None) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in (".xlsx", ".xlsm"):
+        raise UsageError(f"{path.name}: the starter workbook must be a .xlsx file")
+    if path.suffix.lower() == ".xlsm":
+        raise UsageError(f"{path.name}: a new workbook has no macros; create a .xlsx (or add sheets to "
+                         "your own .xlsm when that is supported)")
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists; choose another name or pass --force to replace it")
+    rows = example_rows(lang, contacts, today) if example else {}
+    if not example:
+        rows["Settings"] = read_pack("b2b-lead-scoring", "Settings", lang)
+    wb = Workbook()
+    start = wb.active
+    start.title = "Começar aqui" if _is_pt(lang) else "Start here"
+    for text, bold in START_HERE["pt-BR" if _is_pt(lang) else "en"]:
+        start.append([text])
+        if bold:
+            start.cell(start.max_row, 1).font = Font(bold=True, size=13)
+    start.column_dimensions["A"].width = 120
+    for spec in contract.SHEETS:
+        if spec.kind is Kind.SYSTEM:
+            continue
+        if spec.name == "Report":
+            ws = wb.create_sheet(label(spec, lang))
+            ws["A1"] = "Relatório (reconstruído a cada execução)" if _is_pt(lang) else "Report (rebuilt on every run)"
+            ws["A1"].font = Font(bold=True, size=13)
+            continue
+        _add_sheet(wb, spec, lang, rows.get(spec.name, []))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    wb.save(tmp)
+    os.replace(tmp, path)
+    return path

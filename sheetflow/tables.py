@@ -1,0 +1,222 @@
+"""Raw sheet cells -> typed tables that know where each value lives.
+
+A :class:`Table` is a pandas DataFrame with canonical column names and contract dtypes, plus the
+sheet row of every record and the sheet column of every field, so that every error and every write
+can name its cell (``Contacts!H12``). Headers are matched through the contract's aliases; columns the
+team added keep their (normalized) header as name and get a type inferred from their values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import contract
+from .coerce import Locale, convert_column, infer_type
+from .coltypes import ColumnType
+from .contract import SheetSpec
+from .names import cell_ref, column_letter, normalize
+from .problems import Problem, error, warning
+
+MAX_WARNINGS_PER_COLUMN = 5
+
+
+@dataclass
+class RawSheet:
+    """Cell values of one sheet as read (python-calamine types); ``origin`` is the 1-based (row, col) of rows[0][0]."""
+
+    name: str
+    rows: list[list[object]]
+    origin: tuple[int, int] = (1, 1)
+    state: str = "visible"
+
+    @property
+    def last_row(self) -> int:
+        """Last sheet row holding anything (0 for an empty sheet)."""
+        for i in range(len(self.rows) - 1, -1, -1):
+            if any(v not in (None, "") for v in self.rows[i]):
+                return self.origin[0] + i
+        return 0
+
+
+@dataclass
+class Table:
+    """One contract sheet as typed data."""
+
+    spec: SheetSpec
+    sheet: str                                  # the sheet's actual name in the workbook
+    df: pd.DataFrame                            # canonical column names, typed
+    rows: np.ndarray                            # sheet row number of each df row (1-based)
+    header_row: int                             # 0 when the sheet has no header yet
+    col_index: dict[str, int]                   # column name -> 1-based sheet column
+    headers: dict[str, str] = field(default_factory=dict)   # column name -> header text as typed
+    types: dict[str, ColumnType] = field(default_factory=dict)
+    last_row: int = 0                           # last used sheet row (appends go below)
+    last_col: int = 0
+    exists: bool = True
+
+    def ref(self, position: int, column: str) -> str:
+        """``Sheet!A1`` of the cell of df row ``position`` (0-based) in ``column``."""
+        col = self.col_index.get(column)
+        row = int(self.rows[position])
+        return cell_ref(self.sheet, row, col) if col else f"{self.sheet}!{row}:{row}"
+
+    def header_ref(self, column: str) -> str:
+        col = self.col_index.get(column, 1)
+        return cell_ref(self.sheet, max(self.header_row, 1), col)
+
+    def has(self, column: str) -> bool:
+        return column in self.col_index
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+
+def _header_position(raw: RawSheet) -> int | None:
+    for i, row in enumerate(raw.rows):
+        if any(v not in (None, "") for v in row):
+            return i
+    return None
+
+
+def empty_table(spec: SheetSpec, sheet_name: str | None = None, exists: bool = False) -> Table:
+    types = {c.name: c.type for c in spec.columns}
+    df = pd.DataFrame({c.name: pd.Series([], dtype=_dtype(c.type)) for c in spec.columns})
+    return Table(spec, sheet_name or spec.name, df, np.zeros(0, dtype=np.int64), 0, {}, {}, types,
+                 exists=exists)
+
+
+def _dtype(type_: ColumnType) -> str:
+    return {ColumnType.NUMBER: "float64", ColumnType.DATE: "datetime64[ns]",
+            ColumnType.BOOL: "boolean", ColumnType.TEXT: "str"}[type_]
+
+
+def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, list[Problem]]:
+    """Type one sheet; problems name the cells that could not be read."""
+    problems: list[Problem] = []
+    h = _header_position(raw)
+    if h is None:
+        table = empty_table(spec, raw.name, exists=True)
+        return table, problems
+    row0, col0 = raw.origin
+    header_row = row0 + h
+    header = raw.rows[h]
+    col_index: dict[str, int] = {}
+    headers: dict[str, str] = {}
+    for j, value in enumerate(header):
+        if value in (None, ""):
+            continue
+        text = str(value).strip()
+        column = spec.column(text)
+        name = column.name if column else normalize(text)
+        if not name:
+            continue
+        sheet_col = col0 + j
+        if name in col_index:
+            problems.append(warning(cell_ref(raw.name, header_row, sheet_col),
+                                    f'column "{text}" appears twice',
+                                    f"only {column_letter(col_index[name])} is used; rename one of them"))
+            continue
+        col_index[name] = sheet_col
+        headers[name] = text
+    body = raw.rows[h + 1:]
+    keep = [i for i, r in enumerate(body) if any(v not in (None, "") for v in r)]
+    rows = np.asarray([header_row + 1 + i for i in keep], dtype=np.int64)
+    data: dict[str, pd.Series] = {}
+    types: dict[str, ColumnType] = {}
+    for name, sheet_col in col_index.items():
+        j = sheet_col - col0
+        values = [body[i][j] if j < len(body[i]) else "" for i in keep]
+        declared = spec.column(name)
+        type_ = declared.type if declared and declared.name == name else infer_type(values, locale)
+        series, bad = convert_column(values, type_, locale)
+        for n, (pos, reason) in enumerate(bad):
+            if n == MAX_WARNINGS_PER_COLUMN:
+                problems.append(warning(f"{raw.name}!{column_letter(sheet_col)}",
+                                        f"{len(bad) - n} more cells in this column could not be read"))
+                break
+            problems.append(warning(cell_ref(raw.name, int(rows[pos]), sheet_col),
+                                    f'"{values[pos]}" {reason}', "treated as empty"))
+        data[name] = series
+        types[name] = type_
+    for column in spec.columns:  # contract columns the sheet lacks exist as empty columns
+        if column.name not in data:
+            data[column.name] = pd.Series([None] * len(keep), dtype=_dtype(column.type))
+            types[column.name] = column.type
+    df = pd.DataFrame(data)
+    last_col = max([col0 + len(r) - 1 for r in raw.rows] + [0])
+    return Table(spec, raw.name, df, rows, header_row, col_index, headers, types,
+                 last_row=raw.last_row, last_col=last_col), problems
+
+
+@dataclass
+class Tables:
+    """Every contract sheet of a workbook, typed (missing sheets are empty tables with exists=False)."""
+
+    by_name: dict[str, Table]
+    locale: Locale
+    other_sheets: list[str] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> Table:
+        return self.by_name[name]
+
+    def get(self, name: str) -> Table | None:
+        return self.by_name.get(name)
+
+    def __iter__(self):
+        return iter(self.by_name.values())
+
+    @property
+    def language(self) -> str:
+        """"pt-BR" when the workbook is Portuguese (locale, or sheets named in Portuguese), else "en"."""
+        if self.locale.portuguese:
+            return "pt-BR"
+        present = [t for t in self.by_name.values() if t.exists and t.spec.pt]
+        pt = sum(normalize(t.sheet) == normalize(t.spec.pt) for t in present)
+        en = sum(normalize(t.sheet) == normalize(t.spec.name) for t in present)
+        return "pt-BR" if pt > en else "en"
+
+
+def match_sheets(names: Iterable[str]) -> tuple[dict[str, str], list[Problem]]:
+    """canonical sheet -> actual sheet name; two sheets meaning the same thing is a problem."""
+    found: dict[str, str] = {}
+    problems: list[Problem] = []
+    for name in names:
+        spec = contract.sheet_spec(name)
+        if spec is None:
+            continue
+        if spec.name in found:
+            problems.append(error(name, f'sheet "{name}" and sheet "{found[spec.name]}" both mean {spec.name}',
+                                  f'rename or delete one; sheetflow uses "{found[spec.name]}"'))
+            continue
+        found[spec.name] = name
+    return found, problems
+
+
+def load_tables(raws: dict[str, RawSheet], locale_of: Callable[[Table | None], Locale]
+                ) -> tuple[Tables, list[Problem]]:
+    """Type every contract sheet. Settings are loaded first because they decide the locale."""
+    found, problems = match_sheets(raws)
+    tables: dict[str, Table] = {}
+    settings_raw = raws.get(found.get("Settings", ""))
+    settings = None
+    if settings_raw is not None:
+        settings, p = load_table(settings_raw, contract.BY_NAME["Settings"], Locale())
+        problems += p
+    locale = locale_of(settings)
+    for spec in contract.SHEETS:
+        if spec.name == "Settings" and settings is not None:
+            tables[spec.name] = settings
+            continue
+        actual = found.get(spec.name)
+        if actual is None:
+            tables[spec.name] = empty_table(spec)
+            continue
+        table, p = load_table(raws[actual], spec, locale)
+        tables[spec.name] = table
+        problems += p
+    others = [n for n in raws if contract.sheet_spec(n) is None]
+    return Tables(tables, locale, others), problems

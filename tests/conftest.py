@@ -1,0 +1,36 @@
+"""Shared fixtures: real .xlsx files on disk in a temp dir, built the way users build them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openpyxl import Workbook
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+sys.path.insert(0, str(ROOT))
+
+NOW = dt.datetime(2026, 11, 23, 10, 0)  # naive: workbook time
+
+
+def make_book(path: Path, sheets: dict[str, list[list[Any]]]) -> Path:
+    """A workbook with the given sheets (rows of values), written with openpyxl like a user's file."""
+    wb = Workbook()
+    wb.remove(wb.active)
+    for name, rows in sheets.items():
+        ws = wb.create_sheet(name)
+        for row in rows:
+            ws.append(row)
+    wb.save(path)
+    return path
+
+
+@pytest.fixture
+def book(tmp_path: Path):
+    def _make(sheets: dict[str, list[list[Any]]], name: str = "crm.xlsx") -> Path:
+        return make_book(tmp_path / name, sheets)
+    return _make
