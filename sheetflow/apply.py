@@ -11,7 +11,7 @@ every few minutes never touches (or re-syncs) an unchanged file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,6 @@ from . import contract
 from .book import NewSheet, SheetPatch
 from .coerce import as_text
 from .plan import Plan
-from .problems import Problem
 from .state import State
 from .tables import Table, Tables
 
@@ -97,7 +96,9 @@ class PatchBuilder:
         target.patch.cells[(row, target.column(column))] = value
 
 
-def build_patches(plan: Plan, tables: Tables, *, write_state: bool = True) -> list[SheetPatch]:
+def build_patches(plan: Plan, tables: Tables, *, elapsed: dt.timedelta = dt.timedelta(0),
+                  write_state: bool = True) -> list[SheetPatch]:
+    """All writes of a run. ``elapsed`` (wall-clock time so far) dates the end of the run in Runs."""
     builder = PatchBuilder(tables)
     at = plan.local_now
     for ch in plan.changes:
@@ -110,7 +111,7 @@ def build_patches(plan: Plan, tables: Tables, *, write_state: bool = True) -> li
                              "rule": ch.rule})
     for item in plan.appends:
         builder.target(item.sheet).append(item.values)
-    builder.target("Runs").append(runs_row(plan, at))
+    builder.target("Runs").append(runs_row(plan, at + elapsed))
     if write_state:
         state_patch(builder, plan.state)
     return list(builder.patches.values())
@@ -148,6 +149,3 @@ def needs_write(plan: Plan, old_state: State) -> bool:
 def _records_rows(state: State) -> list[list[str]]:
     return [r for r in state.rows()[1:] if r[0] != "meta"]
 
-
-def problems_text(problems: Iterable[Problem]) -> list[str]:
-    return [str(p) for p in problems]

@@ -54,7 +54,7 @@ class Context:
         new_values = list(values)
         positions = list(positions)
         for pos, new, rule in zip(positions, new_values, rules):
-            rid = ids.iloc[pos]
+            rid = new if column == "id" else ids.iloc[pos]
             self.plan.changes.append(CellChange(table.spec.name, pos, rid if isinstance(rid, str) else "",
                                                 column, to_cell(df[column].iloc[pos]), to_cell(new), rule,
                                                 table.ref(pos, column)))

@@ -22,14 +22,18 @@ def normalize(name: object) -> str:
     return _SEPARATORS.sub("_", text).strip("_")
 
 
-def suggest(name: str, candidates: Iterable[str], cutoff: float = 70.0) -> str | None:
-    """The closest candidate to a mistyped name, for "did you mean" hints (None if nothing is close)."""
-    from rapidfuzz import fuzz, process, utils
+def suggest(name: str, candidates: Iterable[str], cutoff: float = 60.0) -> str | None:
+    """The closest candidate to a mistyped name, for "did you mean" hints (None if nothing is close).
+
+    Plain edit-distance similarity: typos (``titel``, ``frist_name``) are what we are correcting, and
+    partial-match scorers would prefer a short name contained in the typo (``name`` for ``frist_name``).
+    """
+    from rapidfuzz import fuzz, process
 
     pool = list(dict.fromkeys(candidates))
     if not pool:
         return None
-    best = process.extractOne(name, pool, scorer=fuzz.WRatio, processor=utils.default_process,
+    best = process.extractOne(normalize(name), pool, scorer=fuzz.ratio, processor=normalize,
                               score_cutoff=cutoff)
     return best[0] if best else None
 

@@ -12,6 +12,7 @@ backends that are live.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ def run(address: str | Path, *, dry_run: bool = False, now: dt.datetime | None =
                         trigger=trigger)
         plan.problems[:0] = loaded.problems
         return RunResult(plan, False, book.address)
+    started = time.monotonic()
     with book.lease():
         say("reading")
         loaded = load(book.read())
@@ -90,7 +92,7 @@ def run(address: str | Path, *, dry_run: bool = False, now: dt.datetime | None =
         if not needs_write(plan, loaded.state):
             return RunResult(plan, False, book.address)
         say("writing")
-        patches = build_patches(plan, loaded.tables)
+        patches = build_patches(plan, loaded.tables, elapsed=dt.timedelta(seconds=time.monotonic() - started))
         backups = loaded.settings.number("backups")
         book.write(patches, backups=int(backups) if backups is not None else 10)
         return RunResult(plan, True, book.address)

@@ -36,7 +36,7 @@ class ScoringRule:
 
 def _enabled(table: Table, pos: int) -> bool:
     value = table.df["enabled"].iloc[pos] if "enabled" in table.df else None
-    return not (value is not None and value is not pd.NA and value is False)
+    return value is None or value is pd.NA or bool(value)
 
 
 def _text(table: Table, pos: int, column: str) -> str:
