@@ -236,6 +236,9 @@ def convert_column(values: Sequence[object], type_: ColumnType, locale: Locale
 
 def to_cell(value: object) -> object:
     """A typed value as something writers can store: no NaN/NaT, whole floats as ints, Timestamps as datetimes."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:
+        return value
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, float) and math.isnan(value):

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
+
 from . import contract
 from .coerce import to_cell
 from .expr import Frame
@@ -49,20 +51,22 @@ class Context:
     def change(self, table: Table, positions: Iterable[int], column: str, values: Iterable[object],
                rules: Iterable[str]) -> None:
         """Record changes and update the in-memory table so later stages see them."""
-        df = table.df
-        ids = df["id"]
-        new_values = list(values)
         positions = list(positions)
-        for pos, new, rule in zip(positions, new_values, rules):
-            rid = new if column == "id" else ids.iloc[pos]
-            self.plan.changes.append(CellChange(table.spec.name, pos, rid if isinstance(rid, str) else "",
-                                                column, to_cell(df[column].iloc[pos]), to_cell(new), rule,
-                                                table.ref(pos, column)))
-        if positions:
-            col = df[column].copy()
-            col.iloc[positions] = new_values
-            df[column] = col
-            self.frames.pop(table.spec.name, None)
+        if not positions:
+            return
+        new_values = list(values)
+        df = table.df
+        ids = new_values if column == "id" else df["id"].to_numpy(dtype=object)[positions]
+        olds = df[column].to_numpy(dtype=object)[positions]
+        refs = table.refs(positions, column)
+        self.plan.changes.extend(
+            CellChange(table.spec.name, pos, rid if isinstance(rid, str) else "", column, to_cell(old),
+                       to_cell(new), rule, ref)
+            for pos, rid, old, new, rule, ref in zip(positions, ids, olds, new_values, rules, refs))
+        col = df[column].copy()
+        col.iloc[positions] = new_values
+        df[column] = col
+        self.frames.pop(table.spec.name, None)
 
 
 # ---------------------------------------------------------------- ids
@@ -133,11 +137,14 @@ def stage_scoring(ctx: Context) -> None:
     differs = np.flatnonzero(~np.isclose(old, scores, equal_nan=False) | np.isnan(old))
     if not len(differs):
         return
-    reasons = []
-    for pos in differs:
-        hits = np.flatnonzero(masks[:, pos])
+    # rows that matched the same rules share one explanation: compute it once per pattern
+    patterns, inverse = np.unique(np.packbits(masks[:, differs], axis=0).T, axis=0, return_inverse=True)
+    texts = []
+    for packed in patterns:
+        hits = np.flatnonzero(np.unpackbits(packed)[:len(rules)])
         text = ", ".join(f"{rules[j].name} ({rules[j].points:+g})" for j in hits) or "no rule matched"
-        reasons.append(f"Scoring: {text}"[:500])
+        texts.append(f"Scoring: {text}"[:500])
+    reasons = [texts[i] for i in np.asarray(inverse).ravel().tolist()]
     ctx.change(contacts, differs.tolist(), "score", [float(s) for s in scores[differs]], reasons)
 
 
@@ -154,21 +161,22 @@ def stage_lifecycle(ctx: Context) -> None:
         return
     mql, sql = ctx.settings.number("mql_threshold"), ctx.settings.number("sql_threshold")
     scores = contacts.df["score"].to_numpy(dtype="float64", na_value=np.nan)
-    stages = [contract.lifecycle_value(v) if isinstance(v, str) and v.strip() else "lead"
-              for v in contacts.df["lifecycle_stage"]]
+    raw = contacts.df["lifecycle_stage"]
+    known = {v: contract.lifecycle_value(v) for v in raw.dropna().unique()}
+    stages = np.asarray([known.get(v, "lead") if isinstance(v, str) and v.strip() else "lead"
+                         for v in raw.to_numpy(dtype=object)], dtype=object)
+    lang = "pt" if ctx.portuguese else "en"
+    with np.errstate(invalid="ignore"):
+        to_sql = (stages == "lead") | (stages == "mql")
+        to_sql &= (scores >= sql) if sql is not None else False
+        to_mql = (stages == "lead") & ~to_sql
+        to_mql &= (scores >= mql) if mql is not None else False
     positions, values, reasons = [], [], []
-    for pos, (stage, score) in enumerate(zip(stages, scores)):
-        if np.isnan(score) or stage not in ("lead", "mql"):
-            continue
-        target = None
-        if sql is not None and score >= sql:
-            target, why = "sql", f"Settings sql_threshold = {sql:g}"
-        elif mql is not None and score >= mql and stage == "lead":
-            target, why = "mql", f"Settings mql_threshold = {mql:g}"
-        if target and target != stage:
-            positions.append(pos)
-            values.append(contract.lifecycle_label(target, "pt" if ctx.portuguese else "en"))
-            reasons.append(f"Lifecycle: score {score:g} reached {why}")
+    for target, mask, threshold, key in (("sql", to_sql, sql, "sql_threshold"), ("mql", to_mql, mql, "mql_threshold")):
+        hits = np.flatnonzero(mask)
+        positions += hits.tolist()
+        values += [contract.lifecycle_label(target, lang)] * len(hits)
+        reasons += [f"Lifecycle: score {scores[p]:g} reached Settings {key} = {threshold:g}" for p in hits]
     ctx.change(contacts, positions, "lifecycle_stage", values, reasons)
 
 
@@ -185,21 +193,26 @@ def remember(ctx: Context) -> State:
         if not len(table):
             seen.update(previous)
             continue
-        cols = {c: table.df[c].tolist() for c in columns if c in table.df}
-        for pos, rid in enumerate(table.df["id"]):
-            if not isinstance(rid, str) or not rid.strip():
-                continue
-            seen[rid.strip()] = {c: _jsonable(v[pos]) for c, v in cols.items()}
+        ids = table.df["id"].to_numpy(dtype=object)
+        cols = {c: _json_column(table.df[c]) for c in columns if c in table.df}
+        names = list(cols)
+        rows = zip(*cols.values()) if names else ((),) * len(ids)
+        for pos, values in enumerate(rows):
+            rid = ids[pos]
+            if isinstance(rid, str) and rid.strip():
+                seen[rid.strip()] = dict(zip(names, values))
     new.meta.update(version=VERSION, last_run_id=ctx.plan.run_id,
                     last_run_at=ctx.plan.local_now.isoformat(timespec="seconds"))
     return new
 
 
-def _jsonable(value: object) -> object:
-    value = to_cell(value)
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return value
+def _json_column(series: pd.Series) -> list[object]:
+    """A column as JSON-ready Python values (fast paths: this runs over every record every run)."""
+    if series.dtype.kind == "f":
+        return [None if v != v else (int(v) if v.is_integer() else v) for v in series.tolist()]
+    if series.dtype.kind == "M":
+        return [None if v is None else v for v in series.dt.strftime("%Y-%m-%dT%H:%M:%S").tolist()]
+    return [v if isinstance(v, (str, bool, int)) else None for v in series.to_numpy(dtype=object).tolist()]
 
 
 # ---------------------------------------------------------------- the run

@@ -64,6 +64,15 @@ class Table:
         row = int(self.rows[position])
         return cell_ref(self.sheet, row, col) if col else f"{self.sheet}!{row}:{row}"
 
+    def refs(self, positions: list[int], column: str) -> list[str]:
+        """``ref`` for many rows at once (plans can hold 100k changes)."""
+        col = self.col_index.get(column)
+        prefix = cell_ref(self.sheet, 1, col)[:-1] if col else None
+        rows = self.rows[positions].tolist()
+        if prefix is None:
+            return [f"{self.sheet}!{r}:{r}" for r in rows]
+        return [f"{prefix}{r}" for r in rows]
+
     def header_ref(self, column: str) -> str:
         col = self.col_index.get(column, 1)
         return cell_ref(self.sheet, max(self.header_row, 1), col)
