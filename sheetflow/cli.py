@@ -34,11 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"sheetflow {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    init = sub.add_parser("init", help="create a starter workbook with every sheet of the contract")
+    init = sub.add_parser("init", help="create a starter workbook, or add the missing sheetflow sheets to yours")
     init.add_argument("book", type=Path)
     init.add_argument("--lang", default="en", choices=["en", "pt-BR"], help="sheet and column language")
     init.add_argument("--example", action="store_true", help="add example contacts, deals, reps and rules")
-    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.add_argument("--force", action="store_true", help="replace an existing file with a new starter workbook")
 
     check = sub.add_parser("check", help="validate sheets, headers, values, rules and templates")
     check.add_argument("book")
@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--only", help="comma-separated stages, e.g. scoring,lifecycle")
     run.add_argument("--trigger", default="cli", choices=["cli", "button", "schedule"], help=argparse.SUPPRESS)
     run.add_argument("--show", type=int, default=40, help="changes to list in the plan (0 = all)")
+
+    undo = sub.add_parser("undo", help="restore the values a run changed (only cells nobody changed since)")
+    undo.add_argument("book")
+    undo.add_argument("run_id", nargs="?", help="the run to undo (default: the last one)")
 
     demo = sub.add_parser("demo", help="create a demo workbook, run it once, show what happened")
     demo.add_argument("dir", nargs="?", type=Path, default=Path("sheetflow-demo"))
@@ -81,9 +85,17 @@ def cli() -> None:
 # ---------------------------------------------------------------- commands
 
 def cmd_init(args: argparse.Namespace, console: Console) -> int:
-    from .starter import create_starter
-    path = create_starter(args.book, lang=args.lang, example=args.example, force=args.force)
-    console.print(f"[green]created[/] {path}")
+    from .starter import add_missing_sheets, create_starter
+    path = args.book
+    if path.exists() and not args.force:
+        added = add_missing_sheets(path, lang=args.lang, example=args.example)
+        if added:
+            console.print(f"[green]added[/] to {path}: {', '.join(added)} (nothing else in it was changed)")
+        else:
+            console.print(f"{path} already has every sheetflow sheet; nothing was changed")
+    else:
+        create_starter(path, lang=args.lang, example=args.example, force=args.force)
+        console.print(f"[green]created[/] {path}")
     console.print(f"next: open it, read the 'Start here' sheet, then [bold]sheetflow run {path} --dry-run[/]")
     return 0
 
@@ -125,7 +137,17 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"init": cmd_init, "check": cmd_check, "run": cmd_run, "demo": cmd_demo}
+def cmd_undo(args: argparse.Namespace, console: Console) -> int:
+    from .undo import undo
+    result = undo(args.book, args.run_id)
+    print_problems(console, result.skipped)
+    console.print(f"[green]undid[/] run {result.run_id}: {len(result.plan.changes)} cells restored, "
+                  f"{len(result.skipped)} left as they are" if result.written
+                  else f"run {result.run_id}: nothing could be restored; the workbook was not touched")
+    return 0
+
+
+COMMANDS = {"init": cmd_init, "check": cmd_check, "run": cmd_run, "undo": cmd_undo, "demo": cmd_demo}
 
 
 # ---------------------------------------------------------------- output

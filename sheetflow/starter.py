@@ -120,29 +120,24 @@ def _validations(spec: SheetSpec, lang: str) -> dict[str, tuple[list[str] | str,
 
 def _add_sheet(wb: Workbook, spec: SheetSpec, lang: str, rows: list[dict[str, Any]]) -> None:
     ws = wb.create_sheet(label(spec, lang))
-    headers = [label(c, lang) for c in spec.columns]
-    ws.append(headers)
+    for values in sheet_rows(spec, lang, rows):
+        ws.append(values)
     for cell in ws[1]:
         cell.font = Font(bold=True)
         cell.fill = HEADER_FILL
     ws.freeze_panes = "A2"
     for i, col in enumerate(spec.columns, start=1):
         ws.column_dimensions[_letter(i)].width = col.width
-    for row in rows:
-        ws.append([_cell_value(row.get(c.name), c, lang) for c in spec.columns])
-        for i, col in enumerate(spec.columns, start=1):
-            if col.type.value == "date" and row.get(col.name) is not None:
-                has_time = isinstance(row[col.name], dt.datetime) and (row[col.name].hour or row[col.name].minute)
-                ws.cell(ws.max_row, i).number_format = "yyyy-mm-dd hh:mm" if has_time else "yyyy-mm-dd"
-            elif spec.name in ("Templates",) and col.name == "body":
-                ws.cell(ws.max_row, i).alignment = Alignment(wrap_text=True, vertical="top")
-    positions = {c.name: i for i, c in enumerate(spec.columns, start=1)}
-    for column, (options, allow_other) in _validations(spec, lang).items():
-        if column not in positions:
-            continue
+        for (cell,) in ws.iter_rows(min_row=2, min_col=i, max_col=i):
+            if col.type.value == "date" and isinstance(cell.value, dt.date):
+                has_time = isinstance(cell.value, dt.datetime) and (cell.value.hour or cell.value.minute)
+                cell.number_format = "yyyy-mm-dd hh:mm" if has_time else "yyyy-mm-dd"
+            elif spec.name == "Templates" and col.name == "body":
+                cell.alignment = Alignment(wrap_text=True, vertical="top")
+    for column, (options, allow_other) in _column_validations(spec, lang):
         formula = f'"{",".join(options)}"' if isinstance(options, list) else options
         dv = DataValidation(type="list", formula1=formula, allow_blank=True, showErrorMessage=not allow_other)
-        letter = _letter(positions[column])
+        letter = _letter(column)
         dv.add(f"{letter}2:{letter}{MAX_ROWS}")
         ws.add_data_validation(dv)
 
@@ -188,20 +183,22 @@ def example_rows(lang: str, contacts: int = 60, today: dt.date | None = None) ->
 
 def create_starter(path: str | Path, *, lang: str = "en", example: bool = False, force: bool = False,
                    contacts: int = 60, today: dt.date | None = None) -> Path:
+    """A new starter workbook; for an existing .xlsx/.xlsm, see :func:`add_missing_sheets`."""
     path = Path(path)
     if path.suffix.lower() not in (".xlsx", ".xlsm"):
         raise UsageError(f"{path.name}: the starter workbook must be a .xlsx file")
-    if path.suffix.lower() == ".xlsm":
-        raise UsageError(f"{path.name}: a new workbook has no macros; create a .xlsx (or add sheets to "
-                         "your own .xlsm when that is supported)")
     if path.exists() and not force:
-        raise UsageError(f"{path} already exists; choose another name or pass --force to replace it")
+        add_missing_sheets(path, lang=lang, example=example, contacts=contacts, today=today)
+        return path
+    if path.suffix.lower() == ".xlsm":
+        raise UsageError(f"{path.name}: a new workbook has no macros; create a .xlsx, or run init on your "
+                         "existing .xlsm to add the sheetflow sheets to it")
     rows = example_rows(lang, contacts, today) if example else {}
     if not example:
         rows["Settings"] = read_pack("b2b-lead-scoring", "Settings", lang)
     wb = Workbook()
     start = wb.active
-    start.title = "Começar aqui" if _is_pt(lang) else "Start here"
+    start.title = start_sheet_name(lang)
     for text, bold in START_HERE["pt-BR" if _is_pt(lang) else "en"]:
         start.append([text])
         if bold:
@@ -212,7 +209,7 @@ def create_starter(path: str | Path, *, lang: str = "en", example: bool = False,
             continue
         if spec.name == "Report":
             ws = wb.create_sheet(label(spec, lang))
-            ws["A1"] = "Relatório (reconstruído a cada execução)" if _is_pt(lang) else "Report (rebuilt on every run)"
+            ws["A1"] = report_title(lang)
             ws["A1"].font = Font(bold=True, size=13)
             continue
         _add_sheet(wb, spec, lang, rows.get(spec.name, []))
@@ -221,3 +218,76 @@ def create_starter(path: str | Path, *, lang: str = "en", example: bool = False,
     wb.save(tmp)
     os.replace(tmp, path)
     return path
+
+
+def start_sheet_name(lang: str) -> str:
+    return "Começar aqui" if _is_pt(lang) else "Start here"
+
+
+def report_title(lang: str) -> str:
+    return "Relatório (reconstruído a cada execução)" if _is_pt(lang) else "Report (rebuilt on every run)"
+
+
+def add_missing_sheets(path: Path, *, lang: str = "en", example: bool = False, contacts: int = 60,
+                       today: dt.date | None = None) -> list[str]:
+    """Add the contract sheets a team's workbook lacks, touching nothing that is already there.
+
+    Written with the patch writer, so the workbook's VBA, buttons, charts and validations survive. Existing
+    sheets (also under pt-BR or other alias names) are left exactly as they are; with ``example`` only the
+    NEW sheets get example rows.
+    """
+    from .book import NewSheet, SheetPatch, Validation
+    from .book.xlsx import XlsxBook
+    from .tables import match_sheets
+
+    book = XlsxBook(path)
+    raws = book.read()
+    found, _ = match_sheets(raws)
+    if any(contract.sheet_spec(n) and contract.sheet_spec(n).pt == n for n in raws) and lang == "en":
+        lang = "pt-BR"  # a Portuguese workbook gets Portuguese sheets
+    rows = example_rows(lang, contacts, today) if example else {}
+    if not example:
+        rows["Settings"] = read_pack("b2b-lead-scoring", "Settings", lang)
+    patches: list[SheetPatch] = []
+    taken = {n.lower() for n in raws}
+    for spec in contract.SHEETS:
+        if spec.kind is Kind.SYSTEM or spec.name in found:
+            continue
+        name = label(spec, lang)
+        if name.lower() in taken:
+            continue
+        if spec.name == "Report":
+            patches.append(SheetPatch(name, {(1, 1): report_title(lang)}, new=NewSheet(bold_rows={1})))
+            continue
+        cells: dict[tuple[int, int], object] = {}
+        for r, values in enumerate(sheet_rows(spec, lang, rows.get(spec.name, [])), start=1):
+            for c, value in enumerate(values, start=1):
+                if value is not None:
+                    cells[(r, c)] = value
+        validations = []
+        for col, (options, allow_other) in _column_validations(spec, lang):
+            letter = _letter(col)
+            sqref = f"{letter}2:{letter}{MAX_ROWS}"
+            if isinstance(options, list):
+                validations.append(Validation(sqref, options=options, allow_other=allow_other))
+            else:
+                validations.append(Validation(sqref, source=options, allow_other=allow_other))
+        widths = {i: c.width for i, c in enumerate(spec.columns, start=1)}
+        patches.append(SheetPatch(name, cells, new=NewSheet(freeze_rows=1, col_widths=widths, bold_rows={1},
+                                                            validations=validations)))
+    if patches:
+        with book.lease():
+            book.write(patches, backups=10)
+    return [p.sheet for p in patches]
+
+
+def sheet_rows(spec: SheetSpec, lang: str, rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """Header + data rows of a new sheet, as cell values."""
+    out: list[list[Any]] = [[label(c, lang) for c in spec.columns]]
+    out += [[_cell_value(row.get(c.name), c, lang) for c in spec.columns] for row in rows]
+    return out
+
+
+def _column_validations(spec: SheetSpec, lang: str) -> list[tuple[int, tuple[list[str] | str, bool]]]:
+    positions = {c.name: i for i, c in enumerate(spec.columns, start=1)}
+    return [(positions[col], rule) for col, rule in _validations(spec, lang).items() if col in positions]

@@ -339,7 +339,9 @@ def test_init_creates_every_contract_sheet_with_dropdowns(tmp_path):
     assert any("round_robin" in f and "sticky_account" in f for f in methods)
     stages = [dv.formula1 for dv in wb["Deals"].data_validations.dataValidation]
     assert any("Stages" in f for f in stages)
-    assert main(["init", str(path)]) == 2  # exists: refuse without --force
+    before = sha(path)
+    assert main(["init", str(path)]) == 0  # already complete: nothing to add, file untouched
+    assert sha(path) == before
 
 
 def test_init_portuguese_with_example(tmp_path):

@@ -71,8 +71,11 @@ class XlsxBook:
         try:
             book = pc.CalamineWorkbook.from_path(str(self.path))
         except Exception as e:  # noqa: BLE001 - calamine raises several types for one cause: unreadable file
+            if "macrosheets" in str(e):
+                raise SheetflowError(f"{self.path.name} contains an Excel 4.0 macro sheet, which sheetflow "
+                                     "cannot read; keep the CRM sheets in a workbook without one") from None
             raise SheetflowError(f"{self.path.name} cannot be read as an Excel workbook ({e}); "
-                                 "open it in Excel and save it again as .xlsx") from None
+                                 f"open it in Excel and save it again as {self.path.suffix}") from None
         sheets: dict[str, RawSheet] = {}
         try:
             for meta in book.sheets_metadata:
