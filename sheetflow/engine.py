@@ -11,7 +11,7 @@ import datetime as dt
 import re
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from . import contract
 from .coerce import to_cell
 from .expr import Frame
 from .names import normalize
-from .plan import CellChange, Plan
+from .plan import CellChange, Plan, RowAppend
 from .problems import UsageError, error, warning
 from .rulesheets import load_scoring
 from .settings import Settings
@@ -34,9 +34,20 @@ class Context:
 
     tables: Tables
     settings: Settings
-    state: State
+    state: State                        # what earlier runs saw: read it, never change it
     plan: Plan
-    frames: dict[str, Frame]
+    frames: dict[str, Frame] = field(default_factory=dict)
+    memory: dict[str, dict[str, str]] = field(default_factory=dict)  # state sections this run leaves
+
+    def section(self, name: str) -> dict[str, str]:
+        """A state section (e.g. round-robin pointers) as this run will save it; starts as last run's."""
+        if name not in self.memory:
+            self.memory[name] = dict(self.state.sections.get(name, {}))
+        return self.memory[name]
+
+    def append(self, sheet: str, values: dict[str, object], rule: str = "") -> None:
+        """Append a row to an output sheet (Tasks, ...), values by canonical column."""
+        self.plan.appends.append(RowAppend(sheet, values, rule))
 
     @property
     def portuguese(self) -> bool:
@@ -185,7 +196,9 @@ def stage_lifecycle(ctx: Context) -> None:
 def remember(ctx: Context) -> State:
     """The state the next run will compare with: every record's tracked values as this run leaves them."""
     old = ctx.state
-    new = State(meta=dict(old.meta), sections={k: dict(v) for k, v in old.sections.items()})
+    sections = {k: dict(v) for k, v in old.sections.items()}
+    sections.update({k: dict(v) for k, v in ctx.memory.items()})
+    new = State(meta=dict(old.meta), sections=sections)
     for name, columns in TRACKED.items():
         table = ctx.tables[name]
         seen = new.seen(name)
@@ -241,7 +254,7 @@ def plan_run(tables: Tables, settings: Settings, state: State, now: dt.datetime,
     plan = Plan(run_id or new_run_id(local_now), now, local_now, mode, trigger, stages=selected)
     # the engine works on its own copies: the caller's tables stay as read
     copies = Tables({k: _copy(t) for k, t in tables.by_name.items()}, tables.locale, tables.other_sheets)
-    ctx = Context(copies, settings, state, plan, {})
+    ctx = Context(copies, settings, state, plan)
     stage_ids(ctx)
     for name in selected:
         STAGES[name](ctx)
