@@ -122,6 +122,10 @@ SHEETS: tuple[SheetSpec, ...] = (
         _c("lost", B, "perdido", "perdida"),
         _c("rotting_days", N, "dias_parado", "dias_sem_movimento"),
     ), pt="Etapas", aliases=("Estagios", "Estágios", "Pipeline_stages")),
+    SheetSpec("Holidays", Kind.DATA, (
+        _c("date", D, "data", "dia", width=12),
+        _c("name", T, "nome", "feriado", width=24),
+    ), pt="Feriados", aliases=("Feriados", "Holiday")),
     SheetSpec("Scoring", Kind.RULES, (
         _c("rule", T, "regra", "nome", width=24),
         _c("when", T, "quando", "condicao", "condição", width=60),
@@ -308,6 +312,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("daily_email_limit", "200", "most emails sent per day", ("limite_diario_de_emails",)),
     SettingSpec("fallback_owner", "", "who gets a task when no rep can take a record", ("responsavel_padrao",)),
     SettingSpec("backups", "10", "how many workbook backups to keep in .sheetflow/", ("copias_de_seguranca",)),
+    SettingSpec("catch_up_days", "7", "a date: trigger missed for at most this many days still fires",
+                ("dias_de_recuperacao",)),
+    SettingSpec("business_hours", "Mon-Fri 09:00-18:00", "support hours for ticket SLAs", ("horario_comercial",)),
+    SettingSpec("sla_hours_urgent", "4", "business hours to resolve an urgent ticket", ("sla_horas_urgente",)),
+    SettingSpec("sla_hours_high", "8", "business hours to resolve a high ticket", ("sla_horas_alta",)),
+    SettingSpec("sla_hours_normal", "24", "business hours to resolve a normal ticket", ("sla_horas_normal",)),
+    SettingSpec("sla_hours_low", "72", "business hours to resolve a low ticket", ("sla_horas_baixa",)),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 SETTING_ALIASES = {normalize(a): s.key for s in SETTINGS for a in s.pt}

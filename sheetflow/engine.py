@@ -8,6 +8,7 @@ reports problems and the others still run. Later features register their stages 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import re
 import secrets
 from collections.abc import Callable, Iterable
@@ -38,6 +39,7 @@ class Context:
     plan: Plan
     frames: dict[str, Frame] = field(default_factory=dict)
     memory: dict[str, dict[str, str]] = field(default_factory=dict)  # state sections this run leaves
+    tracked: dict[str, set[str]] = field(default_factory=dict)        # extra columns to remember per table
 
     def section(self, name: str) -> dict[str, str]:
         """A state section (e.g. round-robin pointers) as this run will save it; starts as last run's."""
@@ -199,7 +201,8 @@ def remember(ctx: Context) -> State:
     sections = {k: dict(v) for k, v in old.sections.items()}
     sections.update({k: dict(v) for k, v in ctx.memory.items()})
     new = State(meta=dict(old.meta), sections=sections)
-    for name, columns in TRACKED.items():
+    for name, base in TRACKED.items():
+        columns = tuple(dict.fromkeys((*base, *sorted(ctx.tracked.get(name, ())))))
         table = ctx.tables[name]
         seen = new.seen(name)
         previous = old.records.get(name, {})
@@ -231,7 +234,24 @@ def _json_column(series: pd.Series) -> list[object]:
 # ---------------------------------------------------------------- the run
 
 Stage = Callable[[Context], None]
-STAGES: dict[str, Stage] = {"scoring": stage_scoring, "lifecycle": stage_lifecycle}
+
+
+def _later(module: str, function: str) -> Stage:
+    """A stage defined in a module that itself imports the engine (imported when the stage runs)."""
+    def stage(ctx: Context) -> None:
+        getattr(importlib.import_module(f".{module}", __package__), function)(ctx)
+    stage.__name__ = function
+    return stage
+
+
+STAGES: dict[str, Stage] = {
+    "scoring": stage_scoring,
+    "lifecycle": stage_lifecycle,
+    "pipeline": _later("automations", "stage_pipeline"),
+    "sla": _later("sla", "stage_sla"),
+    "automations": _later("automations", "stage_automations"),
+    "sequences": _later("sequences", "stage_sequences"),
+}
 
 
 def new_run_id(now: dt.datetime) -> str:

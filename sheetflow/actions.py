@@ -1,0 +1,193 @@
+"""Automation actions: parse the ``action`` + ``params`` cells once, then apply them to many records.
+
+    send_email   template=NAME [to=owner]      queue an email to the contact (or its owner)
+    set          COLUMN=VALUE[; ...]           write columns of the record (VALUE may be today, now, today+3d)
+    assign       assign_to=..., method=...     (re)assign the owner with the assignment methods
+    enroll       sequence=NAME                 start a sequence
+    create_task  text=..., due=Nd              append to Tasks for the owner
+    notify       text=...                      email the owner (one digest per rep per run)
+    escalate     to=NAME                       mark escalated_at (tickets) and notify NAME
+
+Params are ``key=value`` pairs separated by ``;`` (or ``,`` before the next ``key=``); values may be quoted.
+Texts may use merge fields like ``{{ first_name }}`` (rendered in Jinja2's sandbox). Every mistake is an
+:class:`ActionError` whose message the caller prefixes with the params cell.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .coerce import Locale, Unreadable, parse_bool, parse_date, parse_number, to_cell
+from .coltypes import ColumnType
+from .expr import Schema
+from .names import normalize, suggest
+
+if TYPE_CHECKING:
+    from .engine import Context
+    from .tables import Table
+
+ACTIONS = ("send_email", "set", "assign", "enroll", "create_task", "notify", "escalate")
+_PAIR = re.compile(r'\s*([^=;,]+?)\s*=\s*("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|.*?)\s*(?=(?:[;,]\s*[^=;,"\']+?\s*=)|;|$)')
+_RELATIVE = re.compile(r"^(today|now|hoje|agora)(?:\s*([+-])\s*(\d+)\s*([dh]))?$", re.IGNORECASE)
+_TEXT_ENV = ImmutableSandboxedEnvironment(autoescape=False)
+
+
+class ActionError(ValueError):
+    """A user mistake in an action or its params."""
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    params: dict[str, str] = field(default_factory=dict)
+    sets: tuple[tuple[str, str], ...] = ()     # set: (canonical column, raw value)
+
+
+def parse_params(text: str | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    rest = (text or "").strip()
+    pos = 0
+    while pos < len(rest):
+        m = _PAIR.match(rest, pos)
+        if not m or m.end() == pos:
+            raise ActionError(f'cannot read params "{rest}" — write key=value pairs separated by ";"')
+        key, value = normalize(m.group(1)), m.group(2).strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1].replace('\\"', '"').replace("\\'", "'")
+        params[key] = value
+        pos = m.end()
+        while pos < len(rest) and rest[pos] in ";, ":
+            pos += 1
+    return params
+
+
+def parse_action(kind_text: str | None, params_text: str | None, schema: Schema, known: dict[str, set[str]]
+                 ) -> Action:
+    """``known`` holds names for validation: templates, sequences, reps (normalized)."""
+    kind = normalize(kind_text or "")
+    if kind not in ACTIONS:
+        hint = suggest(kind, ACTIONS) if kind else None
+        raise ActionError((f'unknown action "{kind_text}"' if kind else "action is empty")
+                          + (f' — did you mean "{hint}"?' if hint else " — use " + ", ".join(ACTIONS)))
+    params = parse_params(params_text)
+    if kind == "set":
+        if not params:
+            raise ActionError("set needs COLUMN=VALUE, e.g. lifecycle_stage=customer")
+        sets = []
+        for key, value in params.items():
+            column = schema.resolve(key)
+            if column is None:
+                hint = suggest(key, schema.candidates())
+                raise ActionError(f'unknown column "{key}"' + (f' — did you mean "{hint}"?' if hint else ""))
+            if column == "id":
+                raise ActionError("set cannot change a record's id")
+            sets.append((column, value))
+        return Action(kind, params, tuple(sets))
+    required = {"send_email": "template", "enroll": "sequence", "create_task": "text", "notify": "text",
+                "escalate": "to"}.get(kind)
+    if required and not params.get(required):
+        raise ActionError(f"{kind} needs {required}=..., e.g. " + {
+            "template": "template=welcome", "sequence": "sequence=onboarding", "text": "text=Call {{ first_name }}",
+            "to": "to=Ana Souza"}[required])
+    for key, pool in (("template", "templates"), ("sequence", "sequences")):
+        if key in params and known.get(pool) is not None and normalize(params[key]) not in known[pool]:
+            hint = suggest(params[key], known[pool])
+            raise ActionError(f'unknown {key} "{params[key]}"' + (f' — did you mean "{hint}"?' if hint else
+                              f" — add it to the {pool.title()} sheet"))
+    if "due" in params:
+        delay_of(params["due"])  # validates
+    for key in ("text", "subject"):
+        if key in params:
+            try:
+                _TEXT_ENV.parse(params[key])
+            except TemplateError as e:
+                raise ActionError(f"{key}: {e}") from None
+    return Action(kind, params)
+
+
+def delay_of(text: str | None) -> dt.timedelta:
+    """``3d``, ``4h``, ``30m``, ``2w`` (blank = none)."""
+    raw = (text or "").strip().lower()
+    if not raw:
+        return dt.timedelta(0)
+    m = re.fullmatch(r"(\d+(?:[.,]\d+)?)\s*(m|min|h|d|w|dias?|horas?|semanas?)?", raw)
+    if not m:
+        raise ActionError(f'cannot read the delay "{text}" — write e.g. 3d, 4h or 30m')
+    amount = float(m.group(1).replace(",", "."))
+    unit = (m.group(2) or "d")[0]
+    return {"m": dt.timedelta(minutes=amount), "h": dt.timedelta(hours=amount),
+            "d": dt.timedelta(days=amount), "w": dt.timedelta(weeks=amount),
+            "s": dt.timedelta(weeks=amount)}[unit]
+
+
+def typed_value(raw: str, type_: ColumnType, now: dt.datetime, locale: Locale) -> Any:
+    """A ``set`` value as the column's type; ``today``/``now``/``today+3d`` are relative to the run."""
+    text = raw.strip()
+    m = _RELATIVE.match(text)
+    if m:
+        base = now if normalize(m.group(1)) in ("now", "agora") else dt.datetime.combine(now.date(), dt.time())
+        if m.group(2):
+            amount = int(m.group(3)) * (-1 if m.group(2) == "-" else 1)
+            base += dt.timedelta(days=amount) if m.group(4).lower() == "d" else dt.timedelta(hours=amount)
+        return base
+    if text == "":
+        return None
+    try:
+        if type_ is ColumnType.NUMBER:
+            return to_cell(parse_number(text, locale))
+        if type_ is ColumnType.DATE:
+            return parse_date(text, locale)
+        if type_ is ColumnType.BOOL:
+            return parse_bool(text)
+    except Unreadable as e:
+        raise ActionError(f'"{raw}" {e}') from None
+    return text
+
+
+def render_text(source: str, record: dict[str, Any]) -> str:
+    """A task/notification text with ``{{ field }}`` merge fields; unknown fields render empty."""
+    try:
+        return _TEXT_ENV.from_string(source).render(**record)
+    except Exception:  # noqa: BLE001 - a task text must never stop the run; fall back to the raw text
+        return source
+
+
+def record_fields(table: Table, position: int) -> dict[str, Any]:
+    row = table.df.iloc[position]
+    return {k: to_cell(v) for k, v in row.items()}
+
+
+def apply_set(ctx: Context, table: Table, action: Action, positions: list[int], rule: str) -> list[tuple[int, str]]:
+    """Write the set pairs; returns the (position, column) cells that really changed."""
+    written: list[tuple[int, str]] = []
+    for column, raw in action.sets:
+        value = typed_value(raw, table.types.get(column, ColumnType.TEXT), ctx.plan.local_now, ctx.tables.locale)
+        current = table.df[column].to_numpy(dtype=object) if column in table.df else [None] * len(table.df)
+        if table.spec.name == "Contacts" and column == "lifecycle_stage" and isinstance(value, str):
+            from . import contract
+            stage = contract.lifecycle_value(value)
+            if stage:
+                value = contract.lifecycle_label(stage, "pt" if ctx.portuguese else "en")
+        targets = [p for p in positions if not _equal(current[p], value)]
+        if targets:
+            if column not in table.df:
+                table.df[column] = None
+                table.types.setdefault(column, ColumnType.TEXT)
+            ctx.change(table, targets, column, [value] * len(targets), [f'Automation "{rule}": set {column}'] * len(targets))
+            written += [(p, column) for p in targets]
+    return written
+
+
+def _equal(current: Any, value: Any) -> bool:
+    current = to_cell(current)
+    if isinstance(current, str) and isinstance(value, str):
+        return current.strip().casefold() == value.strip().casefold()
+    if isinstance(current, dt.datetime) and isinstance(value, dt.datetime):
+        return current == value
+    return current == value

@@ -1,0 +1,403 @@
+"""The Automations sheet: trigger + when + action (+ delay), run as a stage of the pure engine.
+
+Per run:
+1. pending delayed actions that are due run now if their rule's ``when`` still holds; otherwise they are
+   cancelled (a delayed follow-up for a deal that was lost since is dropped, not sent);
+2. every enabled rule's trigger is detected (see :mod:`.triggers`), filtered by its ``when`` and by the
+   fire-once memory, and its action applied — or scheduled when the rule has a ``delay``;
+3. cascades: writes made by actions can trigger other rules' ``changed:``/``entered:``/``score_reached:``
+   in a further pass, never the rule that made them; after ``MAX_PASSES`` the run stops cascading and
+   says which rules kept triggering each other (the loop guard).
+
+State sections (saved in the workbook's hidden state sheet): ``fired`` (condition triggers that already
+fired, so a date or idle trigger fires once per occurrence), ``pending`` (delayed actions with their due
+time), and the sequence enrollments of :mod:`.sequences`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+
+from .actions import Action, ActionError, apply_set, delay_of, parse_action, record_fields, render_text
+from .coerce import to_cell
+from .engine import Context
+from .expr import CompiledWhen, WhenError, compile_when
+from .names import normalize
+from .problems import error, note, warning
+from .rulesheets import _enabled, _rule_name, _target_table, _text, schema_for
+from .tables import Table
+from .triggers import Trigger, TriggerError, detect, parse_trigger
+
+MAX_PASSES = 5
+FIRED_KEEP_DAYS = 400
+
+
+@dataclass(frozen=True)
+class AutomationRule:
+    key: str                 # stable identity for state: table + normalized rule name
+    name: str
+    table: str
+    trigger: Trigger
+    when: CompiledWhen
+    action: Action
+    delay: dt.timedelta
+    repeat: bool
+    where: str               # the rule's row, for messages
+
+
+def known_names(ctx: Context) -> dict[str, set[str]]:
+    templates = ctx.tables["Templates"]
+    sequences = ctx.tables["Sequences"]
+    return {
+        "templates": ({normalize(n) for n in templates.df["name"].dropna()} if templates.exists else set())
+        | _template_files(),
+        "sequences": {normalize(n) for n in sequences.df["sequence"].dropna()} if sequences.exists else set(),
+    }
+
+
+def _template_files() -> set[str]:
+    from .starter import data_dir
+    folder = data_dir("templates") / "email"
+    return {normalize(p.stem) for p in folder.glob("*.*")} if folder.exists() else set()
+
+
+def load_automations(ctx: Context) -> list[AutomationRule]:
+    sheet = ctx.tables["Automations"]
+    rules: list[AutomationRule] = []
+    if not sheet.exists:
+        return rules
+    known = known_names(ctx)
+    seen_keys: set[str] = set()
+    for pos in range(len(sheet)):
+        if not _enabled(sheet, pos):
+            continue
+        problems = ctx.plan.problems
+        target = _target_table(sheet, pos, ctx.tables, problems)
+        if target is None:
+            continue
+        schema = schema_for(target)
+        try:
+            trigger = parse_trigger(_text(sheet, pos, "trigger"), target.spec.name, schema)
+        except TriggerError as e:
+            problems.append(error(sheet.ref(pos, "trigger"), str(e)))
+            continue
+        try:
+            when = compile_when(_text(sheet, pos, "when"), schema)
+        except WhenError as e:
+            problems.append(error(sheet.ref(pos, "when"), str(e)))
+            continue
+        try:
+            action = parse_action(_text(sheet, pos, "action"), _text(sheet, pos, "params"), schema, known)
+        except ActionError as e:
+            column = "action" if "action" in str(e) and "unknown action" in str(e) else "params"
+            problems.append(error(sheet.ref(pos, column), str(e)))
+            continue
+        try:
+            delay = delay_of(_text(sheet, pos, "delay"))
+        except ActionError as e:
+            problems.append(error(sheet.ref(pos, "delay"), str(e)))
+            continue
+        name = _rule_name(sheet, pos)
+        key = f"{target.spec.name}:{normalize(name)}"
+        if key in seen_keys:
+            problems.append(warning(sheet.ref(pos, "rule"), f'another rule is also called "{name}"',
+                                    "give each rule its own name: sheetflow remembers what fired by name"))
+            key = f"{key}#{int(sheet.rows[pos])}"
+        seen_keys.add(key)
+        repeat = normalize(action.params.get("repeat", "")) in ("true", "yes", "sim", "1", "verdadeiro")
+        rules.append(AutomationRule(key, name, target.spec.name, trigger, when, action, delay, repeat,
+                                    sheet.ref(pos, "rule")))
+    return rules
+
+
+def stage_automations(ctx: Context) -> None:
+    rules = load_automations(ctx)
+    for rule in rules:  # remember what edge triggers need to compare next time
+        if rule.trigger.kind in ("changed", "entered", "score_reached"):
+            ctx.tracked.setdefault(rule.table, set()).add(rule.trigger.column)
+    if not rules and not ctx.section("pending"):
+        return
+    runner = _Runner(ctx, rules)
+    runner.run_pending()
+    runner.run_passes()
+    runner.prune()
+
+
+class _Runner:
+    def __init__(self, ctx: Context, rules: list[AutomationRule]):
+        self.ctx = ctx
+        self.rules = rules
+        self.by_key = {r.key: r for r in rules}
+        self.fired = ctx.section("fired")
+        self.pending = ctx.section("pending")
+        self.today = ctx.plan.local_now.date()
+        self.baseline = ctx.state.meta.get("last_run_id") or None
+        catch_up = ctx.settings.number("catch_up_days")
+        self.catch_up = int(catch_up) if catch_up is not None else 7
+        self.rotting = _rotting_days(ctx)
+        self._before: dict[tuple[str, int, str], object] = {}  # a cell's value before its latest write
+        if self.baseline is None and any(r.trigger.edge for r in rules):
+            ctx.plan.problems.append(note("Automations", "first run on this workbook: existing records are "
+                                          "recorded as the baseline; new/changed/entered/score_reached rules "
+                                          "fire for what happens from now on"))
+
+    # ------------------------------------------------------------ delayed actions
+    def run_pending(self) -> None:
+        now = self.ctx.plan.local_now
+        due: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        for key, raw in list(self.pending.items()):
+            item = json.loads(raw)
+            rule = self.by_key.get(item["rule"])
+            if rule is None:
+                del self.pending[key]
+                self.ctx.plan.problems.append(note("Automations", f"a delayed action of a removed or disabled "
+                                                   f"rule was cancelled ({item['rule']}, record {item['id']})"))
+                continue
+            if dt.datetime.fromisoformat(item["due"]) <= now:
+                due[rule.key].append((key, item["id"], item["occ"]))
+        for rule_key, items in due.items():
+            rule = self.by_key[rule_key]
+            table = self.ctx.tables[rule.table]
+            index = _id_index(table)
+            mask = rule.when.mask(self.ctx.frame(rule.table)).to_numpy(dtype=bool)
+            positions, occurrences = [], []
+            for key, rid, occ in items:
+                del self.pending[key]
+                pos = index.get(rid)
+                if pos is None or not mask[pos]:
+                    self.ctx.plan.problems.append(note(rule.where, f'delayed "{rule.name}" for {rid} cancelled: '
+                                                       + ("the record is gone" if pos is None else
+                                                          "its condition no longer holds")))
+                    continue
+                positions.append(pos)
+                occurrences.append(occ)
+            if positions:
+                self.execute(rule, table, positions, occurrences)
+
+    # ------------------------------------------------------------ triggers
+    def run_passes(self) -> None:
+        written = self.fire(self.rules, tag=self.baseline)
+        involved: set[str] = set()
+        for n in range(2, MAX_PASSES + 1):
+            if not written:
+                return
+            cascading = [r for r in self.rules if r.trigger.kind in ("changed", "entered", "score_reached")]
+            written = self._cascade(cascading, written, n)
+            involved |= {key for cells in written.values() for _, _, key in cells}
+        if written:
+            names = sorted(self.by_key[key].name for key in involved)
+            self.ctx.plan.problems.append(warning("Automations", f"automations still changing records after "
+                                                  f"{MAX_PASSES} passes; stopped. Rules that keep triggering each "
+                                                  f"other: {', '.join(names)}", "check their conditions"))
+
+    def _cascade(self, rules: list[AutomationRule], written: dict[str, list[tuple[int, str, str]]], n: int
+                 ) -> dict[str, list[tuple[int, str, str]]]:
+        restricts: dict[str, set[int]] = {}
+        befores: dict[str, dict[str, dict[str, object]]] = {}
+        for rule in rules:
+            cells = [(pos, col) for pos, col, by in written.get(rule.table, [])
+                     if col == rule.trigger.column and by != rule.key]
+            if not cells:
+                continue
+            ids = self.ctx.tables[rule.table].df["id"].to_numpy(dtype=object)
+            before: dict[str, dict[str, object]] = {}
+            for pos, col in cells:
+                before.setdefault(str(ids[pos]).strip(), {})[col] = self._before.get((rule.table, pos, col))
+            restricts[rule.key] = {pos for pos, _ in cells}
+            befores[rule.key] = before
+        chosen = [r for r in rules if r.key in restricts]
+        if not chosen:
+            return {}
+        return self.fire(chosen, restricts=restricts, befores=befores, tag=f"{self.baseline or 'start'}/p{n}")
+
+    def fire(self, rules: list[AutomationRule], *, restricts: dict[str, set[int]] | None = None,
+             befores: dict[str, dict] | None = None, tag: str | None) -> dict[str, list[tuple[int, str, str]]]:
+        # detect every rule against the same moment first, then act: a write by one rule in this pass
+        # must not look like a user's change to a rule further down (cascades get their own pass)
+        firings: list[tuple[AutomationRule, Table, list[int], list[str]]] = []
+        for rule in rules:
+            table = self.ctx.tables[rule.table]
+            if not len(table):
+                continue
+            restrict = restricts.get(rule.key) if restricts is not None else None
+            previous = befores[rule.key] if befores is not None else self.ctx.state.records.get(rule.table, {})
+            try:
+                firing = detect(rule.trigger, rule.table, table.df, previous, tag, self.today,
+                                catch_up_days=self.catch_up, rotting=self.rotting)
+            except Exception as e:  # noqa: BLE001 - one rule must never stop the others
+                self.ctx.plan.problems.append(error(rule.where, f'trigger of "{rule.name}" failed: {e}'))
+                continue
+            if not firing.positions:
+                continue
+            mask = rule.when.mask(self.ctx.frame(rule.table)).to_numpy(dtype=bool)
+            ids = table.df["id"].to_numpy(dtype=object)
+            positions, occurrences = [], []
+            for pos, occ in zip(firing.positions, firing.occurrences):
+                if restrict is not None and pos not in restrict:
+                    continue
+                if not mask[pos]:
+                    continue
+                if rule.repeat and not rule.trigger.edge:
+                    occ = f"{occ}#{self.baseline or 'start'}"
+                key = f"{rule.key}|{str(ids[pos]).strip()}|{occ}"
+                if not rule.trigger.edge and rule.trigger.kind != "every_run":
+                    if key in self.fired:
+                        continue
+                    self.fired[key] = self.today.isoformat()
+                if rule.delay:
+                    due_at = self.ctx.plan.local_now + rule.delay
+                    self.pending[key] = json.dumps({"rule": rule.key, "id": str(ids[pos]).strip(), "occ": occ,
+                                                    "due": due_at.isoformat(timespec="minutes")})
+                    continue
+                positions.append(pos)
+                occurrences.append(occ)
+            if positions:
+                firings.append((rule, table, positions, occurrences))
+        written: dict[str, list[tuple[int, str, str]]] = {}
+        for rule, table, positions, occurrences in firings:
+            for pos, col in self.execute(rule, table, positions, occurrences):
+                written.setdefault(rule.table, []).append((pos, col, rule.key))
+        return written
+
+    # ------------------------------------------------------------ actions
+    def execute(self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str]
+                ) -> list[tuple[int, str]]:
+        ctx, kind, params = self.ctx, rule.action.kind, rule.action.params
+        try:
+            if kind == "set":
+                snapshot = {c: table.df[c].to_numpy(dtype=object).copy() for c, _ in rule.action.sets if c in table.df}
+                cells = apply_set(ctx, table, rule.action, positions, rule.name)
+                for pos, col in cells:
+                    old = snapshot.get(col)
+                    self._before[(rule.table, pos, col)] = _json(old[pos]) if old is not None else None
+                return cells
+            if kind == "send_email":
+                _mail("request_email")(ctx, rule.table, positions, params["template"], rule.name, occurrences,
+                                       to=params.get("to", "contact"))
+            elif kind == "notify":
+                self._notify(rule, table, positions, occurrences, params.get("to"))
+            elif kind == "create_task":
+                self._tasks(rule, table, positions, params)
+            elif kind == "enroll":
+                from .sequences import enroll
+                enroll(ctx, table, positions, params["sequence"], rule.name)
+            elif kind == "escalate":
+                return self._escalate(rule, table, positions, occurrences, params["to"])
+            elif kind == "assign":
+                from .assignment import reassign  # the assignment stage's methods, reused
+                return [(p, "owner") for p in reassign(ctx, table, positions, params, rule.name)]
+        except ActionError as e:
+            ctx.plan.problems.append(error(rule.where, f'"{rule.name}": {e}'))
+        except _Unavailable as e:
+            ctx.plan.problems.append(error(rule.where, f'"{rule.name}": {e}'))
+        return []
+
+    def _owner(self, table: Table, pos: int) -> str:
+        owner = table.df["owner"].iloc[pos] if "owner" in table.df else None
+        if isinstance(owner, str) and owner.strip():
+            return owner.strip()
+        return self.ctx.settings.text("fallback_owner")
+
+    def _tasks(self, rule: AutomationRule, table: Table, positions: list[int], params: dict[str, str]) -> None:
+        due = self.ctx.plan.local_now + delay_of(params.get("due") or "1d")
+        for pos in positions:
+            fields = record_fields(table, pos)
+            self.ctx.append("Tasks", {
+                "created_at": self.ctx.plan.local_now, "due_at": due, "owner": self._owner(table, pos),
+                "table": rule.table, "record_id": fields.get("id") or "",
+                "text": render_text(params["text"], fields), "rule": rule.name, "done": False}, rule.name)
+
+    def _notify(self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str],
+                to: str | None) -> None:
+        request = _mail("request_notification")
+        text = rule.action.params.get("text", "")
+        for pos, occ in zip(positions, occurrences):
+            fields = record_fields(table, pos)
+            rep = to or self._owner(table, pos)
+            if not rep:
+                self.ctx.plan.problems.append(warning(rule.where, f'"{rule.name}": record {fields.get("id")} has no '
+                                                      "owner to notify and Settings has no fallback_owner"))
+                continue
+            line = f"{rule.table} {fields.get('id')}: {render_text(text, fields)}"
+            request(self.ctx, rep, rule.action.params.get("subject") or rule.name, [line], rule.name, occ)
+
+    def _escalate(self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str],
+                  to: str) -> list[tuple[int, str]]:
+        cells: list[tuple[int, str]] = []
+        if table.spec.column("escalated_at") is not None:
+            blank = [p for p in positions if to_cell(table.df["escalated_at"].iloc[p]) is None]
+            if blank:
+                self.ctx.change(table, blank, "escalated_at", [self.ctx.plan.local_now] * len(blank),
+                                [f'Automation "{rule.name}": escalate to {to}'] * len(blank))
+                cells = [(p, "escalated_at") for p in blank]
+        self._notify(rule, table, positions, occurrences, to)
+        return cells
+
+    def prune(self) -> None:
+        horizon = (self.today - dt.timedelta(days=FIRED_KEEP_DAYS + self.catch_up)).isoformat()
+        for key, day in list(self.fired.items()):
+            if day < horizon:
+                del self.fired[key]
+
+
+class _Unavailable(RuntimeError):
+    pass
+
+
+def _mail(name: str):
+    """The email feature's entry points (send_email, notify); a clear error if it is not installed."""
+    try:
+        from . import mail
+        return getattr(mail, name)
+    except (ImportError, AttributeError):
+        def unavailable(*_args, **_kwargs):
+            raise _Unavailable("sending email is not available in this version of sheetflow")
+        return unavailable
+
+
+def _id_index(table: Table) -> dict[str, int]:
+    return {v.strip(): i for i, v in enumerate(table.df["id"].to_numpy(dtype=object).tolist())
+            if isinstance(v, str) and v.strip()}
+
+
+def _json(value: object) -> object:
+    value = to_cell(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
+
+
+def _rotting_days(ctx: Context) -> dict[str, float]:
+    stages = ctx.tables["Stages"]
+    if not stages.exists:
+        return {}
+    out = {}
+    for stage, days in zip(stages.df["stage"], stages.df["rotting_days"]):
+        if isinstance(stage, str) and days == days and days is not None:
+            out[normalize(stage)] = float(days)
+    return out
+
+
+
+def stage_pipeline(ctx: Context) -> None:
+    """Deals.stage_changed_at: when a deal's stage differs from what the last run saw (or a deal is new),
+    record the moment, so ``idle:`` triggers and stalled-deal rules measure time in the current stage."""
+    deals = ctx.tables["Deals"]
+    if not len(deals) or not ctx.state.meta.get("last_run_id"):
+        return
+    seen = ctx.state.records.get("Deals", {})
+    ids = deals.df["id"].to_numpy(dtype=object)
+    stages = deals.df["stage"].to_numpy(dtype=object)
+    positions = []
+    for pos, (rid, stage) in enumerate(zip(ids, stages)):
+        if not isinstance(rid, str) or not isinstance(stage, str) or not stage.strip():
+            continue
+        before = seen.get(rid.strip())
+        old = (before or {}).get("stage")
+        if before is None or not isinstance(old, str) or normalize(old) != normalize(stage):
+            positions.append(pos)
+    ctx.change(deals, positions, "stage_changed_at", [ctx.plan.local_now] * len(positions),
+               ["Pipeline: stage changed" if ids[p].strip() in seen else "Pipeline: new deal" for p in positions])
