@@ -59,7 +59,7 @@ def known_names(ctx: Context) -> dict[str, set[str]]:
 
 
 def _template_files() -> set[str]:
-    from .starter import data_dir
+    from .packs import data_dir
     folder = data_dir("templates") / "email"
     return {normalize(p.stem) for p in folder.glob("*.*")} if folder.exists() else set()
 

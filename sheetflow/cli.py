@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--trigger", default="cli", choices=["cli", "button", "schedule"], help=argparse.SUPPRESS)
     run.add_argument("--show", type=int, default=40, help="changes to list in the plan (0 = all)")
 
+    rules = sub.add_parser("rules", help="starter rule packs: list them, add one to a workbook")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    rules_sub.add_parser("list", help="list the starter rule packs")
+    add = rules_sub.add_parser("add", help="append a pack's rules and templates to a workbook")
+    add.add_argument("pack")
+    add.add_argument("book", type=Path)
+
     undo = sub.add_parser("undo", help="restore the values a run changed (only cells nobody changed since)")
     undo.add_argument("book")
     undo.add_argument("run_id", nargs="?", help="the run to undo (default: the last one)")
@@ -147,7 +154,23 @@ def cmd_undo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"init": cmd_init, "check": cmd_check, "run": cmd_run, "undo": cmd_undo, "demo": cmd_demo}
+def cmd_rules(args: argparse.Namespace, console: Console) -> int:
+    from .packs import add_pack, available, read_pack
+    if args.rules_command == "list":
+        for pack in available():
+            rules = sum(len(read_pack(pack, s)) for s in ("Scoring", "Assignment", "Automations", "Sequences"))
+            console.print(f"[bold]{pack}[/]  {rules} rules")
+        return 0
+    added = add_pack(args.book, args.pack)
+    if added:
+        console.print(f"[green]added[/] {args.pack} to {args.book}: "
+                      + ", ".join(f"{n} {sheet} rows" for sheet, n in added.items()))
+    else:
+        console.print(f"{args.book} already has every rule of {args.pack}; nothing was changed")
+    return 0
+
+
+COMMANDS = {"init": cmd_init, "rules": cmd_rules, "check": cmd_check, "run": cmd_run, "undo": cmd_undo, "demo": cmd_demo}
 
 
 # ---------------------------------------------------------------- output

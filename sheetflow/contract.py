@@ -42,6 +42,7 @@ class SheetSpec:
     pt: str = ""
     aliases: tuple[str, ...] = ()
     id_prefix: str = ""             # for records: prefix of generated ids
+    optional: tuple[Column, ...] = ()  # known, typed columns that starter sheets do not include
 
     def column(self, name: str) -> Column | None:
         return _column_index(self).get(normalize(name))
@@ -79,7 +80,11 @@ SHEETS: tuple[SheetSpec, ...] = (
         _c("owner", T, "Responsável", "responsavel", "dono", "proprietario", "vendedor", managed=True),
         _c("assigned_at", D, "Atribuído em", "atribuido_em", managed=True),
         _c("last_emailed_at", D, "Último e-mail em", "ultimo_email_em", managed=True),
-    ), pt="Contatos", aliases=("Leads", "Contatos", "Clientes"), id_prefix="C-"),
+    ), pt="Contatos", aliases=("Leads", "Contatos", "Clientes"), id_prefix="C-", optional=(
+        _c("nps", N, "NPS", "nota_nps"),
+        _c("replied_at", D, "Respondeu em", "respondido_em", "respondeu_em"),
+        _c("last_reply_at", D, "Última resposta em", "ultima_resposta_em"),
+    )),
     SheetSpec("Deals", Kind.DATA, (
         _c("id", T, "id", "codigo", width=10, managed=True),
         _c("contact_id", T, "id_contato", "contato_id", "contato"),
@@ -258,11 +263,12 @@ def _column_index(spec: SheetSpec) -> dict[str, Column]:
     index = _col_cache.get(spec.name)
     if index is None:
         index = {}
-        for col in spec.columns:
+        every = (*spec.columns, *spec.optional)
+        for col in every:
             for alias in (col.pt, *col.aliases):
                 if alias:
                     index.setdefault(normalize(alias), col)
-        for col in spec.columns:
+        for col in every:
             index[col.name] = col
         _col_cache[spec.name] = index
     return index

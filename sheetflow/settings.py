@@ -57,7 +57,7 @@ class Settings:
 
     def local_now(self, now: dt.datetime) -> dt.datetime:
         """``now`` (aware) as naive wall-clock time in the workbook's timezone, the form cells hold."""
-        return now.astimezone(self.timezone).replace(tzinfo=None)
+        return now.astimezone(self.timezone).replace(tzinfo=None, microsecond=0)
 
     def _report(self, key: str, message: str, hint: str) -> None:
         problem = error(self.cells.get(key, "Settings"), f"{key}: {message}", hint)

@@ -8,8 +8,8 @@ packs under ``rules/``.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
+import random
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from . import contract, sample
 from .contract import Kind, SheetSpec, label
+from .packs import DEFAULT_PACKS, extra_columns, pack_rows, read_pack
 from .problems import UsageError
 
 HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
@@ -65,22 +66,6 @@ START_HERE = {
 }
 
 
-def data_dir(name: str) -> Path:
-    """``rules`` or ``templates``: packaged copy in a wheel, the repository folder in a checkout."""
-    packaged = Path(__file__).parent / "_data" / name
-    return packaged if packaged.exists() else Path(__file__).resolve().parent.parent / name
-
-
-def read_pack(pack: str, sheet: str, lang: str) -> list[dict[str, str]]:
-    folder = data_dir("rules") / pack
-    localized = folder / f"{sheet}.{lang}.csv"
-    path = localized if lang != "en" and localized.exists() else folder / f"{sheet}.csv"
-    if not path.exists():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def _is_pt(lang: str) -> bool:
     return lang.lower().startswith("pt")
 
@@ -118,9 +103,10 @@ def _validations(spec: SheetSpec, lang: str) -> dict[str, tuple[list[str] | str,
     return out
 
 
-def _add_sheet(wb: Workbook, spec: SheetSpec, lang: str, rows: list[dict[str, Any]]) -> None:
+def _add_sheet(wb: Workbook, spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: list[str] = ()
+               ) -> None:
     ws = wb.create_sheet(label(spec, lang))
-    for values in sheet_rows(spec, lang, rows):
+    for values in sheet_rows(spec, lang, rows, extra):
         ws.append(values)
     for cell in ws[1]:
         cell.font = Font(bold=True)
@@ -176,8 +162,10 @@ def example_rows(lang: str, contacts: int = 60, today: dt.date | None = None) ->
         "Reps": [dict(r) for r in sample.REPS],
         "Stages": [dict(s) for s in sample.STAGES],
     }
-    for sheet in ("Scoring", "Assignment", "Templates", "Settings"):
-        rows[sheet] = read_pack("b2b-lead-scoring", sheet, lang)
+    rows.update({k: v for k, v in pack_rows(DEFAULT_PACKS, lang).items() if v and k != "Stages"})
+    rnd = random.Random(3)
+    for contact in people:  # the nps-alert pack's column, with some answers
+        contact["nps"] = rnd.randint(0, 10) if rnd.random() < 0.3 else None
     return rows
 
 
@@ -196,6 +184,7 @@ def create_starter(path: str | Path, *, lang: str = "en", example: bool = False,
     rows = example_rows(lang, contacts, today) if example else {}
     if not example:
         rows["Settings"] = read_pack("b2b-lead-scoring", "Settings", lang)
+    extras = extra_columns(DEFAULT_PACKS)
     wb = Workbook()
     start = wb.active
     start.title = start_sheet_name(lang)
@@ -212,7 +201,7 @@ def create_starter(path: str | Path, *, lang: str = "en", example: bool = False,
             ws["A1"] = report_title(lang)
             ws["A1"].font = Font(bold=True, size=13)
             continue
-        _add_sheet(wb, spec, lang, rows.get(spec.name, []))
+        _add_sheet(wb, spec, lang, rows.get(spec.name, []), extras.get(spec.name, []) if example else [])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     wb.save(tmp)
@@ -260,7 +249,8 @@ def add_missing_sheets(path: Path, *, lang: str = "en", example: bool = False, c
             patches.append(SheetPatch(name, {(1, 1): report_title(lang)}, new=NewSheet(bold_rows={1})))
             continue
         cells: dict[tuple[int, int], object] = {}
-        for r, values in enumerate(sheet_rows(spec, lang, rows.get(spec.name, [])), start=1):
+        extra = extra_columns(DEFAULT_PACKS).get(spec.name, []) if example else []
+        for r, values in enumerate(sheet_rows(spec, lang, rows.get(spec.name, []), extra), start=1):
             for c, value in enumerate(values, start=1):
                 if value is not None:
                     cells[(r, c)] = value
@@ -281,10 +271,12 @@ def add_missing_sheets(path: Path, *, lang: str = "en", example: bool = False, c
     return [p.sheet for p in patches]
 
 
-def sheet_rows(spec: SheetSpec, lang: str, rows: list[dict[str, Any]]) -> list[list[Any]]:
-    """Header + data rows of a new sheet, as cell values."""
-    out: list[list[Any]] = [[label(c, lang) for c in spec.columns]]
-    out += [[_cell_value(row.get(c.name), c, lang) for c in spec.columns] for row in rows]
+def sheet_rows(spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: list[str] = ()
+               ) -> list[list[Any]]:
+    """Header + data rows of a new sheet, as cell values; ``extra`` columns (from packs) go last."""
+    out: list[list[Any]] = [[label(c, lang) for c in spec.columns] + list(extra)]
+    out += [[_cell_value(row.get(c.name), c, lang) for c in spec.columns] + [row.get(e) for e in extra]
+            for row in rows]
     return out
 
 

@@ -92,8 +92,9 @@ def _header_position(raw: RawSheet) -> int | None:
 
 
 def empty_table(spec: SheetSpec, sheet_name: str | None = None, exists: bool = False) -> Table:
-    types = {c.name: c.type for c in spec.columns}
-    df = pd.DataFrame({c.name: pd.Series([], dtype=_dtype(c.type)) for c in spec.columns})
+    every = (*spec.columns, *spec.optional)
+    types = {c.name: c.type for c in every}
+    df = pd.DataFrame({c.name: pd.Series([], dtype=_dtype(c.type)) for c in every})
     return Table(spec, sheet_name or spec.name, df, np.zeros(0, dtype=np.int64), 0, {}, {}, types,
                  exists=exists)
 
@@ -151,7 +152,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
                                     f'"{values[pos]}" {reason}', "treated as empty"))
         data[name] = series
         types[name] = type_
-    for column in spec.columns:  # contract columns the sheet lacks exist as empty columns
+    for column in (*spec.columns, *spec.optional):  # contract columns the sheet lacks exist, empty
         if column.name not in data:
             data[column.name] = pd.Series([None] * len(keep), dtype=_dtype(column.type))
             types[column.name] = column.type
