@@ -118,3 +118,25 @@ def test_init_on_existing_keeps_a_portuguese_sheet_and_adds_portuguese_ones(book
     names = pc.CalamineWorkbook.from_path(str(path)).sheet_names
     assert "Contacts" not in names and "Pontuação" in names and "Atividade" in names
     assert sheet(path, "Contatos") == [["Nome", "E-mail"], ["Ana", "ana@x.com.br"]]
+
+
+@pytest.mark.skipif(not (shutil.which("soffice") or shutil.which("libreoffice")),
+                    reason="LibreOffice not installed (apt-get install libreoffice-calc-nogui)")
+def test_libreoffice_opens_every_written_corpus_workbook(tmp_path):
+    written = []
+    for name in ALL:
+        if name in REFUSED:
+            continue
+        path = tmp_path / name
+        shutil.copy(WORKBOOKS / name, path)
+        assert main(["init", str(path), "--example"]) == 0
+        run(path, now=NOW)
+        written.append(path)
+    out = tmp_path / "csv"
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    profile = tmp_path / "lo-profile"
+    done = subprocess.run([soffice, f"-env:UserInstallation=file://{profile}", "--headless", "--convert-to", "csv",
+                           "--outdir", str(out), *map(str, written)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    missing = [p.name for p in written if not (out / (p.stem + ".csv")).exists()]
+    assert missing == [], f"LibreOffice could not open: {missing}\n{done.stdout}\n{done.stderr}"
