@@ -7,6 +7,10 @@ after its last column. Nothing else in the workbook is touched.
 
 A run whose plan changes nothing and found no errors writes nothing at all, so a schedule running
 every few minutes never touches (or re-syncs) an unchanged file.
+
+Emails of the plan become ``Emails`` rows here (new keys appended, rows of earlier runs updated in
+place, see :mod:`sheetflow.mail.log`); the outcome of sending is written by a second save after the
+transport has taken the messages (:mod:`sheetflow.mail.sender`).
 """
 
 from __future__ import annotations
@@ -111,6 +115,9 @@ def build_patches(plan: Plan, tables: Tables, *, elapsed: dt.timedelta = dt.time
                              "rule": ch.rule})
     for item in plan.appends:
         builder.target(item.sheet).append(item.values)
+    if plan.emails:
+        from .mail.log import add_to_patches
+        add_to_patches(builder, plan)
     builder.target("Runs").append(runs_row(plan, at + elapsed))
     if write_state:
         state_patch(builder, plan.state)

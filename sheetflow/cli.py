@@ -6,7 +6,9 @@ Exit codes: 0 ok, 1 a problem in the workbook (bad rule, unreadable file), 2 usa
     sheetflow init crm.xlsx --example        # a starter workbook with example data and rules
     sheetflow check crm.xlsx                 # every problem, as Sheet!A1: what - what to do
     sheetflow run crm.xlsx --dry-run         # what would change, changing nothing
-    sheetflow run crm.xlsx                   # do it
+    sheetflow run crm.xlsx                   # do it (and send the emails it plans)
+    sheetflow send crm.xlsx --dry-run        # the emails waiting in the Emails sheet, previewed
+    sheetflow send crm.xlsx                  # send them
     sheetflow demo                           # a demo workbook with a few hundred contacts, run once
 """
 
@@ -50,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--only", help="comma-separated stages, e.g. scoring,lifecycle")
     run.add_argument("--trigger", default="cli", choices=["cli", "button", "schedule"], help=argparse.SUPPRESS)
     run.add_argument("--show", type=int, default=40, help="changes to list in the plan (0 = all)")
+    run.add_argument("--outbox", type=Path, help="folder for .eml files (files transport; with --dry-run: previews)")
+
+    send = sub.add_parser("send", help="send the emails earlier runs left planned in the Emails sheet")
+    send.add_argument("book")
+    send.add_argument("--dry-run", action="store_true", help="render and list the emails, send nothing")
+    send.add_argument("--outbox", type=Path, help="folder for .eml files (files transport; with --dry-run: previews)")
+    send.add_argument("--now", help="send as if it were this moment (ISO)")
+    send.add_argument("--trigger", default="cli", choices=["cli", "button", "schedule"], help=argparse.SUPPRESS)
+    send.add_argument("--show", type=int, default=40, help="emails to list (0 = all)")
 
     rules = sub.add_parser("rules", help="starter rule packs: list them, add one to a workbook")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
@@ -125,16 +136,40 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     only = [s for s in (args.only or "").split(",") if s.strip()] or None
     with console.status("reading the workbook") as status:
         result = run(args.book, dry_run=args.dry_run, now=now, only=only, trigger=args.trigger,
-                     progress=lambda step: status.update(f"{step} ..."))
+                     progress=lambda step: status.update(f"{step} ..."), outbox=args.outbox)
     plan = result.plan
     print_problems(console, plan.problems)
     print_plan(console, plan, limit=args.show)
+    return _finish(console, result, args)
+
+
+def cmd_send(args: argparse.Namespace, console: Console) -> int:
+    from .pipeline import send
+    with console.status("reading the workbook") as status:
+        result = send(args.book, dry_run=args.dry_run, now=_parse_now(args.now), trigger=args.trigger,
+                      progress=lambda step: status.update(f"{step} ..."), outbox=args.outbox)
+    print_problems(console, result.plan.problems)
+    if not result.plan.emails:
+        console.print("no emails are waiting in the Emails sheet")
+    print_emails(console, result.plan, limit=args.show)
+    return _finish(console, result, args)
+
+
+def _finish(console: Console, result, args: argparse.Namespace) -> int:  # noqa: ANN001
+    plan = result.plan
+    if result.previews:
+        console.print(f"[cyan]previews:[/] {len(result.previews)} .eml files in {args.outbox}")
     if args.dry_run:
-        console.print("[cyan]dry run:[/] nothing was written")
+        console.print("[cyan]dry run:[/] nothing was written and no email was sent")
     elif result.written:
         console.print(f"[green]written[/] to {result.address} (run {plan.run_id}; see the Activity and Runs sheets)")
     else:
         console.print("nothing to change; the workbook was not touched")
+    if result.emails is not None:
+        console.print(f"[green]{result.emails.summary()}[/] via {result.emails.transport} "
+                      "(see the Emails sheet)")
+    if result.busy_after_send:
+        return 3
     return 1 if plan.errors else 0
 
 
@@ -170,7 +205,8 @@ def cmd_rules(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"init": cmd_init, "rules": cmd_rules, "check": cmd_check, "run": cmd_run, "undo": cmd_undo, "demo": cmd_demo}
+COMMANDS = {"init": cmd_init, "rules": cmd_rules, "check": cmd_check, "run": cmd_run, "send": cmd_send, "undo": cmd_undo,
+            "demo": cmd_demo}
 
 
 # ---------------------------------------------------------------- output
@@ -206,9 +242,30 @@ def print_plan(console: Console, plan: Plan, *, limit: int = 40) -> None:
     changes = plan.changes if limit <= 0 else plan.changes[:limit]
     for ch in changes:
         table.add_row(ch.where, ch.record_id, ch.column, _show(ch.old), _show(ch.new), _escape(ch.rule))
-    console.print(table)
+    if plan.changes:
+        console.print(table)
     if limit > 0 and len(plan.changes) > limit:
         console.print(f"... and {len(plan.changes) - limit} more changes (--show 0 lists all)")
+    print_emails(console, plan, limit=limit)
+
+
+def print_emails(console: Console, plan: Plan, *, limit: int = 40, lines: int = 3) -> None:
+    """Each email of the plan: to, subject, what happens to it, and the first lines of its text."""
+    if not plan.emails:
+        return
+    shown = plan.emails if limit <= 0 else plan.emails[:limit]
+    console.print(f"[bold]emails[/] ({len(plan.emails)}):")
+    for email in shown:
+        state = "send now" if email.due else email.status
+        console.print(f"  [bold]{_escape(email.to or '(no address)')}[/] — {_escape(email.subject)} "
+                      f"[dim]({state}; {_escape(email.rule)}, {_escape(email.template)}, {email.key})[/]")
+        if email.detail:
+            console.print(f"    [yellow]{_escape(email.detail)}[/]")
+        if email.status not in ("skipped",) and email.text:
+            for line in [t for t in email.text.splitlines() if t.strip()][:lines]:
+                console.print(f"    [dim]|[/] {_escape(line[:100])}")
+    if limit > 0 and len(plan.emails) > limit:
+        console.print(f"  ... and {len(plan.emails) - limit} more emails (--show 0 lists all)")
 
 
 def _show(value: object) -> str:

@@ -7,6 +7,11 @@
 One run is read -> tables -> plan (pure engine) -> apply (one atomic save) -> result. Progress goes to
 an optional callback so the terminal can show bars and the workbook's status cell can be updated by
 backends that are live.
+
+A run that sends emails saves twice: once with the plan (Emails rows ``sending``), then, after the
+transport has taken the messages, with the outcome (see :mod:`sheetflow.mail.sender` for why, and for
+what a crash at any point leaves). ``send()`` is the same without the engine's stages: it sends what
+earlier runs left ``planned``.
 """
 
 from __future__ import annotations
@@ -16,18 +21,22 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import contract
 from .apply import build_patches, needs_write
 from .book import Book, open_book
 from .engine import plan_run
 from .plan import Plan
-from .problems import Problem, Severity, note
+from .problems import Problem, Severity, WorkbookBusy, note, warning
 from .rulesheets import check_other_rules, load_scoring
 from .settings import Settings, load_settings
 from .state import State, load_state
 from .tables import RawSheet, Tables, load_tables
 from .templating import check_templates
+
+if TYPE_CHECKING:
+    from .mail.sender import DeliveryReport
 
 Progress = Callable[[str], None]
 
@@ -60,6 +69,9 @@ class RunResult:
     plan: Plan
     written: bool
     address: str
+    emails: DeliveryReport | None = None       # what the send phase did (None: nothing was sent)
+    previews: list[Path] = field(default_factory=list)   # --dry-run --outbox: the .eml files written
+    busy_after_send: bool = False              # emails went out but the final save was refused
 
     @property
     def problems(self) -> list[Problem]:
@@ -68,34 +80,89 @@ class RunResult:
 
 def run(address: str | Path, *, dry_run: bool = False, now: dt.datetime | None = None,
         only: Iterable[str] | None = None, trigger: str = "cli", progress: Progress | None = None,
-        book: Book | None = None) -> RunResult:
-    """Plan and (unless ``dry_run``) apply one run. Raises SheetflowError subclasses for what stops a run."""
+        book: Book | None = None, outbox: str | Path | None = None, transport=None) -> RunResult:
+    """Plan and (unless ``dry_run``) apply one run. Raises SheetflowError subclasses for what stops a run.
+
+    ``outbox``: the folder for the files transport, and with ``dry_run`` where every planned message is
+    written as an .eml preview. ``transport``: an object with the transport interface (tests).
+    """
+    def planner(loaded: Loaded, when: dt.datetime, mode: str) -> Plan:
+        return plan_run(loaded.tables, loaded.settings, loaded.state, when, mode=mode, only=only, trigger=trigger)
+    return _execute(address, planner, dry_run=dry_run, now=now, progress=progress, book=book, outbox=outbox,
+                    transport=transport)
+
+
+def send(address: str | Path, *, dry_run: bool = False, now: dt.datetime | None = None,
+         trigger: str = "cli", progress: Progress | None = None, book: Book | None = None,
+         outbox: str | Path | None = None, transport=None) -> RunResult:
+    """Send what earlier runs left ``planned`` in the Emails sheet (no scoring, no automations)."""
+    from .engine import new_run_id
+
+    def planner(loaded: Loaded, when: dt.datetime, mode: str) -> Plan:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=loaded.settings.timezone)
+        local = loaded.settings.local_now(when)
+        plan = Plan(new_run_id(local), when, local, "dry-run" if mode == "dry-run" else "send", trigger,
+                    state=loaded.state, stages=["send"])
+        plan.problems += [p for p in loaded.settings.problems if p not in plan.problems]
+        return plan
+    return _execute(address, planner, dry_run=dry_run, now=now, progress=progress, book=book, outbox=outbox,
+                    transport=transport, write_state=False)
+
+
+def _execute(address: str | Path, make_plan, *, dry_run: bool, now: dt.datetime | None,
+             progress: Progress | None, book: Book | None, outbox: str | Path | None, transport,
+             write_state: bool = True) -> RunResult:
+    from .mail import log as mail_log
+    from .mail.sender import Mailer, preview
+
     say = progress or (lambda _msg: None)
     book = book or open_book(address)
     now = _aware(now)
+    outbox_path = Path(outbox) if outbox is not None else None
     if dry_run:
         say("reading")
         loaded = load(book.read())
         say("planning")
-        plan = plan_run(loaded.tables, loaded.settings, loaded.state, now, mode="dry-run", only=only,
-                        trigger=trigger)
+        plan = make_plan(loaded, now, "dry-run")
         plan.problems[:0] = loaded.problems
-        return RunResult(plan, False, book.address)
+        Mailer(book, loaded.settings, outbox=outbox_path).prepare(plan, loaded.tables, dry_run=True)
+        previews = preview(plan, outbox_path) if outbox_path is not None and plan.emails else []
+        return RunResult(plan, False, book.address, previews=previews)
     started = time.monotonic()
     with book.lease():
         say("reading")
         loaded = load(book.read())
         say("planning")
-        plan = plan_run(loaded.tables, loaded.settings, loaded.state, now, mode="run", only=only,
-                        trigger=trigger)
+        plan = make_plan(loaded, now, "run")
         plan.problems[:0] = loaded.problems
-        if not needs_write(plan, loaded.state):
-            return RunResult(plan, False, book.address)
-        say("writing")
-        patches = build_patches(plan, loaded.tables, elapsed=dt.timedelta(seconds=time.monotonic() - started))
-        backups = loaded.settings.number("backups")
-        book.write(patches, backups=int(backups) if backups is not None else 10)
-        return RunResult(plan, True, book.address)
+        mailer = Mailer(book, loaded.settings, outbox=outbox_path, transport=transport)
+        try:
+            mailer.prepare(plan, loaded.tables)
+            emails_changed = mail_log.needs_write(loaded.tables, plan.emails)
+            if not emails_changed and not needs_write(plan, loaded.state):
+                return RunResult(plan, False, book.address)
+            mailer.queue(plan)
+            say("writing")
+            patches = build_patches(plan, loaded.tables, elapsed=dt.timedelta(seconds=time.monotonic() - started),
+                                    write_state=write_state)
+            backups = loaded.settings.number("backups")
+            book.write(patches, backups=int(backups) if backups is not None else 10)
+            mailer.after_write()
+            result = RunResult(plan, True, book.address)
+            if any(e.due for e in plan.emails):
+                say("sending emails")
+                result.emails = mailer.deliver(plan)
+                try:
+                    mailer.write_back(plan, result.emails)
+                except WorkbookBusy as e:
+                    result.busy_after_send = True
+                    plan.problems.append(warning(
+                        "Emails", f"the emails were sent but the Emails sheet could not be updated ({e}); "
+                                  "the next run updates it from sheetflow's journal"))
+            return result
+        finally:
+            mailer.close()
 
 
 def check(address: str | Path, *, book: Book | None = None) -> list[Problem]:

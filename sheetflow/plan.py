@@ -3,6 +3,9 @@
 The engine produces a Plan from tables, rules, state and a clock, without I/O. ``--dry-run`` prints it;
 ``run`` applies it. Each item names the rule that caused it, so the Activity log and the dry-run table
 can say why a cell changes. Later features add item kinds here (emails, tasks, notifications).
+
+Emails are :class:`PlannedEmail` items (``plan.emails``), rendered and checked at planning time by
+:mod:`sheetflow.mail` so that ``--dry-run`` shows exactly what would be sent.
 """
 
 from __future__ import annotations
@@ -39,6 +42,39 @@ class RowAppend:
     rule: str = ""
 
 
+@dataclass(slots=True)
+class PlannedEmail:
+    """One email of the run: rendered, with its deterministic key and what the run will do with it.
+
+    ``status`` is what the Emails sheet will say after the planning write: ``planned`` (waits for a
+    later run: outside the send window, daily limit), ``sending`` (``due``: this run sends it),
+    ``skipped`` (suppressed, with the reason in ``detail``), or a final status restored from the
+    journal (``sent``, ``unconfirmed``, ``failed``) when the workbook had not caught up with it.
+    """
+
+    key: str
+    table: str                  # Contacts | Deals | Tickets | Reps (notifications)
+    record_id: str
+    rule: str
+    template: str
+    to: str                     # recipient address as it will be used (or as found, when invalid)
+    subject: str = ""
+    text: str = ""              # plain-text body (generated from the HTML for HTML templates)
+    html: str | None = None
+    status: str = "planned"
+    detail: str = ""
+    to_name: str = ""
+    due: bool = False           # this run sends it
+    message: bytes = b""        # the complete message (RFC 5322), when due or previewed
+    message_id: str = ""
+    contact_id: str = ""        # the contact whose last_emailed_at a send updates ("" if none)
+    occurrence: str = ""
+    kind: str = "email"         # email | notification
+    log_position: int | None = None   # row position in the Emails table when planned by an earlier run
+    queued_at: Any = None
+    sent_at: Any = None
+
+
 @dataclass
 class Plan:
     run_id: str
@@ -51,6 +87,8 @@ class Plan:
     problems: list[Problem] = field(default_factory=list)
     state: State = field(default_factory=State)
     stages: list[str] = field(default_factory=list)   # what ran: scoring, lifecycle, ...
+    emails: list[PlannedEmail] = field(default_factory=list)
+    mail: Any = field(default=None, repr=False, compare=False)  # the email planner's working state
 
     @property
     def errors(self) -> list[Problem]:
@@ -62,6 +100,9 @@ class Plan:
             c[f"{ch.table}.{ch.column}"] += 1
         for ap in self.appends:
             c[ap.sheet] += 1
+        for email in self.emails:
+            if email.log_position is None or email.due:
+                c[f"emails {'due' if email.due else email.status}"] += 1
         return c
 
     def summary(self) -> str:
@@ -75,4 +116,4 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not self.changes and not self.appends
+        return not self.changes and not self.appends and not self.emails

@@ -1,0 +1,518 @@
+"""Planning emails (pure, in the engine phase): keys, recipients, merge fields, rendering, suppression, window.
+
+    from sheetflow.mail import request_email
+    request_email(ctx, "Contacts", [0, 5], "welcome", rule="Welcome", occurrences=["new", "new"])
+
+Stages ask for emails with :func:`request_email` (one per record position) and for rep notifications
+with :func:`request_notification` (collected into one digest email per rep per run). Each request is
+rendered at once from the tables as that stage sees them and becomes a :class:`~sheetflow.plan.PlannedEmail`
+on the plan; :func:`finalize_emails` (called by the pipeline right after the engine) adds the
+emails left ``planned`` by earlier runs, builds the digests, and decides which emails this run sends:
+inside Settings ``send_window``, within ``daily_email_limit``, with a valid ``sender_email``.
+
+Every email has a key, ``E`` + 20 hex digits of SHA-256 over (rule, table, record id, template, trigger
+occurrence): the same request always has the same key, and a key already in the Emails sheet is never
+planned again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import contract
+from ..coerce import Locale, to_cell
+from ..names import normalize
+from ..plan import CellChange, Plan, PlannedEmail
+from ..problems import error, warning
+from ..settings import Settings
+from ..tables import Table, Tables
+from .message import Envelope, InvalidAddress, build_message, unsubscribe_header, validate_address
+from .render import Fields, RenderError, TemplateSet
+from .suppression import Suppression
+from .window import parse_window, sent_today
+
+NOTIFICATION_TEMPLATE = "notification"
+OPEN_STATUSES = ("planned", "sending")          # Emails rows a later run still has to settle
+FINAL_FROM_JOURNAL = ("sent", "failed", "unconfirmed")
+
+
+def email_key(rule: str, table: str, record_id: str, template: str, occurrence: str) -> str:
+    raw = "\x1f".join((normalize(rule), table, str(record_id).strip(), normalize(template), str(occurrence).strip()))
+    return "E" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:20]
+
+
+class LocalDate(dt.datetime):
+    """A date cell as a merge field: prints as the workbook writes dates, still has strftime()."""
+
+    day_first: bool = False
+
+    def __str__(self) -> str:
+        fmt = "%d/%m/%Y" if self.day_first else "%m/%d/%Y"
+        if self.hour or self.minute:
+            fmt += " %H:%M"
+        return self.strftime(fmt)
+
+    __html__ = __str__
+
+
+def _as_field(value: object, locale: Locale) -> object:
+    value = to_cell(value)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, dt.datetime):
+        d = LocalDate(value.year, value.month, value.day, value.hour, value.minute, value.second)
+        d.day_first = locale.day_first
+        return d
+    return value
+
+
+def settings_fields(settings: Settings) -> dict[str, Any]:
+    out: dict[str, Any] = {s.key: s.default for s in contract.SETTINGS if s.default}
+    out.update({k: v for k, v in settings.values.items() if v != ""})
+    return out
+
+
+@dataclass
+class _Digest:
+    rep: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class MailPlanner:
+    """The email part of one plan (kept on ``plan.mail`` while stages run)."""
+
+    tables: Tables
+    settings: Settings
+    plan: Plan
+    templates: TemplateSet = field(init=False)
+    suppression: Suppression = field(init=False)
+    log_keys: dict[str, int] = field(init=False)
+    by_key: dict[str, PlannedEmail] = field(default_factory=dict)
+    first_for: dict[tuple[str, str], PlannedEmail] = field(default_factory=dict)
+    digests: dict[str, _Digest] = field(default_factory=dict)
+    _ids: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.templates = TemplateSet.load(self.tables)
+        self.suppression = Suppression.from_tables(self.tables)
+        log = self.tables["Emails"]
+        self.log_keys = {}
+        if len(log):
+            for pos, key in enumerate(log.df["key"].to_numpy(dtype=object).tolist()):
+                if isinstance(key, str) and key.strip():
+                    self.log_keys.setdefault(key.strip(), pos)
+
+    # ------------------------------------------------------------ lookups
+    def position(self, table: str, record_id: str) -> int | None:
+        if table not in self._ids:
+            t = self.tables[table]
+            ids = t.df["id"].to_numpy(dtype=object).tolist() if len(t) else []
+            self._ids[table] = {}
+            for pos, rid in enumerate(ids):
+                if isinstance(rid, str) and rid.strip():
+                    self._ids[table].setdefault(rid.strip(), pos)
+        return self._ids[table].get(str(record_id).strip())
+
+    def rep(self, name: object) -> dict[str, Any] | None:
+        if not isinstance(name, str) or not name.strip():
+            return None
+        reps = self.tables["Reps"]
+        if len(reps):
+            for pos, rep_name in enumerate(reps.df["name"].to_numpy(dtype=object).tolist()):
+                if isinstance(rep_name, str) and normalize(rep_name) == normalize(name):
+                    return self.record_fields(reps, pos)
+        return None
+
+    def record_fields(self, table: Table, pos: int) -> dict[str, Any]:
+        locale = self.tables.locale
+        row = {col: _as_field(table.df[col].iloc[pos], locale) for col in table.df.columns}
+        for col, header in table.headers.items():
+            alias = normalize(header)
+            if alias and alias not in row:
+                row[alias] = row.get(col)
+        return row
+
+    # ------------------------------------------------------------ composing one email
+    def context(self, table: Table, pos: int) -> tuple[dict[str, Any], set[str], dict[str, Any] | None]:
+        """Merge fields of a record: its columns, owner.*, contact.* (deals, tickets), settings."""
+        fields = self.record_fields(table, pos)
+        blank = {k for k, v in fields.items() if v is None}
+        values = {k: v for k, v in fields.items() if v is not None}
+        context: dict[str, Any] = settings_fields(self.settings)
+        context.update(values)
+        context["settings"] = Fields("settings", settings_fields(self.settings))
+        context["record"] = Fields("record", values)
+        owner_name = fields.get("owner")
+        if isinstance(owner_name, str):
+            rep = self.rep(owner_name) or {"name": owner_name}
+            context["owner"] = Fields("owner", {k: v for k, v in rep.items() if v is not None},
+                                      str(rep.get("name") or owner_name))
+        contact = None
+        if table.spec.name == "Contacts":
+            contact = values
+        elif isinstance(fields.get("contact_id"), str):
+            cpos = self.position("Contacts", fields["contact_id"])
+            if cpos is not None:
+                contact = {k: v for k, v in self.record_fields(self.tables["Contacts"], cpos).items() if v is not None}
+                contact["_position"] = cpos
+        if contact is not None:
+            context["contact"] = Fields("contact", {k: v for k, v in contact.items() if not k.startswith("_")},
+                                        " ".join(str(contact[k]) for k in ("first_name", "last_name") if contact.get(k)))
+        if table.spec.name in ("Deals", "Tickets"):
+            context[table.spec.name[:-1].lower()] = Fields(table.spec.name[:-1].lower(), values)
+        day_first = self.tables.locale.day_first
+        context["today"] = self.plan.local_now.strftime("%d/%m/%Y" if day_first else "%m/%d/%Y")
+        context["now"] = self.plan.local_now.strftime(("%d/%m/%Y" if day_first else "%m/%d/%Y") + " %H:%M")
+        return context, blank, contact
+
+    def compose(self, table: Table, pos: int, template: str, rule: str, occurrence: str, to: str,
+                key: str) -> PlannedEmail:
+        rid = table.df["id"].iloc[pos]
+        rid = rid.strip() if isinstance(rid, str) else ""
+        email = PlannedEmail(key, table.spec.name, rid, rule, template, "", occurrence=occurrence,
+                             queued_at=self.plan.local_now)
+        context, blank, contact = self.context(table, pos)
+        # the recipient
+        target = normalize(to or "contact")
+        if target == "contact":
+            if contact is None:
+                cid = context.get("contact_id")
+                email.status, email.detail = "skipped", (f'no contact: contact_id "{cid}" is not in Contacts' if cid
+                                                         else f"{table.spec.name} {rid} has no contact_id")
+                return email
+            email.to = str(contact.get("email") or "")
+            email.to_name = " ".join(str(contact[k]) for k in ("first_name", "last_name") if contact.get(k))
+            email.contact_id = str(contact.get("id") or "")
+        elif target == "owner":
+            owner = context.get("owner")
+            if owner is None:
+                email.status, email.detail = "skipped", f"{table.spec.name} {rid} has no owner"
+                return email
+            email.to, email.to_name = str(owner.get("email") or ""), str(owner.get("name") or "")
+            if not email.to:
+                email.status, email.detail = "skipped", f'owner "{owner.get("name")}" has no email in Reps'
+                return email
+        else:
+            email.to = to.strip()
+            if contact is not None and str(contact.get("email") or "").strip().lower() == email.to.lower():
+                email.to_name = " ".join(str(contact[k]) for k in ("first_name", "last_name") if contact.get(k))
+                email.contact_id = str(contact.get("id") or "")
+        # render
+        try:
+            email.subject, email.text, email.html = self.templates.render(template, context)
+        except RenderError as e:
+            email.status = "skipped"
+            head, _, attr = e.field.partition(".")
+            if e.field and ((head in blank) or (head in ("owner", "contact") and head not in context)
+                            or (attr and head in context)):
+                shown = e.field
+                email.detail = (f'merge field "{shown}" is empty for {table.spec.name} {rid} — fill it in, or write '
+                                f'{{{{ {shown} | default("...") }}}} in template "{template}"')
+                self.plan.problems.append(warning(table.ref(pos, "id"), f"email not sent: {email.detail}"))
+            else:
+                email.detail = f"template error: {e}"
+                problem = error("Templates", f'{rule}: {e}', "run sheetflow check BOOK to see every template problem")
+                if problem not in self.plan.problems:
+                    self.plan.problems.append(problem)
+            return email
+        self.screen(email)
+        return email
+
+    def screen(self, email: PlannedEmail) -> None:
+        """Address validity, suppression, duplicates: sets skipped + the reason."""
+        try:
+            recipient = validate_address(email.to)
+        except InvalidAddress as e:
+            email.status, email.detail = "skipped", f"invalid address: {e}"
+            return
+        email.to = recipient.address
+        reason = self.suppression.reason(recipient.address)
+        if reason:
+            email.status, email.detail = "skipped", reason
+            return
+        pair = (recipient.address.lower(), normalize(email.template))
+        first = self.first_for.get(pair)
+        if first is not None and first.key != email.key:
+            email.status = "skipped"
+            email.detail = (f"duplicate: {recipient.address} already gets \"{email.template}\" in this run "
+                            f"({first.table} {first.record_id}, rule {first.rule})")
+            return
+        self.first_for[pair] = email
+
+    def add(self, email: PlannedEmail) -> None:
+        self.by_key[email.key] = email
+        self.plan.emails.append(email)
+
+
+def planner_for(ctx_or_plan: Any, tables: Tables | None = None, settings: Settings | None = None) -> MailPlanner:
+    plan: Plan = getattr(ctx_or_plan, "plan", ctx_or_plan)
+    if plan.mail is None:
+        plan.mail = MailPlanner(tables if tables is not None else ctx_or_plan.tables,
+                                settings if settings is not None else ctx_or_plan.settings, plan)
+    return plan.mail
+
+
+# ---------------------------------------------------------------- the API for stages
+
+def request_email(ctx: Any, table: str, positions: list[int], template: str, rule: str,
+                  occurrences: list[str], to: str = "contact") -> None:
+    """Plan one email per record position (``ctx.tables[table].df`` row positions).
+
+    ``occurrences`` names the trigger occurrence of each position (``"new"``,
+    ``"entered:Proposal@2026-11-23"``); ``to`` is ``"contact"`` (for deals and tickets: the contact of
+    ``contact_id``), ``"owner"`` or an address. A request whose key is already in the Emails sheet (or
+    already made in this run) is ignored, so stages can ask again safely.
+    """
+    planner = planner_for(ctx)
+    spec = contract.sheet_spec(table)
+    if spec is None or spec.name not in contract.RECORD_SHEETS:
+        raise ValueError(f"request_email: unknown table {table!r}")
+    t = ctx.tables[spec.name]
+    positions = list(positions)
+    occurrences = list(occurrences)
+    if len(occurrences) != len(positions):
+        raise ValueError("request_email: one occurrence per position")
+    ids = t.df["id"].to_numpy(dtype=object)
+    for pos, occurrence in zip(positions, occurrences):
+        rid = ids[pos] if isinstance(ids[pos], str) else ""
+        key = email_key(rule, spec.name, rid, template, occurrence)
+        if key in planner.log_keys or key in planner.by_key:
+            continue
+        planner.add(planner.compose(t, int(pos), template, rule, occurrence, to, key))
+
+
+def request_notification(ctx: Any, rep_name: str, subject: str, lines: list[str], rule: str,
+                         occurrence: str) -> None:
+    """Tell a rep something by email; all of a rep's notifications of one run go out as one email."""
+    planner = planner_for(ctx)
+    digest = planner.digests.setdefault(normalize(rep_name), _Digest(rep_name.strip()))
+    if any(i["rule"] == rule and i["occurrence"] == occurrence for i in digest.items):
+        return
+    digest.items.append({"subject": subject, "lines": list(lines), "rule": rule, "occurrence": occurrence,
+                         "text": "\n".join(lines)})
+
+
+# ---------------------------------------------------------------- after the engine
+
+@dataclass
+class JournalFacts:
+    """What the journal knows about one key (see :mod:`.journal`)."""
+
+    status: str
+    sent_at: dt.datetime | None = None
+    message_id: str = ""
+    detail: str = ""
+    message: bytes = b""
+
+
+def finalize_emails(plan: Plan, tables: Tables, settings: Settings,
+                    journal: Mapping[str, JournalFacts] | None = None) -> MailPlanner:
+    """Digests, leftovers of earlier runs, journal facts, send window, daily limit and the messages.
+
+    Pure: everything comes from the arguments. ``journal`` maps keys to what the sidecar journal knows
+    (the pipeline reads it); without it, the Emails sheet is all there is.
+    """
+    planner = planner_for(plan, tables, settings)
+    journal = journal or {}
+    _digests(planner)
+    _journal_facts(planner, journal)
+    _leftovers(planner, journal)
+    _decide(planner)
+    return planner
+
+
+def _digests(planner: MailPlanner) -> None:
+    plan = planner.plan
+    for digest in planner.digests.values():
+        occ = "|".join(sorted(f"{normalize(i['rule'])}@{i['occurrence']}" for i in digest.items))
+        key = email_key("notify", "Reps", digest.rep, NOTIFICATION_TEMPLATE, occ)
+        if key in planner.log_keys or key in planner.by_key:
+            continue
+        rules = ", ".join(dict.fromkeys(i["rule"] for i in digest.items))
+        email = PlannedEmail(key, "Reps", digest.rep, rules, NOTIFICATION_TEMPLATE, "", occurrence=occ,
+                             kind="notification", queued_at=plan.local_now)
+        rep = planner.rep(digest.rep)
+        planner.add(email)
+        if rep is None or not rep.get("email"):
+            email.status = "skipped"
+            email.detail = f'rep "{digest.rep}" ' + ("is not in Reps" if rep is None else "has no email in Reps")
+            plan.problems.append(warning("Reps", f"notification not sent: {email.detail}"))
+            continue
+        email.to, email.to_name = str(rep["email"]), str(rep.get("name") or digest.rep)
+        context: dict[str, Any] = settings_fields(planner.settings)
+        rep_fields = Fields("rep", {k: v for k, v in rep.items() if v is not None}, str(rep.get("name") or ""))
+        context.update(rep=rep_fields, owner=rep_fields, items=digest.items, count=len(digest.items),
+                       settings=Fields("settings", settings_fields(planner.settings)))
+        try:
+            email.subject, email.text, email.html = planner.templates.render(NOTIFICATION_TEMPLATE, context)
+        except RenderError as e:
+            email.status, email.detail = "skipped", f"template error: {e}"
+            plan.problems.append(error("Templates", f"notification: {e}"))
+            continue
+        planner.screen(email)
+
+
+def _journal_facts(planner: MailPlanner, journal: Mapping[str, JournalFacts]) -> None:
+    """A key the journal already settled (the workbook was restored from a backup, or rows deleted)."""
+    for email in planner.plan.emails:
+        facts = journal.get(email.key)
+        if facts is not None and facts.status in FINAL_FROM_JOURNAL + ("claimed", "sending"):
+            _settle(planner, email, facts)
+
+
+def _settle(planner: MailPlanner, email: PlannedEmail, facts: JournalFacts) -> None:
+    status = facts.status if facts.status in FINAL_FROM_JOURNAL else "unconfirmed"
+    email.status, email.due = status, False
+    email.detail = facts.detail or email.detail
+    email.sent_at = facts.sent_at
+    email.message_id = facts.message_id or email.message_id
+    if status in ("sent", "unconfirmed") and email.contact_id and facts.sent_at is not None:
+        _last_emailed(planner, email.contact_id, facts.sent_at, email)
+
+
+def _last_emailed(planner: MailPlanner, contact_id: str, sent_at: dt.datetime, email: PlannedEmail) -> None:
+    contacts = planner.tables["Contacts"]
+    pos = planner.position("Contacts", contact_id)
+    if pos is None:
+        return
+    current = to_cell(contacts.df["last_emailed_at"].iloc[pos]) if "last_emailed_at" in contacts.df else None
+    if isinstance(current, dt.datetime) and current >= sent_at:
+        return
+    for change in planner.plan.changes:
+        if change.table == "Contacts" and change.position == pos and change.column == "last_emailed_at":
+            if change.new is None or change.new < sent_at:
+                change.new = sent_at
+            return
+    planner.plan.changes.append(CellChange("Contacts", pos, contact_id, "last_emailed_at", current, sent_at,
+                                           f"Email: {email.rule} ({email.template})",
+                                           contacts.ref(pos, "last_emailed_at")))
+
+
+def _leftovers(planner: MailPlanner, journal: Mapping[str, JournalFacts]) -> None:
+    """Emails rows still ``planned`` (or ``sending``: a run stopped mid-send) from earlier runs."""
+    log = planner.tables["Emails"]
+    if not len(log):
+        return
+    df = log.df
+    statuses = df["status"].to_numpy(dtype=object)
+    for key, pos in planner.log_keys.items():
+        status = statuses[pos].strip().lower() if isinstance(statuses[pos], str) else ""
+        if status not in OPEN_STATUSES or key in planner.by_key:
+            continue
+        text = lambda col: (str(df[col].iloc[pos]).strip() if isinstance(df[col].iloc[pos], str) else "")  # noqa: E731
+        table, rid, template, rule, to = text("table"), text("record_id"), text("template"), text("rule"), text("to")
+        facts = journal.get(key)
+        spec = contract.sheet_spec(table) if table else None
+        old = PlannedEmail(key, spec.name if spec else table, rid, rule, template, to, subject=text("subject"),
+                           status=status, detail=text("detail"), message_id=text("message_id"), log_position=pos,
+                           queued_at=to_cell(df["queued_at"].iloc[pos]))
+        if spec is not None and spec.name in contract.RECORD_SHEETS:
+            rpos = planner.position(spec.name, rid)
+            if rpos is not None:
+                _, _, contact = planner.context(planner.tables[spec.name], rpos)
+                if contact is not None and str(contact.get("email") or "").strip().lower() == to.lower():
+                    old.contact_id = str(contact.get("id") or "")
+        if facts is not None and facts.status in FINAL_FROM_JOURNAL + ("claimed", "sending"):
+            planner.add(old)
+            _settle(planner, old, facts)
+            continue
+        if status == "sending" and facts is None:
+            planner.add(old)
+            old.status = "unconfirmed"
+            old.detail = ("sheetflow stopped while sending and its journal (.sheetflow/) does not know this email: "
+                          "it may or may not have gone out; check before sending it again")
+            continue
+        # never attempted: plan it again from today's data (an unsubscribe since then counts)
+        if spec is None or spec.name not in contract.RECORD_SHEETS:
+            if facts is not None and facts.message:      # a notification digest: send what was rendered
+                old.message, old.status, old.kind = facts.message, "planned", "notification"
+                old.to = to
+                planner.add(old)
+                planner.screen(old)
+            else:
+                old.status, old.detail = "skipped", f'cannot rebuild this email (table "{table}")'
+                planner.add(old)
+            continue
+        rpos = planner.position(spec.name, rid)
+        if rpos is None:
+            old.status, old.detail = "skipped", f"record {rid} is no longer in {planner.tables[spec.name].sheet}"
+            planner.add(old)
+            continue
+        email = planner.compose(planner.tables[spec.name], rpos, template, rule, "", to, key)
+        email.log_position, email.queued_at = pos, old.queued_at
+        planner.add(email)
+
+
+def _decide(planner: MailPlanner) -> None:
+    """Which planned emails this run sends: window, daily limit, sender; then build their messages."""
+    plan, settings = planner.plan, planner.settings
+    if not any(e.status in ("planned", "sending") for e in plan.emails):
+        return
+    sender_text = settings.text("sender_email")
+    try:
+        sender = validate_address(sender_text)
+    except InvalidAddress as e:
+        sender = None
+        waiting = [e_ for e_ in plan.emails if e_.status in ("planned", "sending")]
+        if waiting:
+            plan.problems.append(error(settings.cells.get("sender_email", "Settings"),
+                                       f"sender_email: {e}" if sender_text else "sender_email is empty",
+                                       "enter the address emails come from (Settings sender_email)"))
+    try:
+        window = parse_window(settings.text("send_window"))
+    except ValueError as e:
+        plan.problems.append(error(settings.cells.get("send_window", "Settings"), f"send_window: {e}",
+                                   "write it like Mon-Fri 09:00-18:00; emails wait until it is fixed"))
+        window = None
+    limit = settings.number("daily_email_limit")
+    remaining = int(limit) if limit is not None else 10**9
+    remaining -= sent_today(planner.tables, plan.local_now)
+    in_window = window is not None and window.contains(plan.local_now)
+    order = sorted((e for e in plan.emails if e.status in ("planned", "sending")),
+                   key=lambda e: (e.kind != "notification", e.log_position is None,
+                                  e.log_position if e.log_position is not None else 0))
+    for email in order:
+        email.status, email.due = "planned", False
+        if sender is None:
+            email.detail = "waiting for Settings sender_email"
+        elif window is None:
+            email.detail = "waiting for a valid Settings send_window"
+        elif not in_window and email.kind != "notification":
+            email.detail = f"outside the send window ({window.text}); a run inside it sends this email"
+        elif remaining <= 0:
+            email.detail = f"daily limit of {int(limit or 0)} emails reached; a later run sends this email"
+        else:
+            email.status, email.due, email.detail = "sending", True, ""
+            remaining -= 1
+    if sender is None:
+        return
+    sender_name = settings.text("sender_name")
+    reply_to = None
+    if settings.text("reply_to"):
+        try:
+            reply_to = validate_address(settings.text("reply_to"))
+        except InvalidAddress as e:
+            plan.problems.append(warning(settings.cells.get("reply_to", "Settings"), f"reply_to: {e}",
+                                         "emails go out without Reply-To"))
+    unsubscribe = settings.values.get("list_unsubscribe", "")
+    default_unsub = f"mailto:{(reply_to or sender).address}?subject=unsubscribe"
+    for email in order:
+        if email.message and email.kind == "notification" and email.log_position is not None:
+            continue  # rebuilt from the journal
+        try:
+            to = validate_address(email.to)
+        except InvalidAddress:
+            continue
+        unsub = "" if email.kind == "notification" else unsubscribe_header(unsubscribe or default_unsub, to)
+        envelope = Envelope(sender, sender_name, to, email.to_name, reply_to, unsub)
+        email.message, email.message_id = build_message(envelope, email.subject, email.text, email.html,
+                                                        key=email.key, date=plan.now)
+
+
+def due(plan: Plan) -> list[PlannedEmail]:
+    return [e for e in plan.emails if e.due]

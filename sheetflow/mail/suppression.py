@@ -1,0 +1,56 @@
+"""Who must not get an email, and why: the reasons end up in the Emails sheet as ``skipped``.
+
+    rules = Suppression.from_tables(tables)
+    reason = rules.reason("ana@acme.com")     # None, or "unsubscribed (Contacts!N4)"
+
+- ``unsubscribed``: any contact whose ``unsubscribed`` cell is TRUE blocks its address, whichever record
+  or rule the email comes from.
+- an address that is not a valid single address (email-validator, no DNS lookups) -> skipped.
+- an address that bounced or failed permanently before (an Emails row with status ``failed`` or
+  ``bounced``; a team can type ``bounced`` itself when a bounce comes back) -> skipped.
+- the same recipient twice in one run for the same template -> the second one is skipped (the planner
+  checks this, see :mod:`.planner`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..tables import Tables
+
+BLOCKING_STATUSES = ("failed", "bounced")
+
+
+@dataclass
+class Suppression:
+    unsubscribed: dict[str, str] = field(default_factory=dict)   # address (lower) -> "Contacts!N4"
+    failed: dict[str, str] = field(default_factory=dict)         # address (lower) -> "Emails!I7: 550 ..."
+
+    @classmethod
+    def from_tables(cls, tables: Tables) -> Suppression:
+        rules = cls()
+        contacts = tables["Contacts"]
+        if len(contacts) and "unsubscribed" in contacts.df and "email" in contacts.df:
+            flags = contacts.df["unsubscribed"].fillna(False).to_numpy(dtype=bool)
+            emails = contacts.df["email"].to_numpy(dtype=object)
+            for pos in flags.nonzero()[0].tolist():
+                if isinstance(emails[pos], str) and emails[pos].strip():
+                    rules.unsubscribed.setdefault(emails[pos].strip().lower(), contacts.ref(pos, "unsubscribed"))
+        log = tables["Emails"]
+        if len(log):
+            statuses = log.df["status"].to_numpy(dtype=object)
+            tos = log.df["to"].to_numpy(dtype=object)
+            details = log.df["detail"].to_numpy(dtype=object)
+            for pos, (status, to) in enumerate(zip(statuses, tos)):
+                if isinstance(status, str) and status.strip().lower() in BLOCKING_STATUSES and isinstance(to, str):
+                    detail = details[pos] if isinstance(details[pos], str) else status
+                    rules.failed.setdefault(to.strip().lower(), f"{log.ref(pos, 'status')}: {detail[:120]}")
+        return rules
+
+    def reason(self, address: str) -> str | None:
+        key = address.strip().lower()
+        if key in self.unsubscribed:
+            return f"unsubscribed ({self.unsubscribed[key]})"
+        if key in self.failed:
+            return f"an earlier email to this address failed permanently ({self.failed[key]})"
+        return None
