@@ -21,7 +21,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .actions import Action, ActionError, apply_set, delay_of, parse_action, record_fields, render_text
+from .actions import ACTIONS, Action, ActionError, apply_set, delay_of, parse_action, record_fields, render_text
 from .coerce import to_cell
 from .engine import Context
 from .expr import CompiledWhen, WhenError, compile_when
@@ -79,26 +79,22 @@ def load_automations(ctx: Context) -> list[AutomationRule]:
         if target is None:
             continue
         schema = schema_for(target)
-        try:
-            trigger = parse_trigger(_text(sheet, pos, "trigger"), target.spec.name, schema)
-        except TriggerError as e:
-            problems.append(error(sheet.ref(pos, "trigger"), str(e)))
-            continue
-        try:
-            when = compile_when(_text(sheet, pos, "when"), schema)
-        except WhenError as e:
-            problems.append(error(sheet.ref(pos, "when"), str(e)))
-            continue
-        try:
-            action = parse_action(_text(sheet, pos, "action"), _text(sheet, pos, "params"), schema, known)
-        except ActionError as e:
-            column = "action" if "action" in str(e) and "unknown action" in str(e) else "params"
-            problems.append(error(sheet.ref(pos, column), str(e)))
-            continue
-        try:
-            delay = delay_of(_text(sheet, pos, "delay"))
-        except ActionError as e:
-            problems.append(error(sheet.ref(pos, "delay"), str(e)))
+        row_problems: list = []
+
+        def attempt(column: str, make):
+            try:
+                return make()
+            except (TriggerError, WhenError, ActionError) as e:
+                row_problems.append(error(sheet.ref(pos, column), str(e)))
+                return None
+        trigger = attempt("trigger", lambda: parse_trigger(_text(sheet, pos, "trigger"), target.spec.name, schema))
+        when = attempt("when", lambda: compile_when(_text(sheet, pos, "when"), schema))
+        action_text = _text(sheet, pos, "action")
+        action = attempt("action" if normalize(action_text) not in ACTIONS else "params",
+                         lambda: parse_action(action_text, _text(sheet, pos, "params"), schema, known))
+        delay = attempt("delay", lambda: delay_of(_text(sheet, pos, "delay")))
+        if row_problems:  # every mistake of the row is reported; the rule does not run
+            problems += row_problems
             continue
         name = _rule_name(sheet, pos)
         key = f"{target.spec.name}:{normalize(name)}"

@@ -29,7 +29,7 @@ from .book import Book, open_book
 from .engine import plan_run
 from .plan import Plan
 from .problems import Problem, Severity, WorkbookBusy, note, warning
-from .rulesheets import check_other_rules, load_scoring
+from .rulesheets import check_other_rules
 from .settings import Settings, load_settings
 from .state import State, load_state
 from .tables import RawSheet, Tables, load_tables
@@ -165,11 +165,14 @@ def _execute(address: str | Path, make_plan, *, dry_run: bool, now: dt.datetime 
             mailer.close()
 
 
-def check(address: str | Path, *, book: Book | None = None) -> list[Problem]:
-    """Every problem of a workbook: sheets, headers, cell types, rule expressions, templates."""
+def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | None = None) -> list[Problem]:
+    """Every problem of a workbook: sheets, headers, cell types, rules, templates, settings.
+
+    Rules are validated by planning a run (nothing is written): the checks are exactly the ones a run makes,
+    so ``check`` and ``run`` can never disagree about what is wrong.
+    """
     book = book or open_book(address)
-    raws = book.read()
-    loaded = load(raws)
+    loaded = load(book.read())
     problems = list(loaded.problems)
     tables = loaded.tables
     for spec in contract.SHEETS:
@@ -180,15 +183,13 @@ def check(address: str | Path, *, book: Book | None = None) -> list[Problem]:
             missing = [c.name for c in spec.columns if c.name not in table.col_index and not c.managed]
             if missing and table.header_row:
                 problems.append(note(table.sheet, "columns not present: " + ", ".join(missing)))
-    _, scoring_problems = load_scoring(tables)
-    problems += [p for p in scoring_problems if p.severity is not Severity.NOTE]
+    plan = plan_run(tables, loaded.settings, loaded.state, _aware(now), mode="dry-run")
+    problems += [p for p in plan.problems if p.severity is not Severity.NOTE]
     problems += check_other_rules(tables)
     problems += check_templates(tables, loaded.settings)
-    # settings are validated by reading the typed ones
-    loaded.settings.number("mql_threshold"), loaded.settings.number("sql_threshold")
     loaded.settings.timezone  # noqa: B018 - reading it reports an unknown zone
     problems += loaded.settings.problems
-    return problems
+    return list(dict.fromkeys(problems))
 
 
 def _aware(now: dt.datetime | None) -> dt.datetime:

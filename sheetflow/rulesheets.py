@@ -18,8 +18,6 @@ from .problems import Problem, error, note
 from .tables import Table, Tables
 
 ASSIGN_METHODS = ("round_robin", "weighted", "least_loaded", "sticky_account")
-ACTIONS = ("send_email", "set", "assign", "enroll", "create_task", "notify", "escalate")
-TRIGGER_KINDS = ("new", "changed", "entered", "score_reached", "date", "idle", "every_run")
 
 
 def schema_for(table: Table) -> Schema:
@@ -91,7 +89,7 @@ def load_scoring(tables: Tables) -> tuple[list[ScoringRule], list[Problem]]:
 
 
 def check_other_rules(tables: Tables) -> list[Problem]:
-    """Validate the rule sheets whose behaviour later features implement: expressions and enumerations."""
+    """Checks a run does not make on every run: Assignment enumerations and every Sequences stop_when."""
     problems: list[Problem] = []
     assignment = tables["Assignment"]
     for pos in range(len(assignment)):
@@ -106,24 +104,6 @@ def check_other_rules(tables: Tables) -> list[Problem]:
         if not _text(assignment, pos, "assign_to"):
             problems.append(error(assignment.ref(pos, "assign_to"), "assign_to is empty",
                                   "name reps (Ana, Bruno), territory:South, or all"))
-    automations = tables["Automations"]
-    for pos in range(len(automations)):
-        target = _target_table(automations, pos, tables, problems)
-        if target is not None:
-            _compile(automations, pos, "when", schema_for(target), problems)
-        trigger = _text(automations, pos, "trigger")
-        kind = normalize(trigger.split(":", 1)[0]) if trigger else ""
-        if kind not in TRIGGER_KINDS:
-            hint = suggest(kind, TRIGGER_KINDS) if kind else None
-            problems.append(error(automations.ref(pos, "trigger"),
-                                  f'unknown trigger "{trigger}"' if trigger else "trigger is empty",
-                                  f'did you mean "{hint}"?' if hint else "use " + ", ".join(TRIGGER_KINDS)))
-        action = normalize(_text(automations, pos, "action"))
-        if action not in ACTIONS:
-            hint = suggest(action, ACTIONS) if action else None
-            problems.append(error(automations.ref(pos, "action"),
-                                  f'unknown action "{action}"' if action else "action is empty",
-                                  f'did you mean "{hint}"?' if hint else "use " + ", ".join(ACTIONS)))
     sequences, contacts = tables["Sequences"], tables["Contacts"]
     for pos in range(len(sequences)):
         _compile(sequences, pos, "stop_when", schema_for(contacts), problems)

@@ -50,6 +50,8 @@ def test_rules_add_appends_without_touching_and_is_idempotent(tmp_path, capsys):
     wb["Automations"].append(["My own rule", "Contacts", "new", "", "create_task", "text=hello", None, True])
     wb["Settings"].append(["sla_hours_urgent", 2])
     wb["Contacts"].append(["C-1", "Ana"])
+    wb["Reps"].append(["Ana Souza", "ana@example.com", True, 1, None, "Brazil"])
+    wb["Reps"].append(["Carol White", "carol@example.com", True, 1, None, "North America"])
     wb.save(path)
     for pack in DEFAULT_PACKS:
         assert main(["rules", "add", pack, str(path)]) == 0
