@@ -245,7 +245,8 @@ class _Runner:
                     self.fired[key] = self.today.isoformat()
                 if rule.delay:
                     due_at = self.ctx.plan.local_now + rule.delay
-                    self.pending[key] = json.dumps({"rule": rule.key, "id": str(ids[pos]).strip(), "occ": occ,
+                    self.pending[key] = json.dumps({"rule": rule.key, "name": rule.name,
+                                                    "id": str(ids[pos]).strip(), "occ": occ,
                                                     "due": due_at.isoformat(timespec="minutes")})
                     continue
                 positions.append(pos)

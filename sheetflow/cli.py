@@ -140,6 +140,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     plan = result.plan
     print_problems(console, plan.problems)
     print_plan(console, plan, limit=args.show)
+    print_reps(console, plan)
     return _finish(console, result, args)
 
 
@@ -229,10 +230,25 @@ def print_problems(console: Console, problems: Sequence[Problem], *, show_notes:
         console.print(f"... and {len(shown) - limit} more")
 
 
+def print_reps(console: Console, plan: Plan) -> None:
+    """The Reps summary of a run that assigned records: who is available, open load, assigned now."""
+    if not any(r["assigned"] for r in plan.reps):
+        return
+    table = RichTable(title="Reps", show_lines=False, header_style="bold")
+    for column in ("rep", "status", "open contacts", "open deals", "open tickets", "capacity", "assigned now"):
+        table.add_column(column, overflow="fold")
+    for r in plan.reps:
+        capacity = "" if r["capacity"] is None else f"{r['capacity']:g}"
+        table.add_row(_escape(r["rep"]), _escape(r["status"]), *(str(r["open"][t]) for t in
+                      ("Contacts", "Deals", "Tickets")), capacity, str(r["assigned"]))
+    console.print(table)
+
+
 def print_plan(console: Console, plan: Plan, *, limit: int = 40) -> None:
     counts = plan.counts()
     if plan.empty:
         console.print("[green]plan:[/] no changes")
+        print_pending(console, plan, limit=limit)
         return
     console.print(f"[bold]plan[/] ({plan.mode}, run {plan.run_id}, now {plan.local_now:%Y-%m-%d %H:%M}): "
                   + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -246,7 +262,40 @@ def print_plan(console: Console, plan: Plan, *, limit: int = 40) -> None:
         console.print(table)
     if limit > 0 and len(plan.changes) > limit:
         console.print(f"... and {len(plan.changes) - limit} more changes (--show 0 lists all)")
+    print_rows(console, plan, limit=limit)
     print_emails(console, plan, limit=limit)
+    print_pending(console, plan, limit=limit)
+
+
+def print_rows(console: Console, plan: Plan, *, limit: int = 40) -> None:
+    """Rows the plan appends to output sheets other than the logs (tasks, ...)."""
+    rows = [a for a in plan.appends if a.sheet not in ("Activity", "Runs", "Emails")]
+    if not rows:
+        return
+    console.print(f"[bold]new rows[/] ({len(rows)}):")
+    for item in rows if limit <= 0 else rows[:limit]:
+        v = item.values
+        due = v.get("due_at")
+        console.print(f"  {item.sheet}: {_escape(str(v.get('text', '')))} [dim]({_escape(str(v.get('owner') or ''))}"
+                      f"{', due ' + format(due, '%Y-%m-%d %H:%M') if hasattr(due, 'strftime') else ''}; "
+                      f"{_escape(item.rule)}, {v.get('table', '')} {v.get('record_id', '')})[/]")
+    if limit > 0 and len(rows) > limit:
+        console.print(f"  ... and {len(rows) - limit} more")
+
+
+def print_pending(console: Console, plan: Plan, *, limit: int = 40) -> None:
+    """Delayed actions waiting in the state, with their due time (the run keeps them for later runs)."""
+    import json
+    pending = [json.loads(v) for v in plan.state.sections.get("pending", {}).values()]
+    if not pending:
+        return
+    pending.sort(key=lambda p: p["due"])
+    console.print(f"[bold]delayed actions waiting[/] ({len(pending)}):")
+    for item in pending if limit <= 0 else pending[:limit]:
+        rule = item.get("name") or item["rule"].split(":", 1)[-1]
+        console.print(f"  due {item['due'].replace('T', ' ')}: {_escape(rule)} for {_escape(item['id'])}")
+    if limit > 0 and len(pending) > limit:
+        console.print(f"  ... and {len(pending) - limit} more")
 
 
 def print_emails(console: Console, plan: Plan, *, limit: int = 40, lines: int = 3) -> None:

@@ -247,6 +247,7 @@ def _later(module: str, function: str) -> Stage:
 STAGES: dict[str, Stage] = {
     "scoring": stage_scoring,
     "lifecycle": stage_lifecycle,
+    "assignment": _later("assignment", "stage_assignment"),
     "pipeline": _later("automations", "stage_pipeline"),
     "sla": _later("sla", "stage_sla"),
     "automations": _later("automations", "stage_automations"),

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from . import contract
 from .apply import build_patches, needs_write
+from .assignment import check_assignment
 from .book import Book, open_book
 from .engine import plan_run
 from .plan import Plan
@@ -186,6 +187,7 @@ def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | N
     plan = plan_run(tables, loaded.settings, loaded.state, _aware(now), mode="dry-run")
     problems += [p for p in plan.problems if p.severity is not Severity.NOTE]
     problems += check_other_rules(tables)
+    problems += check_assignment(tables)
     problems += check_templates(tables, loaded.settings)
     loaded.settings.timezone  # noqa: B018 - reading it reports an unknown zone
     problems += loaded.settings.problems

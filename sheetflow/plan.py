@@ -88,6 +88,7 @@ class Plan:
     state: State = field(default_factory=State)
     stages: list[str] = field(default_factory=list)   # what ran: scoring, lifecycle, ...
     emails: list[PlannedEmail] = field(default_factory=list)
+    reps: list[dict[str, Any]] = field(default_factory=list)   # Reps summary (assignment.summarize)
     mail: Any = field(default=None, repr=False, compare=False)  # the email planner's working state
 
     @property

@@ -212,3 +212,14 @@ def test_schedule_parses_portuguese_days():
     assert s.add(dt.datetime(2026, 3, 6, 16, 0), 2) == dt.datetime(2026, 3, 9, 9, 0)
     with pytest.raises(ValueError):
         Schedule.parse("always", set())
+
+
+def test_dry_run_shows_tasks_and_pending_delayed_actions(crm, capsys):
+    run(crm, now=day(0))
+    append(crm, "Contacts", ["C-3", "Caio", 500, "lead", None, "Bob"])
+    before = crm.read_bytes()
+    assert main(["run", str(crm), "--dry-run", "--now", "2026-03-03T09:00"]) == 0
+    out = capsys.readouterr().out
+    assert "Tasks: Call Caio" in out and "Big lead" in out
+    assert "delayed actions waiting (1):" in out and "due 2026-03-05 09:00: Follow up for C-3" in out
+    assert crm.read_bytes() == before
