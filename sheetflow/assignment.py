@@ -24,7 +24,8 @@ What a run does, per table (Contacts, Deals, Tickets), record by record in sheet
   of the table, ties by the rotation), ``sticky_account`` (the owner of an already-owned record with the
   same company or business e-mail domain, if they are in the rule's ``assign_to`` and eligible; otherwise
   round robin; an account hit does not use a turn of the rotation).
-* Each rep who got records gets ONE Tasks row per run listing them (the e-mail digest replaces it later);
+* Each rep who got records gets ONE notification e-mail per run listing them (the outbox's digest). While
+  email is not set up (no Settings sender_email), or for a rep without an address, it is a Tasks row instead;
   ``owner`` and, where the contract has the column (Contacts), ``assigned_at`` are written, and every
   Activity row says which rule and method chose the rep and who was skipped and why.
 
@@ -782,9 +783,15 @@ class Assigner:
                         and k not in keys and k.rsplit("#", 1)[0] not in keys]:
                 del self.pointers[key]
         tasks: dict[str, tuple[str, list[str], set[str]]] = {}
+        emails = self._rep_emails() if self.ctx.settings.text("sender_email").strip() else {}
+        baseline = self.ctx.state.meta.get("last_run_id") or "start"
         for index, records in self.new.items():
             rep = self.roster.reps[index]
-            tasks[rep.key] = (rep.name, [self._notice(records)], {t for t, _ in records})
+            if rep.key in emails:  # one digest email per rep per run, through the outbox
+                _notify(self.ctx, rep.name, self._subject(), [self._notice(records)], RULE_TEXT,
+                        f"assign@{baseline}")
+            else:  # a rep without an e-mail address learns it from the Tasks sheet
+                tasks[rep.key] = (rep.name, [self._notice(records)], {t for t, _ in records})
         fallback = self.ctx.settings.text("fallback_owner").strip()
         for rule, positions, others in self.stranded.values():
             text = self._stranded(rule, positions, others, fallback)
@@ -797,6 +804,14 @@ class Assigner:
             self.ctx.append("Tasks", {"created_at": at, "due_at": at, "owner": name,
                                       "table": next(iter(kinds)) if len(kinds) == 1 else "", "record_id": "",
                                       "text": "; ".join(texts), "rule": RULE_TEXT, "done": False}, rule=RULE_TEXT)
+
+    def _rep_emails(self) -> dict[str, str]:
+        reps = self.ctx.tables["Reps"].df
+        return {normalize(n): e.strip() for n, e in zip(reps["name"], reps["email"])
+                if isinstance(n, str) and isinstance(e, str) and "@" in e}
+
+    def _subject(self) -> str:
+        return "Novos registros atribuídos a você" if self.ctx.portuguese else "New records assigned to you"
 
     def _notice(self, records: list[tuple[str, str]]) -> str:
         """``3 new contacts assigned to you: C-00012, C-00013, C-00020`` (pt-BR in Portuguese books)."""
@@ -975,3 +990,8 @@ def reassign(ctx: Context, table: Table, positions: Sequence[int], params: dict[
         ctx.change(table, changed, "assigned_at", [ctx.plan.local_now] * len(changed), texts)
     assigner.finish(prune=False)
     return changed
+
+
+def _notify(ctx: Context, rep: str, subject: str, lines: list[str], rule: str, occurrence: str) -> None:
+    from .mail import request_notification
+    request_notification(ctx, rep, subject, lines, rule, occurrence)

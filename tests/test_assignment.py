@@ -415,22 +415,28 @@ def test_twelve_leads_over_three_eligible_of_five_reps(book):
     assert log[0]["rule"].startswith('Assignment "All leads" round_robin: first in the rotation')
 
 
-def test_one_task_per_rep_per_run_lists_their_new_records(book):
-    path = book({"Contacts": leads(5), "Reps": FIVE_REPS, "Assignment": [RULES_HEADER, rule("All leads")],
-                 "Deals": [["id", "name", "stage"], [None, "Deal 1", "New"]]})
+def test_one_notification_email_per_rep_per_run_lists_their_new_records(book, tmp_path):
+    reps = [REPS_HEADER, rep("Ana"), rep("Bob"), rep("Carol")]
+    reps[3][1] = None  # Carol has no e-mail address: she gets a task row instead
+    path = book({"Contacts": leads(5), "Reps": reps, "Assignment": [RULES_HEADER, rule("All leads")],
+                 "Deals": [["id", "name", "stage"], [None, "Deal 1", "New"]],
+                 "Settings": [["key", "value"], ["sender_email", "crm@example.com"], ["send_window", "always"]]})
     wb = load_workbook(path)
     wb["Assignment"].append(rule("Deals", "Ana", table="Deals"))
     wb.save(path)
-    run(path, now=NOW)
+    outbox = tmp_path / "outbox"
+    result = run(path, now=NOW, outbox=outbox)
+    digests = [e for e in result.plan.emails if e.to.endswith("@example.com")]
+    assert sorted(e.to for e in digests) == ["ana@example.com", "bob@example.com"]
+    by_to = {e.to: e for e in digests}
+    assert "2 new contacts and 1 new deal assigned to you: C-00001, C-00004, D-00001" in by_to["ana@example.com"].text
+    assert "2 new contacts assigned to you: C-00002, C-00005" in by_to["bob@example.com"].text
+    assert len(list(outbox.glob("*.eml"))) == 2
     tasks = records(path, "Tasks")
-    assert sorted(t["owner"] for t in tasks) == ["Ana", "Bob", "Carol"]
-    by_owner = {t["owner"]: t for t in tasks}
-    assert by_owner["Ana"]["text"] == "2 new contacts and 1 new deal assigned to you: C-00001, C-00004, D-00001"
-    assert by_owner["Bob"]["text"] == "2 new contacts assigned to you: C-00002, C-00005"
-    assert by_owner["Bob"]["table"] == "Contacts" and by_owner["Ana"]["rule"] == "Assignment"
-    again = run(path, now=NOW + DAY)                  # nothing new: no tasks, and the file is not touched
+    assert [(t["owner"], t["text"]) for t in tasks] == [("Carol", "1 new contact assigned to you: C-00003")]
+    again = run(path, now=NOW + DAY, outbox=outbox)     # nothing new: no emails, no tasks, file untouched
     assert not again.written and not again.plan.changes and not again.plan.appends
-    assert len(records(path, "Tasks")) == 3
+    assert len(list(outbox.glob("*.eml"))) == 2
 
 
 def test_weights_three_to_one_over_forty_leads(book):
