@@ -223,3 +223,53 @@ def test_dry_run_shows_tasks_and_pending_delayed_actions(crm, capsys):
     assert "Tasks: Call Caio" in out and "Big lead" in out
     assert "delayed actions waiting (1):" in out and "due 2026-03-05 09:00: Follow up for C-3" in out
     assert crm.read_bytes() == before
+
+
+SEQUENCE_BOOK = {
+    "Settings": [["key", "value"], ["timezone", "UTC"], ["sender_email", "crm@example.com"],
+                 ["sender_name", "Equipe"], ["send_window", "always"]],
+    "Scoring": [["rule", "when", "points"], ["VP", 'title contains "vp"', 50]],
+    "Contacts": [["id", "first_name", "email", "title", "lifecycle_stage", "unsubscribed", "replied_at"],
+                 ["C-1", "Ana", "ana@acme.com", "Analyst", "lead", None, None],
+                 ["C-2", "Bia", "bia@acme.com", "Analyst", "lead", None, None],
+                 ["C-3", "Caio", "caio@acme.com", "Analyst", "lead", None, None],
+                 ["C-4", "Duda", "duda@acme.com", "Analyst", "lead", None, None]],
+    "Automations": [AUTOMATIONS[0], ["Nurture hot leads", "Contacts", "score_reached:40", "", "enroll",
+                                     "sequence=nurture", None, True]],
+    "Sequences": [["sequence", "step", "delay_days", "template", "stop_when"],
+                  ["nurture", 1, 0, "hello", None],
+                  ["nurture", 2, 2, "tips", 'lifecycle_stage = "customer"'],
+                  ["nurture", 3, 5, "last", None]],
+    "Templates": [["name", "subject", "body"], ["hello", "Olá {{ first_name }}", "Oi {{ first_name }}!"],
+                  ["tips", "Dicas", "Dicas para {{ first_name }}"], ["last", "Última", "Tchau {{ first_name }}"]],
+}
+
+
+def test_sequence_over_time_with_stops(book, tmp_path):
+    path = book(SEQUENCE_BOOK)
+    outbox = tmp_path / "outbox"
+
+    def sent(n: int) -> set[tuple[str, str]]:
+        result = run(path, now=day(n), outbox=outbox)
+        assert not result.plan.errors, result.plan.errors
+        return {(e.to.split("@")[0], e.template) for e in result.plan.emails if e.due}
+
+    assert sent(0) == set()                                   # baseline
+    for row in (2, 3, 4, 5):
+        edit(path, "Contacts", f"D{row}", "VP")               # everyone becomes hot: score 50
+    assert sent(1) == {("ana", "hello"), ("bia", "hello"), ("caio", "hello"), ("duda", "hello")}
+    edit(path, "Contacts", "E3", "customer")                  # Bia: stop_when of step 2 holds
+    edit(path, "Contacts", "F4", True)                        # Caio unsubscribes
+    edit(path, "Contacts", "G5", day(2))                      # Duda replies
+    assert sent(2) == set()                                   # step 2 is due on day 3
+    assert sent(3) == {("ana", "tips")}
+    assert sent(5) == set()
+    assert sent(10) == {("ana", "last")}                      # due on day 8, sent once on day 10
+    assert sent(11) == set() and sent(40) == set()
+    enrollments = {k: json.loads(v) for k, v in _state(path, "sequences").items()}
+    assert {k: (v["status"], v.get("reason")) for k, v in enrollments.items()} == {
+        "nurture|C-1": ("finished", None), "nurture|C-2": ("stopped", "stop_when holds"),
+        "nurture|C-3": ("stopped", "unsubscribed"), "nurture|C-4": ("stopped", "replied")}
+    emails = sheet(path, "Emails")
+    assert len(emails) - 1 == 6 and all(r[8] == "sent" for r in emails[1:])
+    assert len(list(outbox.glob("*.eml"))) == 6
