@@ -14,6 +14,11 @@ rewritten part keeps its original XML declaration.
 
 Things deliberately left alone: ``docProps/app.xml`` (its sheet list is not updated for new sheets; Excel does
 not check it), ``sharedStrings.xml`` (strings are written inline, so it never needs to change).
+
+Speed (a write can be a million cells into 100,000-row sheets): new cells are generated as XML text, byte for
+byte what lxml would write for the elements; the rows of big existing sheets are changed as bytes instead of
+being parsed into a tree (_RawRows, with the tree as the fallback and the reference); parsing, serialising and
+compressing run in background threads (C code without the GIL) while Python code writes other sheets.
 """
 
 from __future__ import annotations
@@ -21,15 +26,20 @@ from __future__ import annotations
 import bisect
 import copy
 import datetime as dt
+import functools
+import itertools
 import math
 import numbers
+import operator
 import posixpath
 import re
 import struct
 import time
+import uuid
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -91,10 +101,19 @@ def patch_workbook(src: str | Path, dst: str | Path, patches: list[SheetPatch]) 
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
         raise PatchError(f"internal error: sheetflow must not write over {src.name} directly (use a temporary file)")
-    with _Package.open(src) as pkg:
-        book = _Workbook(pkg)
-        _apply_patches(pkg, book, _merge_patches(patches))
-        pkg.write(dst)
+    # Parsing, serialising and compressing big sheets is C code that runs without the GIL: background threads
+    # do it while Python code writes other sheets (see _apply_patches and _Package.finish).
+    with _Package.open(src) as pkg, ThreadPoolExecutor(2, "sheetflow-xlsx") as pool, \
+            ThreadPoolExecutor(2, "sheetflow-deflate") as deflate_pool:
+        pkg.pool, pkg.deflate_pool = pool, deflate_pool  # two pools: jobs in `pool` wait for pieces in the other
+        try:
+            book = _Workbook(pkg)
+            _apply_patches(pkg, book, _merge_patches(patches))
+            pkg.write(dst)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # nothing left running on the zip file
+            deflate_pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def date1904(path: str | Path) -> bool:
@@ -146,8 +165,9 @@ FIRST_CUSTOM_NUMFMT = 164
 BUILTIN_DATE_FORMATS = frozenset(range(14, 23)) | {45, 46, 47}
 
 STANDARD_HEAD = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n'
-_PARSER = etree.XMLParser(remove_blank_text=False, remove_comments=False, remove_pis=False, strip_cdata=False,
-                          resolve_entities=False, huge_tree=True, no_network=True, ns_clean=False)
+_PARSER_OPTIONS = dict(remove_blank_text=False, remove_comments=False, remove_pis=False, strip_cdata=False,
+                       resolve_entities=False, huge_tree=True, no_network=True, ns_clean=False)
+_PARSER = etree.XMLParser(**_PARSER_OPTIONS)   # for the main thread; lxml parsers must not be shared by threads
 _HEAD_RE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*\?>\s*")
 _ILLEGAL_XML_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _ESCAPE_LIKE_RE = re.compile("_(x[0-9A-Fa-f]{4}_)")
@@ -158,6 +178,8 @@ _BAD_SHEET_CHARS = set("[]:*?/\\")
 EXCEL_EPOCH_1900 = dt.date(1899, 12, 30)
 EXCEL_EPOCH_1904 = dt.date(1904, 1, 1)
 EXCEL_LEAP_BUG_END = dt.date(1900, 3, 1)
+_EPOCH_1900, _EPOCH_1904, _LEAP_BUG_END = (d.toordinal() for d in (EXCEL_EPOCH_1900, EXCEL_EPOCH_1904,
+                                                                    EXCEL_LEAP_BUG_END))
 
 
 def _q(tag: str) -> str:
@@ -175,6 +197,8 @@ def _true(value: str | None) -> bool:
 # --------------------------------------------------------------------------------------------------------------
 
 _LETTERS: dict[int, str] = {}
+_COL_NUMBERS: dict[str, int] = {}     # the reverse of _LETTERS: "AA" -> 27
+_DIGITS = "0123456789"
 
 
 def col_letter(col: int) -> str:
@@ -186,6 +210,7 @@ def col_letter(col: int) -> str:
             n, rem = divmod(n - 1, 26)
             letters = chr(65 + rem) + letters
         _LETTERS[col] = letters
+        _COL_NUMBERS[letters] = col
     return letters
 
 
@@ -205,6 +230,17 @@ def parse_cell(ref: str) -> tuple[int, int]:
     return int(m.group(2)), col_number(m.group(1))
 
 
+def _ref_col(ref: str) -> int:
+    """Column of a cell reference: parse_cell(ref)[1], without the regex for the usual "AB12" form."""
+    letters = ref.rstrip(_DIGITS)
+    col = _COL_NUMBERS.get(letters)
+    if col is not None and 0 < len(ref) - len(letters) <= 7:
+        return col
+    col = parse_cell(ref)[1]
+    col_letter(col)  # remember the letters (only the canonical upper-case form takes the fast path)
+    return col
+
+
 def parse_range(ref: str) -> tuple[int, int, int, int]:
     """"A1:C5" -> (r1, c1, r2, c2); a single cell is a 1x1 range."""
     first, _, last = ref.strip().partition(":")
@@ -218,10 +254,14 @@ def format_range(r1: int, c1: int, r2: int, c2: int) -> str:
     return start if (r1, c1) == (r2, c2) else f"{start}:{col_letter(c2)}{r2}"
 
 
+@functools.lru_cache(maxsize=64)
+def _shown_sheet(sheet: str) -> str:
+    return f"'{sheet}'" if re.search(r"[^A-Za-z0-9_.]", sheet) else sheet
+
+
 def _where(sheet: str, row: int, col: int) -> str:
     """``Contacts!F2`` / ``'My Sheet'!F2``, the way Excel shows a reference in a formula."""
-    shown = f"'{sheet}'" if re.search(r"[^A-Za-z0-9_.]", sheet) else sheet
-    return f"{shown}!{col_letter(col)}{row}"
+    return f"{_shown_sheet(sheet)}!{col_letter(col)}{row}"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -230,30 +270,297 @@ def _where(sheet: str, row: int, col: int) -> str:
 
 @dataclass
 class _XmlPart:
-    """A parsed part plus the exact bytes before its root element (XML declaration and line break)."""
+    """A parsed part plus the exact bytes before its root element (XML declaration and line break).
+
+    ``splices`` are (marker, content) pairs: ``marker`` is the serialised form of a processing instruction that
+    stands in the tree for ``content``, XML text generated directly (the rows appended to a sheet), which
+    replaces it on output. Building 100,000s of rows as text is many times faster than as lxml elements.
+    ``rows``: for a big worksheet, the rows as bytes (the tree then holds everything but the rows; see _RawRows).
+    """
 
     tree: etree._ElementTree
     head: bytes
+    splices: list[tuple[bytes, bytes | Callable[[], list[bytes | memoryview]]]] = field(default_factory=list)
+    rows: _RawRows | None = None
 
     @property
     def root(self) -> etree._Element:
         return self.tree.getroot()
 
     @classmethod
-    def parse(cls, data: bytes) -> _XmlPart:
+    def parse(cls, data: bytes, parser: etree.XMLParser = _PARSER) -> _XmlPart:
         m = _HEAD_RE.match(data)
         head = m.group(0) if m else b""
         if head and re.search(rb"encoding=[\"'](?!utf-8)", head, re.I):
             head = STANDARD_HEAD  # we always serialise UTF-8, so the declaration must say so
-        root = etree.fromstring(data, _PARSER)
+        root = etree.fromstring(data, parser)
         return cls(root.getroottree(), head)
 
     @classmethod
     def new(cls, root: etree._Element) -> _XmlPart:
         return cls(root.getroottree(), STANDARD_HEAD)
 
+    def splice(self, parent: etree._Element, content: bytes | Callable[[], list[bytes | memoryview]]) -> None:
+        """Output ``content`` (serialised XML, or a function that makes it in pieces) as the last children of
+        ``parent``."""
+        marker = etree.ProcessingInstruction(f"sheetflow-splice-{uuid.uuid4().hex}")
+        parent.append(marker)
+        self.splices.append((etree.tostring(marker, with_tail=False), content))
+
+    def parse_fully(self) -> None:
+        """Replace the tree without rows (see _RawRows) by the full tree of the part."""
+        full = _XmlPart.parse(self.rows.data)
+        self.tree, self.head, self.splices, self.rows = full.tree, full.head, [], None
+
     def to_bytes(self) -> bytes:
-        return self.head + etree.tostring(self.tree, encoding="UTF-8", xml_declaration=False)
+        data = etree.tostring(self.tree, encoding="UTF-8", xml_declaration=False)
+        pieces: list[bytes | memoryview] = [self.head]
+        for marker, content in sorted(self.splices, key=lambda splice: data.find(splice[0])):
+            before, found, data = data.partition(marker)
+            if not found:
+                raise PatchError("internal error: generated rows lost their place in the sheet")
+            pieces.append(before)
+            pieces += content() if callable(content) else (content,)
+        pieces.append(data)
+        return b"".join(pieces)  # one copy of what can be a 100 MB part
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Big worksheets: the rows as bytes
+# --------------------------------------------------------------------------------------------------------------
+
+_RAW_ROWS_MIN_BYTES = 1 << 20  # smaller worksheets are parsed into a tree: fast enough, and the reference
+_START_TAG_REST = rb"""((?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(/?)>"""   # attributes, "/" if empty
+_PLAIN_TAG_REST = _START_TAG_REST.replace(b'[^"]', b'[^"&]').replace(b"[^']", b"[^'&]")   # no character references
+_SHEET_DATA_TAG_RE = re.compile(rb"<(?:([A-Za-z_][\w.\-]*):)?sheetData" + _START_TAG_REST)
+_ATTR_RE = re.compile(rb"""([^\s=/>]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_R_ATTR_RE = re.compile(rb"""\sr\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_XML_SPACE_CHARS = b" \t\r\n"
+_NAME_END = frozenset(b" \t\r\n/>")
+_COL_NUMBERS_B: dict[bytes, int] = {}   # b"AB" -> 28, filled as cells are read
+_S_ATTR_RE = re.compile(rb"\ss\s*=")
+
+
+class _NoTree:
+    """An lxml parser target that builds nothing: checks that a part is well-formed XML, several times faster
+    than parsing it into a tree."""
+
+    def close(self) -> None:
+        return None
+
+
+def _attr_list(raw: bytes) -> list[list[bytes]]:
+    """The attributes of a start tag as [name, quote, value as written] lists, in order."""
+    return [[m.group(1), b'"', m.group(2)] if m.group(2) is not None else [m.group(1), b"'", m.group(3)]
+            for m in _ATTR_RE.finditer(raw)]
+
+
+def _attr_get(attrs: list[list[bytes]], name: bytes) -> str | None:
+    return next((value.decode() for key, _, value in attrs if key == name), None)
+
+
+def _attr_set(attrs: list[list[bytes]], name: bytes, value: str) -> None:
+    """Like lxml's set: in place if the attribute exists, else added last."""
+    for attr in attrs:
+        if attr[0] == name:
+            attr[1], attr[2] = b'"', value.encode()
+            return
+    attrs.append([name, b'"', value.encode()])
+
+
+def _attr_del(attrs: list[list[bytes]], name: bytes) -> None:
+    attrs[:] = [attr for attr in attrs if attr[0] != name]
+
+
+def _start_tag(name: bytes, attrs: list[list[bytes]], empty: bool = False) -> bytes:
+    return b"".join([b"<", name, *(b" %s=%s%s%s" % (key, q, value, q) for key, q, value in attrs),
+                     b"/>" if empty else b">"])
+
+
+class _RawRows:
+    """The rows of a big worksheet as they are in the file, and the changes to make to them.
+
+    Parsing 100,000 rows into lxml elements and serialising them again takes seconds; changing the bytes of the
+    rows that get values takes a fraction of that, and leaves every other row exactly as it was. Only for a
+    sheetData that is plain: well-formed XML (checked by a SAX pass), no comments, CDATA sections, processing
+    instructions or DOCTYPE in the part, no namespace declarations inside sheetData, no formulas, rows with
+    increasing ``r`` and only white space between them. A row that gets values must have its cells (from the
+    first column written on) in plain form too: ``r`` references in column order, no extension lists, no
+    character references in the attributes that matter. Anything else: the part is parsed into a full tree
+    after all. _SheetWriter does to these bytes what it does to elements (the tests compare both results,
+    canonicalised).
+    """
+
+    def __init__(self, data: bytes, start: int, end: int, prefix: bytes) -> None:
+        self.data, self.start, self.end, self.prefix = data, start, end, prefix   # rows: data[start:end]
+        self.rows: dict[int, tuple[int, int, int, int]] = {}  # r -> (start, end of start tag, end tag or -1, end)
+        self.nums: list[int] = []
+        self.edits: list[tuple[int, int, bytes]] = []         # (from, to, new bytes), in document order
+        self.row_end_tag = b"</" + prefix + b"row>"
+        self.cell_name, self.cell_end_tag = prefix + b"c", b"</" + prefix + b"c>"
+        self._cell_start = b"<" + prefix + b"c"
+        # group 1: the row number when r="12" is the first attribute (as every writer puts it)
+        self._row_re = re.compile(b"<" + re.escape(prefix) + rb'row(?:\s+r="([0-9]{1,7})"(?=[\s/>]))?'
+                                  + _PLAIN_TAG_REST)
+        # group 1: the column letters when r="AB12" is the first attribute (as every writer puts it)
+        self._cell_re = re.compile(b"<" + re.escape(prefix) + rb'c(?:\s+r="([A-Z]{1,3})[0-9]{1,7}"(?=[\s/>]))?'
+                                   + _PLAIN_TAG_REST)
+
+    @classmethod
+    def split(cls, data: bytes, parser: etree.XMLParser) -> _XmlPart | None:
+        """The part as a tree without rows plus its rows as bytes; None if its sheetData is not plain."""
+        m = _HEAD_RE.match(data)
+        head = m.group(0) if m else b""
+        if head and re.search(rb"encoding=[\"'](?!utf-8)", head, re.I) or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return None
+        if b"<!" in data or data.find(b"<?", len(head)) >= 0 or data.count(b"sheetData") != 2:
+            return None
+        tag = _SHEET_DATA_TAG_RE.search(data)
+        if tag is None or tag.group(3):
+            return None
+        prefix = tag.group(1) + b":" if tag.group(1) else b""
+        start = tag.end()
+        end = data.find(b"</" + prefix + b"sheetData>", start)
+        if end < 0 or data.find(b"xmlns", start, end) >= 0 or \
+                re.compile(b"<" + re.escape(prefix) + rb"f[\s/>]").search(data, start, end):
+            return None
+        etree.fromstring(data, etree.XMLParser(target=_NoTree(), **_PARSER_OPTIONS))  # XMLSyntaxError if damaged
+        part = _XmlPart.parse(data[:start] + data[end:], parser)
+        sheet_data = part.root.find(_q("sheetData"))
+        if sheet_data is None or len(sheet_data) or sheet_data.text is not None or \
+                (sheet_data.prefix or "").encode() != (tag.group(1) or b"") or \
+                [key for key, uri in sheet_data.nsmap.items() if uri == NS_MAIN] != [sheet_data.prefix]:
+            return None
+        rows = cls(data, start, end, prefix)
+        if not rows.index():
+            return None
+        part.rows = rows
+        part.splice(sheet_data, rows.content)
+        return part
+
+    def index(self) -> bool:
+        """Find every row; False if they are not plain."""
+        data, end, row_end_tag = self.data, self.end, self.row_end_tag
+        rows, nums = self.rows, self.nums
+        pos, previous = self.start, -1
+        find = data.find
+        for m in self._row_re.finditer(data, self.start, end):
+            row_start, tag_end, number, empty = m.start(), m.end(), m.group(1), m.group(3)
+            if row_start != pos and (row_start < pos or data[pos:row_start].strip(_XML_SPACE_CHARS)):
+                return False
+            if number is None:  # r is not the first attribute
+                r = _R_ATTR_RE.search(m.group(0))
+                number = r and (r.group(1) if r.group(1) is not None else r.group(2))
+                if not number or not number.isdigit():
+                    return False
+            number = int(number)
+            if number <= previous:
+                return False
+            if empty:
+                close, pos = -1, tag_end
+            else:
+                close = find(row_end_tag, tag_end, end)
+                if close < 0:
+                    return False
+                pos = close + len(row_end_tag)
+            rows[number] = (row_start, tag_end, close, pos)
+            nums.append(number)
+            previous = number
+        return not data[pos:end].strip(_XML_SPACE_CHARS)
+
+    def is_empty(self) -> bool:
+        data = self.data
+        return not any(close > tag_end and data.find(b"<", tag_end, close) >= 0
+                       for _, tag_end, close, _ in self.rows.values())
+
+    def clear(self) -> None:
+        """Drop every row (and the white space after each, which lxml removes with an element)."""
+        if self.nums:
+            self.edits.append((self.rows[self.nums[0]][0], self.end, b""))
+        self.rows, self.nums = {}, []
+
+    def cells(self, r: int, cols_written: list[int]) -> tuple[list[int], dict[int, tuple[int, int, int, int]],
+                                                               bytes] | None:
+        """The cells of row r from the first of ``cols_written`` on, plus the one before them (walking back
+        from the end of the row): columns in order, col -> (start, end of start tag, end tag or -1, end), and
+        the row's start tag. None if they are not plain. (Start tags with character references are not
+        plain: the regular expressions do not match them.)"""
+        row_start, tag_end, close, _ = self.rows[r]
+        data = self.data
+        tag = data[row_start:tag_end]
+        if b"customFormat" in tag:  # what _SheetWriter._write_raw_row reads
+            row_attrs = _attr_list(tag)
+            try:
+                if _true(_attr_get(row_attrs, b"customFormat")) and _attr_get(row_attrs, b"s"):
+                    int(_attr_get(row_attrs, b"s"))
+            except ValueError:
+                return None
+        first_col = cols_written[0]
+        cols: list[int] = []
+        cells: dict[int, tuple[int, int, int, int]] = {}
+        if close < 0:
+            return cols, cells, tag
+        if data.find(b"extLst", tag_end, close) >= 0:
+            return None
+        name, end_tag, cell_re, col_numbers = self._cell_start, self.cell_end_tag, self._cell_re, _COL_NUMBERS_B
+        pos = close
+        while True:
+            i = data.rfind(name, tag_end, pos)
+            while i >= 0 and data[i + len(name)] not in _NAME_END:
+                i = data.rfind(name, tag_end, i)
+            if i < 0:
+                if tag_end != pos and data[tag_end:pos].strip(_XML_SPACE_CHARS):
+                    return None
+                break
+            m = cell_re.match(data, i, pos)
+            if m is None:
+                return None
+            cell_tag_end = m.end()
+            if m.group(3):
+                cell_close, cell_end = -1, cell_tag_end
+            else:
+                cell_close = data.find(end_tag, cell_tag_end, pos)
+                if cell_close < 0:
+                    return None
+                cell_end = cell_close + len(end_tag)
+            if cell_end != pos and data[cell_end:pos].strip(_XML_SPACE_CHARS):
+                return None
+            col = col_numbers.get(m.group(1)) if m.group(1) else None  # the usual <c r="AB12" ...>
+            if col is None:
+                ref = _R_ATTR_RE.search(m.group(0))
+                ref = ref and (ref.group(1) if ref.group(1) is not None else ref.group(2))
+                if not ref or not ref.isascii():
+                    return None
+                try:
+                    col = _ref_col(ref.decode("ascii"))
+                except ValueError:
+                    return None
+                _COL_NUMBERS_B[ref.rstrip(b"0123456789")] = col
+            if col in cols_written and _S_ATTR_RE.search(data, i, cell_tag_end):
+                try:  # what _SheetWriter._raw_cell reads
+                    int(_attr_get(_attr_list(m.group(0)[len(name):]), b"s") or 0)
+                except ValueError:
+                    return None
+            if cols and col >= cols[-1]:
+                return None
+            cols.append(col)
+            cells[col] = (i, cell_tag_end, cell_close, cell_end)
+            pos = i
+            if col < first_col:
+                break
+        cols.reverse()
+        return cols, cells, tag
+
+    def content(self) -> list[bytes | memoryview]:
+        """The rows with every change made, in pieces."""
+        view, pieces, pos = memoryview(self.data), [], self.start
+        for start, end, new in self.edits:
+            if start < pos:
+                raise PatchError("internal error: overlapping changes to the rows of a sheet")
+            pieces += (view[pos:start], new)
+            pos = end
+        pieces.append(view[pos:self.end])
+        return pieces
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -372,14 +679,35 @@ def _copied_entry(raw: BinaryIO, info: zipfile.ZipInfo) -> _Entry:
                   internal_attr=info.internal_attr, external_attr=info.external_attr)
 
 
-def _compress(data: bytes, method: int) -> bytes:
+_DEFLATE_CHUNK = 1 << 22   # big parts are compressed in pieces of this size, in parallel
+_BIG_ENTRY = 1 << 16       # entries this big are inflated in one call (see _Package._inflate)
+_DEFLATE_WINDOW = 1 << 15
+
+
+def _deflate(data: memoryview, start: int, end: int, last: bool) -> bytes:
+    """Raw deflate of data[start:end] as one piece of a longer stream: it may refer back to the 32 KB before
+    ``start`` (which the reader has just decompressed) and, unless ``last``, ends on a byte boundary without
+    ending the stream (Z_SYNC_FLUSH), so the pieces can simply be concatenated (as pigz does)."""
+    if start:
+        packer = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=data[max(0, start - _DEFLATE_WINDOW):start])
+    else:
+        packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return packer.compress(data[start:end]) + packer.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+def _compress(data: bytes, method: int, pool: ThreadPoolExecutor | None = None) -> bytes:
     if method == zipfile.ZIP_STORED:
         return data
-    packer = zlib.compressobj(6, zlib.DEFLATED, -15)
-    return packer.compress(data) + packer.flush()
+    if pool is None or len(data) < 2 * _DEFLATE_CHUNK:
+        return _deflate(memoryview(data), 0, len(data), last=True)
+    view, size = memoryview(data), len(data)
+    pieces = [pool.submit(_deflate, view, start, min(start + _DEFLATE_CHUNK, size), start + _DEFLATE_CHUNK >= size)
+              for start in range(0, size, _DEFLATE_CHUNK)]
+    return b"".join(piece.result() for piece in pieces)
 
 
-def _rewritten_entry(name: str, data: bytes, like: zipfile.ZipInfo | None) -> _Entry:
+def _rewritten_entry(name: str, data: bytes, like: zipfile.ZipInfo | None,
+                     deflate_pool: ThreadPoolExecutor | None = None) -> _Entry:
     """An entry with new content; it keeps the metadata (and compression type) of the entry it replaces."""
     method = like.compress_type if like is not None and like.compress_type == zipfile.ZIP_STORED \
         else zipfile.ZIP_DEFLATED
@@ -388,7 +716,7 @@ def _rewritten_entry(name: str, data: bytes, like: zipfile.ZipInfo | None) -> _E
     except UnicodeEncodeError:
         name_bytes, flags = name.encode("utf-8"), _FLAG_UTF8
     entry = _Entry(name_bytes=name_bytes, flags=flags, method=method, date_time=time.localtime()[:6],
-                   crc=zlib.crc32(data), size=len(data), data=_compress(data, method))
+                   crc=zlib.crc32(data), size=len(data), data=_compress(data, method, deflate_pool))
     if like is not None:
         entry.name_bytes = _name_bytes(like)
         entry.flags = (like.flag_bits & ~(_FLAG_DATA_DESCRIPTOR | 0x06)) if method == zipfile.ZIP_DEFLATED \
@@ -398,6 +726,26 @@ def _rewritten_entry(name: str, data: bytes, like: zipfile.ZipInfo | None) -> _E
         entry.comment, entry.create_version, entry.create_system = like.comment, like.create_version, like.create_system
         entry.internal_attr, entry.external_attr = like.internal_attr, like.external_attr
     return entry
+
+
+def _done(work: Callable[[], object]) -> Future:
+    """A future holding the outcome of ``work``, run now."""
+    future: Future = Future()
+    try:
+        future.set_result(work())
+    except BaseException as exc:  # noqa: BLE001 - delivered by result(), like a background job's
+        future.set_exception(exc)
+    return future
+
+
+def _load_sheet(data: bytes, parser: etree.XMLParser) -> _XmlPart:
+    """A worksheet part: a big one with a plain sheetData as a tree without rows plus the rows as bytes
+    (_RawRows), any other parsed into a full tree."""
+    if len(data) >= _RAW_ROWS_MIN_BYTES:
+        part = _RawRows.split(data, parser)
+        if part is not None:
+            return part
+    return _XmlPart.parse(data, parser)
 
 
 def _zip_failure(path: Path, exc: Exception) -> PatchError:
@@ -478,6 +826,10 @@ class _Package:
         self._added: dict[str, _XmlPart] = {}
         self._removed: set[str] = set()
         self._rels: dict[str, _Rels] = {}
+        self.pool: ThreadPoolExecutor | None = None          # background work, when the caller provides threads
+        self.deflate_pool: ThreadPoolExecutor | None = None  # pieces of big parts being compressed
+        self._parsing: dict[str, Future[_XmlPart]] = {}      # parts being parsed in the background
+        self._output: dict[str, Future[_Entry]] = {}         # finished parts being serialised and compressed
 
     @classmethod
     def open(cls, path: Path) -> _Package:
@@ -528,16 +880,51 @@ class _Package:
 
     def read(self, name: str) -> bytes:
         try:
-            return self.zf.read(self.actual_name(name))
+            info = self.zf.getinfo(self.actual_name(name))
+            if info.compress_type == zipfile.ZIP_DEFLATED and info.file_size >= _BIG_ENTRY:
+                return self._inflate(info)
+            return self.zf.read(info)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError, KeyError) as exc:
             raise _zip_failure(self.path, exc) from None
+
+    def _inflate(self, info: zipfile.ZipInfo) -> bytes:
+        """zf.read() in one zlib call: zipfile inflates in steps that each take the GIL again, which makes a
+        background read crawl (and slows the main thread) while the main thread runs Python code."""
+        with open(self.path, "rb") as raw:
+            compressed = _copied_entry(raw, info).data
+        data = zlib.decompress(compressed, -15, info.file_size)
+        if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+            raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+        return data
+
+    def prefetch_sheet(self, name: str) -> None:
+        """Start reading and parsing a worksheet part in the background (a big sheet takes seconds)."""
+        name = self.actual_name(name)
+        if self.pool is None or name in self._added or name in self._xml or name in self._parsing:
+            return
+        self._parsing[name] = self.pool.submit(lambda: _load_sheet(self.read(name),
+                                                                    etree.XMLParser(**_PARSER_OPTIONS)))
+
+    def parsed(self, name: str) -> bool:
+        """Whether xml()/sheet_xml() would return at once."""
+        name = self.actual_name(name)
+        parsing = self._parsing.get(name)
+        return name in self._added or name in self._xml or (parsing is not None and parsing.done())
+
+    def sheet_xml(self, name: str) -> _XmlPart:
+        """A worksheet part: like xml(), but a big one may come without its rows in the tree (see _RawRows)."""
+        name = self.actual_name(name)
+        if name not in self._added and name not in self._xml and name not in self._parsing:
+            self._parsing[name] = _done(lambda: _load_sheet(self.read(name), _PARSER))
+        return self.xml(name)
 
     def xml(self, name: str) -> _XmlPart:
         name = self.actual_name(name)
         part = self._added.get(name) or self._xml.get(name)
         if part is None:
+            parsing = self._parsing.pop(name, None)
             try:
-                part = _XmlPart.parse(self.read(name))
+                part = parsing.result() if parsing is not None else _XmlPart.parse(self.read(name))
             except etree.XMLSyntaxError as exc:
                 raise PatchError(f"{self.path.name} is damaged: part {name} is not valid XML ({exc}). Open it in "
                                  f"Excel, let Excel repair it, and save it again") from None
@@ -547,6 +934,24 @@ class _Package:
     def touch(self, name: str) -> None:
         """Mark a parsed part as changed, so it is serialised into the output."""
         self._dirty.add(self.actual_name(name))
+
+    def finish(self, name: str) -> None:
+        """Nothing will change a changed or added part any more: serialise and compress it in the background
+        while the caller goes on with other parts. Only for parts that are really final (a sheet after its
+        patch): the background thread reads the tree."""
+        name = self.actual_name(name)
+        if self.pool is None or name in self._output:
+            return
+        if name in self._added:
+            part, like = self._added[name], None
+        elif name in self._dirty and name not in self._removed:
+            infos = [info for info in self.infos if info.filename == name]
+            if len(infos) != 1:
+                return
+            part, like = self._xml[name], infos[0]
+        else:
+            return
+        self._output[name] = self.pool.submit(lambda: _rewritten_entry(name, part.to_bytes(), like, self.deflate_pool))
 
     def add_part(self, name: str, part: _XmlPart) -> None:
         self._added[name] = part
@@ -562,6 +967,8 @@ class _Package:
     # -- output ---------------------------------------------------------------------------------------------
     def write(self, dst: Path) -> None:
         """Write the new package; on failure no half-written file is left behind."""
+        for name in [*self._dirty, *self._added]:
+            self.finish(name)  # the rest of the changed parts, compressed in parallel too
         try:
             with open(dst, "wb") as out, open(self.path, "rb") as raw:
                 writer = _ZipWriter(out)
@@ -569,7 +976,8 @@ class _Package:
                     if info.filename not in self._removed:
                         writer.add(self._output_entry(raw, info))
                 for name, part in self._added.items():
-                    writer.add(_rewritten_entry(name, part.to_bytes(), None))
+                    output = self._output.get(name)
+                    writer.add(output.result() if output else _rewritten_entry(name, part.to_bytes(), None))
                 writer.finish(self.zf.comment)
         except OSError as exc:
             dst.unlink(missing_ok=True)
@@ -580,6 +988,9 @@ class _Package:
 
     def _output_entry(self, raw: BinaryIO, info: zipfile.ZipInfo) -> _Entry:
         if info.filename in self._dirty:
+            output = self._output.get(info.filename)
+            if output is not None:
+                return output.result()
             return _rewritten_entry(info.filename, self._xml[info.filename].to_bytes(), info)
         try:
             return _copied_entry(raw, info)
@@ -957,13 +1368,15 @@ class _Styles:
 # Values
 # --------------------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Rendered:
-    """A value as it goes into the cell XML."""
+# A value as it goes into the cell XML: (kind, text, with_time); kind is "str" | "num" | "bool" | "date" | "none".
+# A plain tuple: a million of them are made for a big write.
+_Rendered = tuple[str, str, bool]
+_NONE: _Rendered = ("none", "", False)
 
-    kind: str               # "str" | "num" | "bool" | "date" | "none"
-    text: str = ""
-    with_time: bool = False
+# Text that needs more than XML escaping of & < > (control characters, line breaks, lone surrogates).
+_SPECIAL_TEXT_RE = re.compile("[\x00-\x1f&<>\ud800-\udfff\ufffe\uffff]")
+# How libxml2 escapes element text (checked against lxml for every legal character in the tests).
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 
 
 def _clean_text(text: str) -> str:
@@ -995,29 +1408,48 @@ def excel_serial(value: dt.date | dt.datetime, is1904: bool, where: str = "") ->
 
 def _render(value: object, where: str, is1904: bool) -> _Rendered:
     """Validate and convert one Python value; errors name the cell."""
+    kind = type(value)
+    if kind is str:  # the exact built-in types first: the common case, and cheaper than isinstance
+        return "str", _clean_text(value), False
     if value is None:
-        return _Rendered("none")
+        return _NONE
+    if kind is int:
+        return "num", str(value), False
+    if kind is float and value - value == 0:  # finite
+        return "num", repr(value), False
     if isinstance(value, str):
-        return _Rendered("str", _clean_text(value))
+        return "str", _clean_text(value), False
     if isinstance(value, bool):
-        return _Rendered("bool", "1" if value else "0")
+        return "bool", "1" if value else "0", False
     if isinstance(value, (dt.datetime, dt.date)):
         if value != value:  # pandas NaT
             raise PatchError(f"{where}: cannot write an empty date (NaT); use None to clear a cell")
         with_time = isinstance(value, dt.datetime) and value.time() != dt.time(0)
         serial = excel_serial(value, is1904, where)
-        return _Rendered("date", str(serial) if isinstance(serial, int) else repr(serial), with_time)
+        return "date", str(serial) if isinstance(serial, int) else repr(serial), with_time
     if isinstance(value, numbers.Integral):
-        return _Rendered("num", str(int(value)))
+        return "num", str(int(value)), False
     if isinstance(value, numbers.Real):
         number = float(value)
         if not math.isfinite(number):
             raise PatchError(f"{where}: cannot write {number} (not a finite number) into a cell")
-        return _Rendered("num", repr(number))
+        return "num", repr(number), False
     item = getattr(value, "item", None)
     if callable(item) and type(value).__module__ == "numpy":  # numpy scalar (e.g. numpy.bool_): use the Python value
         return _render(item(), where, is1904)
     raise PatchError(f"{where}: cannot write a value of type {type(value).__name__} ({value!r}) into a cell")
+
+
+def _text_xml(text: str) -> tuple[str, bool]:
+    """Clean ``text`` (see _clean_text) and escape it for element content; also whether it needs
+    ``xml:space="preserve"`` (surrounding white space or line breaks/tabs, which XML readers may drop)."""
+    if len(text) > MAX_TEXT // 2 or _SPECIAL_TEXT_RE.search(text) is not None:
+        text = _clean_text(text)
+        preserve = text != text.strip() or "\n" in text or "\r" in text or "\t" in text
+        return text.translate(_TEXT_ESCAPES), preserve
+    if "_x" in text:
+        text = _ESCAPE_LIKE_RE.sub(r"_x005F_\1", text)
+    return text, text != text.strip()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1090,6 +1522,35 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
 # Worksheet writing
 # --------------------------------------------------------------------------------------------------------------
 
+_Q_ROW, _Q_C, _Q_F, _Q_V, _Q_IS, _Q_T, _Q_EXT = (_q(t) for t in ("row", "c", "f", "v", "is", "t", "extLst"))
+_PRESERVE = ' xml:space="preserve"'
+_SIMPLE_TYPES = frozenset((str, int, bool, type(None)))   # values that are always writable
+_ROW_OF = operator.itemgetter(0)
+_COL_OF = operator.itemgetter(1)
+_BEFORE, _AFTER, _AFTER_PREVIOUS, _FIRST = range(4)   # where a new cell goes in an existing row
+
+
+def _plain_keys(keys: list) -> bool:
+    """True when every key is a (row, col) tuple of ints inside the sheet: checked with a few C-level passes
+    instead of a Python loop (the exact check, with its error message, runs only when this says no)."""
+    try:
+        if set(map(type, keys)) != {tuple} or set(map(len, keys)) != {2}:
+            return False
+        rows, cols = set(map(_ROW_OF, keys)), set(map(_COL_OF, keys))
+        return (set(map(type, rows)) == {int} == set(map(type, cols)) and 1 <= min(rows) and max(rows) <= MAX_ROW
+                and 1 <= min(cols) and max(cols) <= MAX_COL)
+    except Exception:  # noqa: BLE001 - anything odd: let the exact check decide
+        return False
+
+
+def _group(cells: Iterable[tuple[int, int]]) -> tuple[dict[int, list[int]], list[int]]:
+    """Columns by row (in the order of ``cells``) and the sorted row numbers."""
+    by_row: dict[int, list[int]] = {}
+    for (r, c) in cells:
+        by_row.setdefault(r, []).append(c)
+    return by_row, sorted(by_row)
+
+
 class _RowCells:
     """The ``<c>`` elements of one row, by column (built only for rows we write into)."""
 
@@ -1100,10 +1561,10 @@ class _RowCells:
         self.cells: dict[int, etree._Element] = {}
         r = row.get("r")
         col = 0
-        for c in row.iterchildren(_q("c")):
+        for c in row.iterchildren(_Q_C):
             ref = c.get("r")
             if ref:
-                col = parse_cell(ref)[1]
+                col = _ref_col(ref)
             else:  # the reference may be omitted: it is then the next column; make it explicit
                 col += 1
                 c.set("r", f"{col_letter(col)}{r}")
@@ -1112,13 +1573,51 @@ class _RowCells:
         if self.cols != sorted(self.cols):
             self.cols.sort()
 
+    @classmethod
+    def from_end(cls, row: etree._Element, first_col: int) -> _RowCells | None:
+        """The cells from column ``first_col`` on plus the one before them: all that writing at ``first_col``
+        and after needs, found walking back from the end of the row (rows can have thousands of cells). None
+        when the row needs the full index: a cell without reference, or cells out of column order."""
+        cols: list[int] = []
+        cells: dict[int, etree._Element] = {}
+        for c in row.iterchildren(_Q_C, reversed=True):
+            ref = c.get("r")
+            if not ref:
+                return None
+            col = _ref_col(ref)
+            if cols and col >= cols[-1]:
+                return None
+            cols.append(col)
+            cells[col] = c
+            if col < first_col:
+                break
+        if cols and len(row) > cols[0]:  # more children than columns up to the last cell: not in order
+            return None
+        index = cls.__new__(cls)
+        index.cols, index.cells = cols[::-1], cells
+        return index
+
 
 class _SheetWriter:
-    """Writes values into one worksheet part; every check runs before the first change."""
+    """Writes values into one worksheet part; every check runs before the first change.
+
+    Cells that exist are changed in place (they keep their style and everything else). New cells are written
+    as XML text, exactly as lxml would serialise the elements, because building a million lxml elements one by
+    one takes minutes:
+
+    * rows below the last existing row (all rows of a new sheet, all rows after ``replace``) go into the output
+      as that text (see _XmlPart.splice);
+    * rows in a gap between existing rows, and new cells of existing rows, are parsed in one go and moved into
+      place.
+
+    For a big sheet whose rows are bytes (``raw``, see _RawRows) the same changes are made to the bytes
+    (_write_raw); if a row to change turns out not to be plain, the part is parsed and the elements used.
+    """
 
     def __init__(self, sheet: _SheetInfo, part: _XmlPart, styles: _Styles, is1904: bool,
                  tables: list[_Table]) -> None:
         self.name, self.sheet_id = sheet.name, sheet.sheet_id
+        self.part = part
         self.root = part.root
         self.styles, self.is1904, self.tables = styles, is1904, tables
         self.removed_formulas: set[str] = set()
@@ -1126,17 +1625,33 @@ class _SheetWriter:
         if sheet_data is None:
             raise PatchError(f'sheet "{self.name}" is damaged (it has no cell data section)')
         self.sheet_data = sheet_data
-        self._rows: dict[int, etree._Element] = {}
+        self.raw = part.rows                               # a big sheet's rows as bytes, or None: all in the tree
+        self._cleared = False
+        self._rows: dict[int, etree._Element] = {}       # the rows that exist before writing
         self._row_nums: list[int] = []
         self._row_cells: dict[int, _RowCells] = {}
-        self._rendered: dict[tuple[int, int], _Rendered] = {}
+        self._cells: dict[tuple[int, int], CellValue] = {}
+        self._keys: list[tuple[int, int]] = []             # the keys of _cells in (row, column) order
+        self._keys_in_order = True                         # and _cells itself is in that order
+        self._date_styles: dict[tuple[int, bool], int] = {}
+        self._column_styles: dict[int, int] = {}
+        # XML pieces of new cells by column: ('<c r="AB', style, string start, number start, bool start)
+        self._new_cells: dict[int, tuple[str, int, str, str, str]] = {}
+        self._bold_cells: dict[int, tuple[str, int, str, str, str]] = {}   # the same in bold rows
+        self._last_date: tuple[object, int | float] = (None, 0)            # the last date written and its serial
+        self._date_starts: dict[tuple[int, bool], str] = {}
+        self._pending: list[tuple[int, etree._Element | None]] = []   # where each new cell of an existing row goes
+        self._pending_xml: list[str] = []                                # and its XML
         self._index_rows()
         self._col_styles = self._read_col_styles()
 
     # -- indexes --------------------------------------------------------------------------------------------
     def _index_rows(self) -> None:
+        if self.raw is not None:  # r -> where the row is in the bytes
+            self._rows, self._row_nums = self.raw.rows, self.raw.nums  # type: ignore[assignment]
+            return
         previous = 0
-        for row in self.sheet_data.iterchildren(_q("row")):
+        for row in self.sheet_data.iterchildren(_Q_ROW):
             r = row.get("r")
             number = int(r) if r else previous + 1
             if not r:
@@ -1162,34 +1677,55 @@ class _SheetWriter:
 
     # -- checks ---------------------------------------------------------------------------------------------
     def prepare(self, cells: dict[tuple[int, int], CellValue], replace: bool) -> None:
-        """Run every check and convert every value; raises PatchError before anything is changed."""
+        """Run every check and validate every value; raises PatchError before anything is changed."""
         self.check_writable(cells, replace)
-        self._rendered = {key: _render(value, _where(self.name, *key), self.is1904) for key, value in cells.items()}
+        self._check_values(cells)
+        self._cells = cells
+
+    def _check_values(self, cells: dict[tuple[int, int], CellValue]) -> None:
+        """Every value can be written (what _render refuses is refused here, in the order of ``cells``)."""
+        if set(map(type, cells.values())) <= _SIMPLE_TYPES:
+            return
+        first_day = (EXCEL_EPOCH_1904 if self.is1904 else dt.date(1900, 1, 1)).toordinal()
+        for key, value in cells.items():
+            kind = type(value)
+            if kind in _SIMPLE_TYPES:
+                continue
+            if kind is float:
+                if value - value == 0:  # finite
+                    continue
+            elif kind is dt.datetime or kind is dt.date:
+                if value.toordinal() >= first_day:
+                    continue
+            _render(value, _where(self.name, *key), self.is1904)
 
     def check_writable(self, cells: dict[tuple[int, int], CellValue], replace: bool) -> None:
         protection = self.root.find(_q("sheetProtection"))
         if protection is not None and _true(protection.get("sheet")):
             raise PatchError(f'sheet "{self.name}" is protected; unprotect it in Excel or let sheetflow write '
                              f'elsewhere')
-        for (r, c) in cells:
-            if not (isinstance(r, int) and isinstance(c, int) and 1 <= r <= MAX_ROW and 1 <= c <= MAX_COL):
-                raise PatchError(f'sheet "{self.name}": ({r!r}, {c!r}) is not a cell (rows 1-{MAX_ROW}, '
-                                 f'columns 1-{MAX_COL})')
+        keys = list(cells)
+        if not _plain_keys(keys):
+            for (r, c) in keys:
+                if not (isinstance(r, int) and isinstance(c, int) and 1 <= r <= MAX_ROW and 1 <= c <= MAX_COL):
+                    raise PatchError(f'sheet "{self.name}": ({r!r}, {c!r}) is not a cell (rows 1-{MAX_ROW}, '
+                                     f'columns 1-{MAX_COL})')
         if replace and self.tables:
             raise PatchError(f'sheet "{self.name}" holds the Excel table "{self.tables[0].name}", so sheetflow will '
                              f'not clear it; remove the table or let sheetflow use another sheet')
-        by_row: dict[int, list[int]] = {}
-        for (r, c) in cells:
-            by_row.setdefault(r, []).append(c)
-        rows = sorted(by_row)
         if not replace:  # clearing a cell (None) also deletes its formula: checked like any other write
-            self._check_formulas(by_row, rows)
-        valued: dict[int, list[int]] = {}
-        for (r, c), value in cells.items():
-            if value is not None:  # clearing a covered cell of a merged range is harmless
-                valued.setdefault(r, []).append(c)
-        self._check_merges(valued, sorted(valued))
+            formulas = [f for f in self.sheet_data.iter(_Q_F)
+                        if f.get("ref") and f.get("t") in ("shared", "array", "dataTable")]
+            if formulas:
+                self._check_formulas(formulas, *_group(cells))
+        if self.root.find(_q("mergeCells")) is not None:
+            # clearing a covered cell of a merged range is harmless
+            self._check_merges(*_group(key for key, value in cells.items() if value is not None))
         self._check_table_headers(cells)
+        self._keys_in_order = not any(map(operator.ge, keys, itertools.islice(keys, 1, None)))
+        if not self._keys_in_order:
+            keys.sort()
+        self._keys = keys
 
     def _cells_in(self, bounds: tuple[int, int, int, int], by_row: dict[int, list[int]],
                   rows: list[int]) -> Iterator[tuple[int, int]]:
@@ -1219,11 +1755,11 @@ class _SheetWriter:
                                      f"only its top-left cell {format_range(*bounds[:2], *bounds[:2])} can hold a "
                                      f"value. Unmerge the cells in Excel or let sheetflow write elsewhere")
 
-    def _check_formulas(self, by_row: dict[int, list[int]], rows: list[int]) -> None:
-        for f in self.sheet_data.iter(_q("f")):
+    def _check_formulas(self, formulas: list[etree._Element], by_row: dict[int, list[int]],
+                        rows: list[int]) -> None:
+        """``formulas``: the <f> elements of shared, array and data-table formulas with a range."""
+        for f in formulas:
             kind, ref = f.get("t"), f.get("ref")
-            if not ref or kind not in ("shared", "array", "dataTable"):
-                continue
             cell = f.getparent()
             try:
                 r, c = parse_cell(cell.get("r", ""))
@@ -1256,131 +1792,307 @@ class _SheetWriter:
     # -- writing --------------------------------------------------------------------------------------------
     def clear(self) -> None:
         """Drop every row (replace=True): the sheet belongs to sheetflow."""
-        for row in list(self.sheet_data.iterchildren(_q("row"))):
-            for f in row.iter(_q("f")):
+        self._cleared = True
+        if self.raw is not None:
+            self.raw.clear()
+            self._rows, self._row_nums = self.raw.rows, self.raw.nums  # type: ignore[assignment]
+            return
+        for row in list(self.sheet_data.iterchildren(_Q_ROW)):
+            for f in row.iter(_Q_F):
                 self.removed_formulas.add(f.getparent().get("r", ""))
             self.sheet_data.remove(row)
         self._rows.clear()
         self._row_nums.clear()
         self._row_cells.clear()
 
-    def write(self, bold_rows: Iterable[int] = ()) -> dict[int, set[int]]:
-        """Write the prepared cells in (row, column) order, so appending below the last row is O(1);
-        returns the cells that now hold a value, by row."""
+    def write(self, bold_rows: Iterable[int] = ()) -> dict[int, list[int]]:
+        """Write the prepared cells in (row, column) order; returns the columns that now hold a value, by row."""
+        if not self._keys:
+            return {}
+        if self.raw is not None:
+            return self._write_raw(bold_rows)
         bold = set(bold_rows)
-        written: dict[int, set[int]] = {}
-        rendered = self._rendered
-        for (r, c) in sorted(rendered):
-            value = rendered[(r, c)]
-            if value.kind == "none":
-                self._clear_cell(r, c)
-                continue
-            base = self.styles.bold() if r in bold else None
-            self._set_cell(self._cell(r, c, base), value)
-            written.setdefault(r, set()).add(c)
+        rows, cells = self._rows, self._cells
+        last = self._row_nums[-1] if self._row_nums else 0
+        p = self._prefix()
+        written: dict[int, list[int]] = {}
+        tail: list[str] = []                 # new rows below the last existing row, as text
+        gaps: list[str] = []                 # new rows between existing rows, as text
+        gap_rows: list[int] = []
+        if self._keys[0][0] > last:  # only new rows below the existing ones (a new sheet, an appended log)
+            self._rows_xml(self._items(), bold, p, tail, written)
+        else:
+            for r, keys in itertools.groupby(self._keys, _ROW_OF):
+                row = rows.get(r)
+                if row is not None:
+                    done = self._write_row(r, row, list(keys), r in bold, p)
+                    if done:
+                        written[r] = done
+                else:
+                    self._rows_xml(((key, cells[key]) for key in keys), bold, p, tail if r > last else gaps, written)
+                    if r < last and r in written:
+                        gap_rows.append(r)
+        if self._pending:
+            self._insert_cells(p)
+        if gaps:
+            self._insert_rows(gap_rows, gaps, p)
+        if tail:
+            self.part.splice(self.sheet_data, "".join(tail).encode("utf-8"))
         return written
 
-    def _new_row(self, r: int) -> etree._Element:
-        row = etree.SubElement(self.sheet_data, _q("row"), r=str(r))
-        if self._row_nums and r < self._row_nums[-1]:
-            i = bisect.bisect_left(self._row_nums, r)
-            self._rows[self._row_nums[i]].addprevious(row)
-            self._row_nums.insert(i, r)
-        else:
-            self._row_nums.append(r)
-        self._rows[r] = row
-        self._row_cells[r] = _RowCells(row)
-        return row
+    def _items(self) -> Iterable[tuple[tuple[int, int], CellValue]]:
+        """The cells to write, in (row, column) order."""
+        if self._keys_in_order:
+            return self._cells.items()
+        return zip(self._keys, map(self._cells.__getitem__, self._keys))
+
+    # -- existing rows --------------------------------------------------------------------------------------
+    def _write_row(self, r: int, row: etree._Element, keys: list[tuple[int, int]], bold_row: bool,
+                   p: str) -> list[int]:
+        """Overwrite existing cells in place; new cells are made as text and moved in by _insert_cells."""
+        index = self._row_cells.get(r) or _RowCells.from_end(row, keys[0][1]) or self._cells_of(r)
+        cols, by_col = index.cols, index.cells
+        cells, pending, pending_xml = self._cells, self._pending, self._pending_xml
+        done: list[int] = []
+        added: list[int] = []
+        chain = False  # the previous new cell went after every existing cell: the next one goes after it
+        for key in keys:
+            c = key[1]
+            value = _render(cells[key], _where(self.name, r, c), self.is1904)
+            cell = by_col.get(c)
+            if value[0] == "none":
+                if cell is not None:
+                    ext = self._empty(cell)
+                    if ext is not None:
+                        cell.append(ext)
+                continue
+            base = self.styles.bold() if bold_row else None
+            if cell is None:
+                style = self._inherited_style(row, c) if base is None else base
+                pending_xml.append(self._cell_xml(f'<{p}c r="{col_letter(c)}{r}"', style, value, p))
+                if cols and c < cols[-1]:
+                    pending.append((_BEFORE, by_col[cols[bisect.bisect_left(cols, c)]]))
+                elif chain:
+                    pending.append((_AFTER_PREVIOUS, None))
+                elif cols:
+                    pending.append((_AFTER, by_col[cols[-1]]))
+                    chain = True
+                else:
+                    pending.append((_FIRST, row))
+                    chain = True
+                added.append(c)
+            else:
+                if base is not None:
+                    cell.set("s", str(base))
+                self._set_cell(cell, value)
+            done.append(c)
+        if added:
+            self._widen_spans(row, added[0], added[-1])
+        return done
+
+    def _insert_cells(self, p: str) -> None:
+        """Parse the new cells of existing rows (one parse for all) and put each one in its place."""
+        previous = None
+        for (how, anchor), cell in zip(self._pending, list(self._parse_fragment(self._pending_xml, p))):
+            if how == _BEFORE:
+                anchor.addprevious(cell)
+            elif how == _AFTER:
+                anchor.addnext(cell)
+            elif how == _AFTER_PREVIOUS:
+                previous.addnext(cell)
+            else:
+                anchor.insert(0, cell)
+            previous = cell
+        self._pending, self._pending_xml = [], []
 
     def _inherited_style(self, row: etree._Element, c: int) -> int:
         """A new cell shows the row's style (if the row is formatted) or the column's, as Excel does."""
-        if _true(row.get("customFormat")) and row.get("s"):
+        if row.get("customFormat") is not None and _true(row.get("customFormat")) and row.get("s"):
             return int(row.get("s"))
-        for lo, hi, style in self._col_styles:
-            if lo <= c <= hi:
-                return style
-        return 0
+        return self._column_style(c)
 
-    def _cell(self, r: int, c: int, base_style: int | None) -> etree._Element:
-        row = self._rows.get(r)
-        if row is None:
-            row = self._new_row(r)
-        cells = self._cells_of(r)
-        cell = cells.cells.get(c)
-        if cell is None:
-            cell = etree.SubElement(row, _q("c"), r=f"{col_letter(c)}{r}")
-            if cells.cols and c < cells.cols[-1]:
-                i = bisect.bisect_left(cells.cols, c)
-                cells.cells[cells.cols[i]].addprevious(cell)
-                cells.cols.insert(i, c)
-            else:  # the common case: a new last cell (a row-level extLst, if any, stays last)
-                if cells.cols:
-                    cells.cells[cells.cols[-1]].addnext(cell)
-                else:
-                    row.insert(0, cell)
-                cells.cols.append(c)
-            cells.cells[c] = cell
-            style = self._inherited_style(row, c) if base_style is None else base_style
-            if style:
-                cell.set("s", str(style))
-            self._widen_spans(row, c)
-        elif base_style is not None:
-            cell.set("s", str(base_style))
-        return cell
+    def _column_style(self, c: int) -> int:
+        style = self._column_styles.get(c)
+        if style is None:
+            style = next((s for lo, hi, s in self._col_styles if lo <= c <= hi), 0)
+            self._column_styles[c] = style
+        return style
 
     @staticmethod
-    def _widen_spans(row: etree._Element, c: int) -> None:
+    def _widen_spans(row: etree._Element, lo: int, hi: int) -> None:
+        """Make the row's ``spans`` hint cover the new cells in columns lo..hi."""
         spans = row.get("spans")
         if not spans:
             return
         m = re.fullmatch(r"(\d+):(\d+)", spans)
         if m is None:
             del row.attrib["spans"]  # an optimisation hint only; wrong is worse than absent
-        elif not int(m.group(1)) <= c <= int(m.group(2)):
-            row.set("spans", f"{min(int(m.group(1)), c)}:{max(int(m.group(2)), c)}")
+        elif lo < int(m.group(1)) or hi > int(m.group(2)):
+            row.set("spans", f"{min(int(m.group(1)), lo)}:{max(int(m.group(2)), hi)}")
 
     def _empty(self, cell: etree._Element) -> etree._Element | None:
         """Remove the value and formula of a cell (keeping its style); returns a cell-level extLst, if any."""
         ext = None
         for child in list(cell):
-            if child.tag == _q("f"):
+            if child.tag == _Q_F:
                 self.removed_formulas.add(cell.get("r", ""))
-            if child.tag == _q("extLst"):
+            if child.tag == _Q_EXT:
                 ext = child
             cell.remove(child)
         for attr in ("t", "cm", "vm"):
             cell.attrib.pop(attr, None)
         return ext
 
-    def _clear_cell(self, r: int, c: int) -> None:
-        if r in self._rows:
-            cell = self._cells_of(r).cells.get(c)
-            if cell is not None:
-                ext = self._empty(cell)
-                if ext is not None:
-                    cell.append(ext)
+    def _date_style(self, style: int, with_time: bool) -> int:
+        key = (style, with_time)
+        new_style = self._date_styles.get(key)
+        if new_style is None:
+            new_style = self._date_styles[key] = self.styles.date_style(style, with_time)
+        return new_style
 
-    def _set_cell(self, cell: etree._Element, value: _Rendered) -> None:
-        ext = self._empty(cell)
-        if value.kind == "str":
+    def _set_cell(self, cell: etree._Element, value: _Rendered, fresh: bool = False) -> None:
+        """Put a rendered value into a cell; ``fresh``: the cell was just created (nothing to remove)."""
+        kind, text, with_time = value
+        ext = None if fresh else self._empty(cell)
+        if kind == "str":
             cell.set("t", "inlineStr")
-            t = etree.SubElement(etree.SubElement(cell, _q("is")), _q("t"))
-            t.text = value.text
-            if value.text != value.text.strip() or any(ch in value.text for ch in "\n\r\t"):
+            t = etree.SubElement(etree.SubElement(cell, _Q_IS), _Q_T)
+            t.text = text
+            if text != text.strip() or "\n" in text or "\r" in text or "\t" in text:
                 t.set(XML_SPACE, "preserve")
         else:
-            if value.kind == "bool":
+            if kind == "bool":
                 cell.set("t", "b")
-            elif value.kind == "date":
+            elif kind == "date":
                 style = int(cell.get("s", "0") or 0)
-                new_style = self.styles.date_style(style, value.with_time)
+                new_style = self._date_style(style, with_time)
                 if new_style != style:
                     cell.set("s", str(new_style))
-            etree.SubElement(cell, _q("v")).text = value.text
+            etree.SubElement(cell, _Q_V).text = text
         if ext is not None:
             cell.append(ext)
 
-    def update_dimension(self, written: dict[int, set[int]], replace: bool, was_empty: bool) -> None:
+    # -- new cells as XML text ------------------------------------------------------------------------------
+    def _prefix(self) -> str:
+        """The prefix lxml gives a new main-namespace element in sheetData: usually "", sometimes "x:"."""
+        probe = etree.SubElement(self.sheet_data, _Q_ROW)
+        prefix = probe.prefix
+        self.sheet_data.remove(probe)
+        return f"{prefix}:" if prefix else ""
+
+    def _new_cell(self, c: int, bold: bool, p: str) -> tuple[str, int, str, str, str]:
+        """The pieces of a new cell's XML in column c of a new row (bold header row or not)."""
+        style = self.styles.bold() if bold else self._column_style(c)
+        s_attr = f' s="{style}"' if style else ""
+        pieces = (self._bold_cells if bold else self._new_cells)[c] = (
+            f'<{p}c r="{col_letter(c)}', style, f'{s_attr} t="inlineStr"><{p}is><{p}t', f"{s_attr}><{p}v>",
+            f'{s_attr} t="b"><{p}v>')
+        return pieces
+
+    def _date_start(self, style: int, with_time: bool, p: str) -> str:
+        key = (style, with_time)
+        start = self._date_starts.get(key)
+        if start is None:
+            date_style = self._date_style(style, with_time)
+            start = self._date_starts[key] = f' s="{date_style}"><{p}v>' if date_style else f"><{p}v>"
+        return start
+
+    def _rows_xml(self, items: Iterable[tuple[tuple[int, int], CellValue]], bold: set[int], p: str,
+                  out: list[str], written: dict[int, list[int]]) -> None:
+        """Append rows that do not exist yet to ``out`` as XML text: byte for byte what lxml writes for the
+        elements _write_row would create (same attributes in the same order, same escaping). ``items``: their
+        ((row, col), value) in order; a row of None values is not written at all. Adds the columns written to
+        ``written``.
+
+        This runs once per new cell, so the common cases are inlined: _text_xml for short plain text,
+        excel_serial for dates (repeated dates, like a run's timestamp, reuse the previous cell's serial)."""
+        is1904, half = self.is1904, MAX_TEXT // 2
+        str_end, v_end, row_end = f"</{p}t></{p}is></{p}c>", f"</{p}v></{p}c>", f"</{p}row>"
+        epoch = _EPOCH_1904 if is1904 else _EPOCH_1900
+        last_date, last_serial = self._last_date
+        current, rq, cols, new_cells, bold_row = None, "", [], self._new_cells, False
+        for (r, c), value in items:
+            if value is None:
+                continue
+            if r != current:
+                bold_row = r in bold
+                new_cells = self._bold_cells if bold_row else self._new_cells
+            head, style, str_start, num_start, bool_start = new_cells.get(c) or self._new_cell(c, bold_row, p)
+            rq_now = rq if r == current else f'{r}"'
+            kind = type(value)
+            if kind is str:
+                if len(value) <= half and value.isprintable() and "&" not in value and "<" not in value \
+                        and ">" not in value:  # nothing to clean or escape but _x0041_-like text
+                    if "_x" in value:
+                        value = _ESCAPE_LIKE_RE.sub(r"_x005F_\1", value)
+                    if value.strip() == value:
+                        xml = f"{head}{rq_now}{str_start}>{value}{str_end}"
+                    else:
+                        xml = f"{head}{rq_now}{str_start}{_PRESERVE}>{value}{str_end}"
+                else:
+                    text, preserve = _text_xml(value)
+                    xml = f"{head}{rq_now}{str_start}{_PRESERVE if preserve else ''}>{text}{str_end}"
+            elif kind is int or (kind is float and value - value == 0):
+                xml = f"{head}{rq_now}{num_start}{value!r}{v_end}"
+            elif kind is dt.datetime or kind is dt.date:
+                if value != last_date or type(value) is not type(last_date):
+                    # excel_serial, inlined (the value was checked in prepare: not before the epoch)
+                    ordinal = value.toordinal()
+                    serial = ordinal - epoch if is1904 else ordinal - epoch - (ordinal < _LEAP_BUG_END)
+                    if kind is dt.datetime:
+                        seconds = value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6
+                        if seconds:
+                            serial = serial + seconds / 86400
+                    last_date, last_serial = value, serial
+                serial = last_serial  # a float when there is a time of day
+                xml = f"{head}{rq_now}{self._date_start(style, type(serial) is float, p)}{serial!r}{v_end}"
+            elif kind is bool:
+                xml = f"{head}{rq_now}{bool_start}{'1' if value else '0'}{v_end}"
+            else:
+                rendered = _render(value, _where(self.name, r, c), is1904)
+                if rendered[0] == "none":
+                    continue
+                xml = self._cell_xml(f"{head}{rq_now}", style, rendered, p)
+            if r != current:  # the first cell of a row
+                if current is not None:
+                    out.append(row_end)
+                out.append(f'<{p}row r="{r}">')
+                current, rq = r, rq_now
+                cols = written[r] = []
+            out.append(xml)
+            cols.append(c)
+        if current is not None:
+            out.append(row_end)
+        self._last_date = last_date, last_serial
+
+    def _cell_xml(self, start: str, style: int, value: _Rendered, p: str) -> str:
+        """A new cell as XML text, for any rendered value (``start``: '<c r="B7"'); the general form of what
+        _row_xml inlines."""
+        kind, text, with_time = value
+        if kind == "date":
+            style = self._date_style(style, with_time)
+        s_attr = f' s="{style}"' if style else ""
+        if kind == "str":
+            preserve = text != text.strip() or "\n" in text or "\r" in text or "\t" in text
+            return (f'{start}{s_attr} t="inlineStr"><{p}is><{p}t{_PRESERVE if preserve else ""}>'
+                    f'{text.translate(_TEXT_ESCAPES)}</{p}t></{p}is></{p}c>')
+        t_attr = ' t="b"' if kind == "bool" else ""
+        return f"{start}{s_attr}{t_attr}><{p}v>{text}</{p}v></{p}c>"
+
+    @staticmethod
+    def _parse_fragment(pieces: list[str], p: str) -> etree._Element:
+        """Parse generated elements in one go, inside a sheetData element that declares the main namespace."""
+        xmlns = f"xmlns:{p[:-1]}" if p else "xmlns"
+        text = f'<{p}sheetData {xmlns}="{NS_MAIN}">{"".join(pieces)}</{p}sheetData>'
+        return etree.fromstring(text.encode("utf-8"), _PARSER)
+
+    def _insert_rows(self, gap_rows: list[int], gaps: list[str], p: str) -> None:
+        """Put the new rows that fall between existing rows before the next existing row."""
+        for r, row in zip(gap_rows, list(self._parse_fragment(gaps, p))):
+            following = self._row_nums[bisect.bisect_right(self._row_nums, r)]
+            self._rows[following].addprevious(row)
+
+    def update_dimension(self, written: dict[int, list[int]], replace: bool, was_empty: bool) -> None:
         dim = self.root.find(_q("dimension"))
         if dim is None:
             return
@@ -1400,7 +2112,163 @@ class _SheetWriter:
 
     @property
     def is_empty(self) -> bool:
+        if self.raw is not None:
+            return self.raw.is_empty()
         return not any(len(row) for row in self._rows.values())
+
+    # -- big sheets: rows as bytes (_RawRows) ---------------------------------------------------------------
+    def _to_tree(self) -> None:
+        """The rows are not plain enough to change as bytes: parse the whole part and use the elements."""
+        self.part.parse_fully()
+        self.raw = None
+        self.root = self.part.root
+        self.sheet_data = self.root.find(_q("sheetData"))
+        self._rows, self._row_nums, self._row_cells = {}, [], {}
+        self._index_rows()
+        if self._cleared:
+            self.clear()
+
+    def _write_raw(self, bold_rows: Iterable[int]) -> dict[int, list[int]]:
+        """write() for a sheet whose rows are bytes: the same changes, made to the bytes."""
+        bold = set(bold_rows)
+        raw = self.raw
+        p = self._prefix()
+        rows, cells = raw.rows, self._cells
+        last = raw.nums[-1] if raw.nums else 0
+        written: dict[int, list[int]] = {}
+        tail: list[str] = []
+        groups = itertools.groupby(self._keys, _ROW_OF)
+        if self._keys[0][0] > last:  # only new rows below the existing ones
+            self._rows_xml(self._items(), bold, p, tail, written)
+            groups = iter(())
+        for r, keys in groups:
+            if r in rows:
+                keys = list(keys)
+                plan = raw.cells(r, list(map(_COL_OF, keys))) if p.encode() == raw.prefix else None
+                if plan is None:
+                    # Not plain: use the tree. The bytes changed so far are dropped with the rest of the
+                    # _RawRows; the styles asked for so far are asked for again in the same order (no change).
+                    self._to_tree()
+                    return self.write(bold_rows)
+                done = self._write_raw_row(r, plan, keys, r in bold, p)
+                if done:
+                    written[r] = done
+            elif r > last:
+                self._rows_xml(((key, cells[key]) for key in keys), bold, p, tail, written)
+            else:  # a new row between existing rows: before the next one
+                out: list[str] = []
+                self._rows_xml(((key, cells[key]) for key in keys), bold, p, out, written)
+                if out:
+                    at = rows[raw.nums[bisect.bisect_right(raw.nums, r)]][0]
+                    raw.edits.append((at, at, "".join(out).encode("utf-8")))
+        if tail:
+            raw.edits.append((raw.end, raw.end, "".join(tail).encode("utf-8")))
+        return written
+
+    def _write_raw_row(self, r: int, plan: tuple[list[int], dict[int, tuple[int, int, int, int]], bytes],
+                       keys: list[tuple[int, int]], bold_row: bool, p: str) -> list[int]:
+        """_write_row for a row as bytes (``plan``: its cells from _RawRows.cells)."""
+        raw = self.raw
+        row_start, tag_end, close, row_end = raw.rows[r]
+        cols, cells, tag = plan
+        edits = raw.edits
+        mark = len(edits)          # a changed start tag of the row goes here, before the changes inside it
+        row_attrs: list[list[bytes]] | None = None
+        new_cells: list[bytes] = []  # for a row written as <row .../>: its new cells
+        done: list[int] = []
+        added: list[int] = []
+        for key in keys:
+            value, c = self._cells[key], key[1]
+            value = ("num", str(value), False) if type(value) is int else \
+                _render(value, _where(self.name, r, c), self.is1904)
+            cell = cells.get(c)
+            if value[0] == "none":
+                if cell is not None:
+                    edits.append((cell[0], cell[3], self._raw_cell(cell, value, None, p)))
+                continue
+            base = self.styles.bold() if bold_row else None
+            if cell is not None:
+                edits.append((cell[0], cell[3], self._raw_cell(cell, value, base, p)))
+                done.append(c)
+                continue
+            if base is not None:
+                style = base
+            elif b"customFormat" not in tag:
+                style = self._column_style(c)
+            else:  # _inherited_style
+                if row_attrs is None:
+                    row_attrs = _attr_list(tag)
+                custom, own = _attr_get(row_attrs, b"customFormat"), _attr_get(row_attrs, b"s")
+                style = int(own) if custom is not None and _true(custom) and own else self._column_style(c)
+            xml = self._cell_xml(f'<{p}c r="{col_letter(c)}{r}"', style, value, p).encode("utf-8")
+            if close < 0:
+                new_cells.append(xml)
+            else:  # where _insert_cells would put it
+                if cols and c < cols[-1]:
+                    at = cells[cols[bisect.bisect_left(cols, c)]][0]
+                elif cols:
+                    at = cells[cols[-1]][3]
+                else:
+                    at = close
+                edits.append((at, at, xml))
+            added.append(c)
+            done.append(c)
+        if added and (close < 0 or b"spans" in tag):
+            if row_attrs is None:
+                row_attrs = _attr_list(tag)
+            spans = _attr_get(row_attrs, b"spans")
+            changed = False
+            if spans:  # as _widen_spans
+                m = re.fullmatch(r"(\d+):(\d+)", spans)
+                if m is None:
+                    _attr_del(row_attrs, b"spans")
+                    changed = True
+                elif added[0] < int(m.group(1)) or added[-1] > int(m.group(2)):
+                    _attr_set(row_attrs, b"spans",
+                              f"{min(int(m.group(1)), added[0])}:{max(int(m.group(2)), added[-1])}")
+                    changed = True
+            name = raw.prefix + b"row"
+            if close < 0:
+                edits.insert(mark, (row_start, row_end, _start_tag(name, row_attrs) + b"".join(new_cells) +
+                                    raw.row_end_tag))
+            elif changed:
+                edits.insert(mark, (row_start, tag_end, _start_tag(name, row_attrs)))
+        return done
+
+    def _raw_cell(self, cell: tuple[int, int, int, int], value: _Rendered, base: int | None,
+                  p: str) -> bytes:
+        """An existing cell with a new value, as bytes: what _set_cell (or clearing) does to the element."""
+        raw = self.raw
+        start, tag_end, close, _ = cell
+        attrs = _attr_list(raw.data[start + len(raw.cell_name) + 1:tag_end])
+        if base is not None:
+            _attr_set(attrs, b"s", str(base))
+        for name in (b"t", b"cm", b"vm"):
+            _attr_del(attrs, name)
+        kind, text, with_time = value
+        children = ""
+        if kind == "str":
+            _attr_set(attrs, b"t", "inlineStr")
+            preserve = text != text.strip() or "\n" in text or "\r" in text or "\t" in text
+            children = (f'<{p}is><{p}t{_PRESERVE if preserve else ""}>{text.translate(_TEXT_ESCAPES)}'
+                        f'</{p}t></{p}is>')
+        elif kind != "none":
+            if kind == "bool":
+                _attr_set(attrs, b"t", "b")
+            elif kind == "date":
+                style = int(_attr_get(attrs, b"s") or 0)
+                new_style = self._date_style(style, with_time)
+                if new_style != style:
+                    _attr_set(attrs, b"s", str(new_style))
+            children = f"<{p}v>{text}</{p}v>"
+        lead = b""  # the element's text before its first child stays
+        if close >= 0:
+            inner = raw.data[tag_end:close]
+            lt = inner.find(b"<")
+            lead = inner if lt < 0 else inner[:lt]
+        if not (children or lead):
+            return _start_tag(raw.cell_name, attrs, empty=True)
+        return _start_tag(raw.cell_name, attrs) + lead + children.encode("utf-8") + raw.cell_end_tag
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1481,31 +2349,91 @@ def _target_sheet(book: _Workbook, patch: SheetPatch, content_types: _ContentTyp
     return sheet
 
 
+def _prepare(pkg: _Package, book: _Workbook, styles: _Styles, patch: SheetPatch, sheet: _SheetInfo) -> _SheetWriter:
+    """All the checks of one patch (waits for its part if it is being parsed in the background)."""
+    part = pkg.xml(sheet.part) if patch.new is not None else pkg.sheet_xml(sheet.part)
+    tables = [] if patch.new is not None else _sheet_tables(pkg, sheet.part)
+    writer = _SheetWriter(sheet, part, styles, book.date1904, tables)
+    writer.prepare(patch.cells, patch.replace)
+    return writer
+
+
+def _may_add_styles(patch: SheetPatch) -> bool:
+    """Whether writing the patch can add to styles.xml (date formats, bold headers)."""
+    return patch.new is not None or not set(map(type, patch.cells.values())) <= _SIMPLE_TYPES | {float}
+
+
+def _write_patch(pkg: _Package, patch: SheetPatch, sheet: _SheetInfo, writer: _SheetWriter) -> None:
+    if patch.replace:
+        writer.clear()
+    was_empty = writer.is_empty
+    written = writer.write(patch.new.bold_rows if patch.new else ())
+    writer.update_dimension(written, patch.replace, was_empty)
+    _grow_tables(pkg, writer.tables, written)
+    if patch.new is None and (patch.cells or patch.replace):  # an empty patch leaves the part byte-identical
+        pkg.touch(sheet.part)
+    pkg.finish(sheet.part)  # nothing else changes a sheet part
+
+
 def _apply_patches(pkg: _Package, book: _Workbook, patches: list[SheetPatch]) -> None:
-    """Check every patch, then change the parsed parts in memory (the caller writes them out)."""
+    """Check every patch, then change the parsed parts in memory (the caller writes them out).
+
+    Done one after the other this is: find sheet 1, check patch 1, find sheet 2, check patch 2, ..., then write
+    every patch. Big existing sheets take seconds to parse, which happens in the background; meanwhile new sheets
+    are checked and, when that changes nothing, written (styles.xml must get its new formats in the same order,
+    so only when the sheets still being parsed get no dates). Nothing is written to the output unless every
+    check passes, and the refusal reported is the first one in the sequential order."""
     content_types = _ContentTypes(pkg)
     styles = _Styles(pkg, book, content_types)
+    refusals: list[tuple[int, PatchError]] = []   # (position in the sequential order, refusal)
+    sheets: list[_SheetInfo] = []
+    for i, patch in enumerate(patches):
+        try:
+            sheets.append(_target_sheet(book, patch, content_types))
+        except PatchError as exc:
+            refusals.append((2 * i, exc))
+            break
+        if patch.new is None:
+            pkg.prefetch_sheet(sheets[i].part)
+    writers: list[_SheetWriter | None] = [None] * len(sheets)
+
+    def prepare(i: int) -> None:
+        try:
+            writers[i] = _prepare(pkg, book, styles, patches[i], sheets[i])
+        except PatchError as exc:
+            refusals.append((2 * i + 1, exc))
+
+    parsing = [i for i in range(len(sheets)) if patches[i].new is None]
+    for i in range(len(sheets)):
+        if patches[i].new is not None:
+            prepare(i)
+    written_ahead = set()
+    if not refusals and not any(_may_add_styles(patches[i]) for i in parsing):
+        # The existing sheets add no styles, so only the new sheets' order matters: write each existing sheet as
+        # soon as it is parsed (its compression then runs while the next new sheet is written).
+        for i in [i for i in range(len(sheets)) if patches[i].new is not None]:
+            for j in [j for j in parsing if pkg.parsed(sheets[j].part)]:
+                parsing.remove(j)
+                prepare(j)
+                if refusals:
+                    break
+                _write_patch(pkg, patches[j], sheets[j], writers[j])
+                written_ahead.add(j)
+            if refusals:
+                break
+            _write_patch(pkg, patches[i], sheets[i], writers[i])
+            written_ahead.add(i)
+    for i in parsing:
+        prepare(i)
+    if refusals:
+        raise min(refusals, key=lambda refusal: refusal[0])[1]
+    for i in range(len(sheets)):
+        if i not in written_ahead:
+            _write_patch(pkg, patches[i], sheets[i], writers[i])
     removed: dict[int, set[str]] = {}
-    jobs = []
-    for patch in patches:  # all checks first: nothing is changed if any patch is refused
-        sheet = _target_sheet(book, patch, content_types)
-        part = pkg.xml(sheet.part)
-        tables = [] if patch.new is not None else _sheet_tables(pkg, sheet.part)
-        writer = _SheetWriter(sheet, part, styles, book.date1904, tables)
-        writer.prepare(patch.cells, patch.replace)
-        jobs.append((patch, sheet, writer))
-    touched_existing = False
-    for patch, sheet, writer in jobs:
-        if patch.replace:
-            writer.clear()
-        was_empty = writer.is_empty
-        written = writer.write(patch.new.bold_rows if patch.new else ())
-        writer.update_dimension(written, patch.replace, was_empty)
-        _grow_tables(pkg, writer.tables, written)
-        if patch.new is None and (patch.cells or patch.replace):  # an empty patch leaves the part byte-identical
-            pkg.touch(sheet.part)
-            touched_existing = True
+    for sheet, writer in zip(sheets, writers):
         removed.setdefault(sheet.sheet_id, set()).update(writer.removed_formulas)
+    touched_existing = any(patch.new is None and (patch.cells or patch.replace) for patch in patches)
     had_calc_chain = bool(book.rels.of_type(REL_CALC_CHAIN))
     _prune_calc_chain(pkg, book, content_types, removed)
     if touched_existing and had_calc_chain:
