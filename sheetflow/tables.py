@@ -32,10 +32,13 @@ class RawSheet:
     rows: list[list[object]]
     origin: tuple[int, int] = (1, 1)
     state: str = "visible"
+    last: int | None = None   # set when only the header was read (append-only logs)
 
     @property
     def last_row(self) -> int:
         """Last sheet row holding anything (0 for an empty sheet)."""
+        if self.last is not None:
+            return self.last
         for i in range(len(self.rows) - 1, -1, -1):
             if any(v not in (None, "") for v in self.rows[i]):
                 return self.origin[0] + i

@@ -38,7 +38,7 @@ def undo(address: str | Path, run_id: str | None = None, *, now: dt.datetime | N
     book = book or open_book(address)
     started = time.monotonic()
     with book.lease():
-        loaded = load(book.read())
+        loaded = load(book.read(full=("Activity",)))
         activity = loaded.tables["Activity"]
         if not activity.exists or not len(activity):
             raise SheetflowError("the Activity sheet has no changes to undo")

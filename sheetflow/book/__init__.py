@@ -8,6 +8,7 @@ once. Addresses: a path (``crm.xlsx``/``crm.xlsm``) is a local file; later backe
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
@@ -22,8 +23,9 @@ __all__ = ["Book", "open_book", "NewSheet", "SheetPatch", "Validation"]
 class Book(Protocol):
     address: str
 
-    def read(self) -> dict[str, RawSheet]:
-        """Every worksheet that may belong to the contract, by its actual name, in workbook order."""
+    def read(self, *, full: Collection[str] = ()) -> dict[str, RawSheet]:
+        """Every worksheet that may belong to the contract, by its actual name, in workbook order.
+        The append-only logs (Activity, Runs, Tasks) come as header + last row unless named in ``full``."""
 
     def write(self, patches: list[SheetPatch], *, backups: int = 10) -> None:
         """Apply all patches in one save; raises WorkbookBusy if the workbook changed since read()."""

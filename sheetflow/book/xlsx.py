@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from ..tables import RawSheet
 from .xlsxpatch import SheetPatch, patch_workbook
 
 SUFFIXES = (".xlsx", ".xlsm")
+LOGS = ("Activity", "Runs", "Tasks")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,10 @@ class XlsxBook:
         if not self.path.exists():
             raise UsageError(f"{self.path} does not exist (create one with: sheetflow init {self.path})")
 
-    def read(self) -> dict[str, RawSheet]:
+    def read(self, *, full: Collection[str] = ()) -> dict[str, RawSheet]:
+        """Every sheet a run needs. The append-only logs (Activity, Runs, Tasks) grow with every run and a
+        run only appends to them, so only their header and last row number are read, except the logs named
+        in ``full`` (canonical names)."""
         self._check_readable()
         self._seen = Fingerprint.of(self.path)
         try:
@@ -85,8 +89,12 @@ class XlsxBook:
                     continue
                 sheet = book.get_sheet_by_name(meta.name)
                 start = sheet.start or (0, 0)
-                sheets[meta.name] = RawSheet(meta.name, sheet.to_python(), (start[0] + 1, start[1] + 1),
-                                             _state(meta.visible))
+                origin = (start[0] + 1, start[1] + 1)
+                canonical = contract.sheet_spec(meta.name).name
+                if canonical in LOGS and canonical not in full:
+                    sheets[meta.name] = _header_only(meta.name, sheet, origin, _state(meta.visible))
+                    continue
+                sheets[meta.name] = RawSheet(meta.name, sheet.to_python(), origin, _state(meta.visible))
         except Exception as e:  # noqa: BLE001
             raise SheetflowError(f"{self.path.name}: a sheet cannot be read ({e}); "
                                  "open the file in Excel and save it again") from None
@@ -154,6 +162,18 @@ class XlsxBook:
         old = sorted(folder.glob(f"{self.path.stem}.*{self.path.suffix}"))
         for stale in old[:-keep]:
             stale.unlink(missing_ok=True)
+
+
+def _header_only(name: str, sheet, origin: tuple[int, int], state: str) -> RawSheet:
+    """The header row and where the sheet ends, without converting every logged row to Python."""
+    rows = []
+    for row in sheet.iter_rows():
+        rows.append(list(row))
+        if any(v not in (None, "") for v in row):
+            break
+    end = sheet.end
+    last = end[0] + 1 if end else 0
+    return RawSheet(name, rows, origin, state, last=last if rows and rows[-1] else 0)
 
 
 def _state(visible: object) -> str:

@@ -254,7 +254,7 @@ class Mailer:
         outcomes = [o for o in report.outcomes if o.status != "taken"]
         if not outcomes:
             return
-        loaded = load(self.book.read())
+        loaded = load(self.book.read(full=("Runs",)))
         builder = PatchBuilder(loaded.tables)
         apply_outcomes(builder, loaded.tables, plan, outcomes, self.local_now(plan), report)
         self.book.write(list(builder.patches.values()), backups=backups)
