@@ -119,6 +119,8 @@ def build_patches(plan: Plan, tables: Tables, *, elapsed: dt.timedelta = dt.time
         from .mail.log import add_to_patches
         add_to_patches(builder, plan)
     builder.target("Runs").append(runs_row(plan, at + elapsed))
+    if plan.report:
+        report_patch(builder, plan)
     if write_state:
         state_patch(builder, plan.state)
     return list(builder.patches.values())
@@ -130,6 +132,26 @@ def runs_row(plan: Plan, finished: Any) -> dict[str, Any]:
         errors = errors[:MAX_ERRORS_IN_RUNS] + [f"... and {len(errors) - MAX_ERRORS_IN_RUNS} more (run sheetflow check)"]
     return {"run_id": plan.run_id, "started_at": plan.local_now, "finished_at": finished,
             "mode": plan.mode, "trigger": plan.trigger, "counts": plan.summary(), "errors": "\n".join(errors)}
+
+
+def report_patch(builder: PatchBuilder, plan: Plan) -> None:
+    """The Report sheet, rebuilt: new cells written, cells of the previous report that are left cleared."""
+    table = builder.tables.get("Report")
+    cells: dict[tuple[int, int], Any] = {}
+    if table is not None and table.exists:
+        for r in range(1, table.last_row + 1):
+            for c in range(1, table.last_col + 1):
+                cells[(r, c)] = None
+        patch = SheetPatch(table.sheet, cells)
+    else:
+        widths = {1: 30, 2: 18, 3: 22, 4: 14, 5: 14, 6: 12, 7: 18}
+        patch = SheetPatch(contract.label(contract.BY_NAME["Report"], builder.lang), cells,
+                           new=NewSheet(col_widths=widths, bold_rows=set(plan.report_bold)))
+    for r, row in enumerate(plan.report, start=1):
+        for c, value in enumerate(row, start=1):
+            if value not in (None, ""):
+                cells[(r, c)] = value
+    builder.patches[patch.sheet] = patch
 
 
 def state_patch(builder: PatchBuilder, state: State) -> None:

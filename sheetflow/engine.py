@@ -280,6 +280,8 @@ def plan_run(tables: Tables, settings: Settings, state: State, now: dt.datetime,
     for name in selected:
         STAGES[name](ctx)
     plan.problems += [p for p in settings.problems if p not in plan.problems]
+    from .report import build
+    plan.report, plan.report_bold = build(ctx)
     plan.state = remember(ctx)
     return plan
 

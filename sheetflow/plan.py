@@ -89,6 +89,8 @@ class Plan:
     stages: list[str] = field(default_factory=list)   # what ran: scoring, lifecycle, ...
     emails: list[PlannedEmail] = field(default_factory=list)
     reps: list[dict[str, Any]] = field(default_factory=list)   # Reps summary (assignment.summarize)
+    report: list[list[Any]] = field(default_factory=list)      # the Report sheet's rows (report.build)
+    report_bold: set[int] = field(default_factory=set)
     mail: Any = field(default=None, repr=False, compare=False)  # the email planner's working state
 
     @property

@@ -394,3 +394,22 @@ def test_odoo_demo_leads(book):
     expected = [(10 if "manager" in r["function"].lower() else 0) + (-5 if not r["email_from"].strip() else 0)
                 + (3 if r["country_code"].strip().lower() == "fr" else 0) for r in leads]
     assert [r[-1] for r in contacts[1:]] == expected
+
+
+def test_report_sheet_is_rebuilt_each_run(book):
+    path = book({"Settings": SETTINGS, "Scoring": SCORING, "Contacts": CONTACTS,
+                 "Reps": [["name", "email", "active"], ["Ana", "", True], ["Bob", "", True]],
+                 "Assignment": [["rule", "table", "when", "assign_to", "method"], ["All", "Contacts", "", "all", "round_robin"]],
+                 "Report": [["my old notes", "x"], ["to be replaced", 1], [], [], [], [], [], [], [], [], [], [],
+                            [], [], [], [], [], [], [], [], [], [], [], [], [], [], [], [], [], ["far below"]]})
+    run(path, now=NOW)
+    rows = sheet(path, "Report")
+    flat = [r for r in rows if any(v not in ("", None) for v in r)]
+    assert flat[0][0] == "sheetflow report"
+    stages = [r[:2] for r in flat]
+    assert ["mql", 2.0] in stages and ["lead", 1.0] in stages and ["sql", 1.0] in stages and ["customer", 1.0] in stages
+    reps = {r[0]: r for r in flat if r[0] in ("Ana", "Bob")}
+    assert reps["Ana"][6] + reps["Bob"][6] == 5  # assigned this run
+    assert not any("far below" in str(v) or "my old notes" in str(v) for r in rows for v in r)
+    names = pc.CalamineWorkbook.from_path(str(path)).sheet_names
+    assert names.count("Report") == 1
