@@ -103,6 +103,13 @@ def test_packs_on_demo_data(demo):
     for rule, ids in expected.items():
         assert {t["record_id"] for t in tasks if t["rule"] == rule} == ids, rule
     assert sum(len(v) for v in expected.values()) > 5  # the demo data really exercises the packs
+    # the packs' emails: reactivation emails to idle customers, alerts in the reps' daily digest
+    reactivation = {e.record_id for e in first.plan.emails if e.template == "reactivation" and e.due}
+    assert reactivation and reactivation == {c["id"] for c in contacts if c["lifecycle_stage"] == "customer" and not c["unsubscribed"]
+                            and (today - as_date(c["last_activity_at"] or c["created_at"])).days >= 90}
+    digests = "\n".join(e.text for e in first.plan.emails if e.table == "Reps")
+    big_stalled = [d for d in deals if d["id"] in expected["Stalled deal"] and d["amount"] >= 10000]
+    assert big_stalled and all(f"Big deal {d['name']} is stalled" in digests for d in big_stalled)
     sla = {t["record_id"] for t in tasks if t["rule"] == "SLA"}
     assert sla and sla <= {t["id"] for t in tickets if t["status"] in ("open", "pending")}
 
