@@ -15,6 +15,7 @@ Exit codes: 0 ok, 1 a problem in the workbook (bad rule, unreadable file), 2 usa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
 from collections.abc import Sequence
@@ -134,9 +135,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .pipeline import run
     now = _parse_now(args.now)
     only = [s for s in (args.only or "").split(",") if s.strip()] or None
-    with console.status("reading the workbook") as status:
+    with steps(console, ["reading", "planning", "writing", "sending emails"]) as progress:
         result = run(args.book, dry_run=args.dry_run, now=now, only=only, trigger=args.trigger,
-                     progress=lambda step: status.update(f"{step} ..."), outbox=args.outbox)
+                     progress=progress, outbox=args.outbox)
     plan = result.plan
     print_problems(console, plan.problems)
     print_plan(console, plan, limit=args.show)
@@ -146,9 +147,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_send(args: argparse.Namespace, console: Console) -> int:
     from .pipeline import send
-    with console.status("reading the workbook") as status:
+    with steps(console, ["reading", "planning", "writing", "sending emails"]) as progress:
         result = send(args.book, dry_run=args.dry_run, now=_parse_now(args.now), trigger=args.trigger,
-                      progress=lambda step: status.update(f"{step} ..."), outbox=args.outbox)
+                      progress=progress, outbox=args.outbox)
     print_problems(console, result.plan.problems)
     if not result.plan.emails:
         console.print("no emails are waiting in the Emails sheet")
@@ -211,6 +212,23 @@ COMMANDS = {"init": cmd_init, "rules": cmd_rules, "check": cmd_check, "run": cmd
 
 
 # ---------------------------------------------------------------- output
+
+@contextlib.contextmanager
+def steps(console: Console, names: list[str]):
+    """A progress bar over a run's steps (read, plan, write, send); yields the pipeline's progress callback.
+    Hidden when the output is not a terminal (schedulers, CI), so logs stay clean."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                   console=console, transient=True, disable=not console.is_terminal)
+    with bar:
+        task = bar.add_task("starting", total=len(names))
+
+        def progress(step: str) -> None:
+            done = names.index(step) if step in names else bar.tasks[0].completed
+            bar.update(task, description=f"{step} ...", completed=done)
+        yield progress
+        bar.update(task, completed=len(names))
+
 
 def _parse_now(text: str | None) -> dt.datetime | None:
     if not text:
