@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .coerce import Locale, Unreadable, parse_bool, parse_date, parse_number, to_cell
+from .coerce import Locale, Unreadable, parse_as, to_cell
 from .coltypes import ColumnType
 from .expr import Schema
 from .names import normalize, suggest
@@ -136,18 +136,10 @@ def typed_value(raw: str, type_: ColumnType, now: dt.datetime, locale: Locale) -
             amount = int(m.group(3)) * (-1 if m.group(2) == "-" else 1)
             base += dt.timedelta(days=amount) if m.group(4).lower() == "d" else dt.timedelta(hours=amount)
         return base
-    if text == "":
-        return None
     try:
-        if type_ is ColumnType.NUMBER:
-            return to_cell(parse_number(text, locale))
-        if type_ is ColumnType.DATE:
-            return parse_date(text, locale)
-        if type_ is ColumnType.BOOL:
-            return parse_bool(text)
+        return parse_as(text, type_, locale)
     except Unreadable as e:
         raise ActionError(f'"{raw}" {e}') from None
-    return text
 
 
 def render_text(source: str, record: dict[str, Any]) -> str:

@@ -149,6 +149,20 @@ def parse_date(value: object, locale: Locale = Locale()) -> dt.datetime | None:
     raise Unreadable(f"is not a date (write 2026-03-01 or {hint})")
 
 
+def parse_as(text: str | None, type_: ColumnType, locale: Locale = Locale()) -> object:
+    """Text a person typed (a setting, an action param, a logged old value) as a value of the column type;
+    raises Unreadable."""
+    if text is None or text == "":
+        return None
+    if type_ is ColumnType.NUMBER:
+        return to_cell(parse_number(text, locale))
+    if type_ is ColumnType.DATE:
+        return parse_date(text, locale)
+    if type_ is ColumnType.BOOL:
+        return parse_bool(text)
+    return text
+
+
 def as_text(value: object) -> str | None:
     """Display text of a raw cell value; numbers that are whole print without ``.0`` (ids, zip codes)."""
     if value is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import contract
 from .apply import build_patches
 from .book import Book, open_book
-from .coerce import Locale, Unreadable, as_text, parse_bool, parse_date, parse_number, to_cell
+from .coerce import Locale, Unreadable, as_text, parse_as, to_cell
 from .coltypes import ColumnType
 from .engine import new_run_id
 from .plan import CellChange, Plan
@@ -99,20 +99,9 @@ def _restore(tables, activity: Table, i: int, target: str, locale: Locale, resul
         return
     old_text = row["old"] if isinstance(row["old"], str) else None
     try:
-        old = _typed(old_text, table.types.get(column, ColumnType.TEXT), locale)
+        old = parse_as(old_text, table.types.get(column, ColumnType.TEXT), locale)
     except Unreadable:
         old = old_text
     result.plan.changes.append(CellChange(spec.name, pos, record, column, to_cell(table.df[column].iloc[pos]),
                                           old, f"undo {target}", table.ref(pos, column)))
 
-
-def _typed(text: str | None, type_: ColumnType, locale: Locale) -> object:
-    if text is None:
-        return None
-    if type_ is ColumnType.NUMBER:
-        return to_cell(parse_number(text, locale))
-    if type_ is ColumnType.DATE:
-        return parse_date(text, locale)
-    if type_ is ColumnType.BOOL:
-        return parse_bool(text)
-    return text

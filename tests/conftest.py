@@ -29,6 +29,16 @@ def make_book(path: Path, sheets: dict[str, list[list[Any]]]) -> Path:
     return path
 
 
+def read_sheet(path: Path, name: str) -> list[list[Any]]:
+    """A sheet's cells as python-calamine reads them (an independent reader, not sheetflow's)."""
+    import python_calamine as pc
+    book = pc.CalamineWorkbook.from_path(str(path))
+    try:
+        return book.get_sheet_by_name(name).to_python()
+    finally:
+        book.close()
+
+
 @pytest.fixture
 def book(tmp_path: Path):
     def _make(sheets: dict[str, list[list[Any]]], name: str = "crm.xlsx") -> Path:

@@ -6,9 +6,9 @@ import datetime as dt
 import json
 
 import pytest
-import python_calamine as pc
 from openpyxl import load_workbook
 
+from conftest import read_sheet as sheet
 from sheetflow.cli import main
 from sheetflow.pipeline import run
 from sheetflow.sla import Schedule
@@ -20,12 +20,6 @@ def day(n: int) -> dt.datetime:
     return DAY0 + dt.timedelta(days=n)
 
 
-def sheet(path, name):
-    book = pc.CalamineWorkbook.from_path(str(path))
-    try:
-        return book.get_sheet_by_name(name).to_python()
-    finally:
-        book.close()
 
 
 def tasks(path) -> list[tuple[str, str]]:

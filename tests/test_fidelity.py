@@ -7,12 +7,12 @@ import datetime as dt
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import python_calamine as pc
 from openpyxl import load_workbook
 
+from conftest import read_sheet as sheet
 from conftest import CORPUS, NOW
 from sheetflow.cli import main
 from sheetflow.pipeline import run
@@ -30,14 +30,6 @@ REFUSED = {
     "poi__CVLKRA-KYC_Download_File_Structure_V3.1.xlsx": "workbook structure is protected",
     "poi__workbookProtection-workbook_password-2013.xlsx": "workbook structure is protected",
 }
-
-
-def sheet(path: Path, name: str) -> list[list[object]]:
-    book = pc.CalamineWorkbook.from_path(str(path))
-    try:
-        return book.get_sheet_by_name(name).to_python()
-    finally:
-        book.close()
 
 
 def test_corpus_is_there():

@@ -6,9 +6,9 @@ import datetime as dt
 import json
 
 import pytest
-import python_calamine as pc
 from openpyxl import load_workbook
 
+from conftest import read_sheet as sheet
 from sheetflow.cli import main
 from sheetflow.packs import DEFAULT_PACKS, available, read_pack
 from sheetflow.pipeline import check, run
@@ -17,12 +17,6 @@ from sheetflow.starter import create_starter
 DAY0 = dt.datetime(2026, 11, 23, 10, 0)
 
 
-def sheet(path, name):
-    book = pc.CalamineWorkbook.from_path(str(path))
-    try:
-        return book.get_sheet_by_name(name).to_python()
-    finally:
-        book.close()
 
 
 def records(path, name):

@@ -13,6 +13,7 @@ import pytest
 import python_calamine as pc
 from openpyxl import load_workbook
 
+from conftest import read_sheet as sheet
 from conftest import CORPUS, NOW, ROOT
 from sheetflow.book.xlsx import XlsxBook
 from sheetflow.cli import main
@@ -40,14 +41,6 @@ CONTACTS = [
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def sheet(path: Path, name: str) -> list[list[object]]:
-    book = pc.CalamineWorkbook.from_path(str(path))
-    try:
-        return book.get_sheet_by_name(name).to_python()
-    finally:
-        book.close()
 
 
 @pytest.fixture
