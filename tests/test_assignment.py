@@ -14,11 +14,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import python_calamine as pc
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
+from conftest import read_sheet as sheet
 from conftest import NOW
 from sheetflow.assignment import (Rotation, _start_pointer, company_key, domain_key, open_mask, reassign,
                                   stage_assignment, summarize)
@@ -365,14 +365,6 @@ def test_reassign_action_moves_owned_records_and_releases_the_old_load():
 
 
 # ---------------------------------------------------------------- scenarios on real workbooks
-
-def sheet(path: Path, name: str) -> list[list[object]]:
-    book = pc.CalamineWorkbook.from_path(str(path))
-    try:
-        return book.get_sheet_by_name(name).to_python()
-    finally:
-        book.close()
-
 
 def records(path: Path, name: str = "Contacts") -> list[dict[str, object]]:
     rows = sheet(path, name)

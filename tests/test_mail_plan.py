@@ -17,6 +17,7 @@ import pytest
 import python_calamine as pc
 from openpyxl import load_workbook
 
+from conftest import read_sheet as sheet
 from conftest import NOW
 from sheetflow import engine
 from sheetflow.cli import main
@@ -39,14 +40,6 @@ TEMPLATES = [["name", "subject", "body"],
              ["welcome", "Olá, {{ first_name }}! Bem-vindo(a)", "Oi {{ first_name }},\n\n"
               "{{ owner.name | default('nossa equipe') }} cuida da {{ company | default('sua empresa') }}.\n"],
              ["deal", "Proposta {{ name }}", "Oi {{ contact.first_name }}, proposta de {{ amount }} ({{ owner.name }})."]]
-
-
-def sheet(path: Path, name: str) -> list[list[object]]:
-    book = pc.CalamineWorkbook.from_path(str(path))
-    try:
-        return book.get_sheet_by_name(name).to_python()
-    finally:
-        book.close()
 
 
 def emails_log(path: Path) -> list[dict[str, object]]:
