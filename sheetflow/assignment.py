@@ -70,7 +70,7 @@ MAX_REASONS = 3            # ineligible reps named in one explanation before "+N
 MAX_IDS_IN_TASK = 50       # record ids listed in one task's text before "+N more"
 
 CLOSED_CONTACT_STAGES = frozenset({"customer", "evangelist", "churned"})
-CLOSED_TICKET_STATUSES = frozenset({"resolved", "closed", "resolvido", "resolvida", "fechado", "fechada"})
+CLOSED_TICKET_STATUSES = contract.CLOSED_TICKET_STATUSES
 DEFAULT_CLOSED_DEAL_STAGES = frozenset({"won", "lost", "ganho", "ganha", "perdido", "perdida"})
 FREE_MAIL_DOMAINS = frozenset({
     "gmail.com", "googlemail.com", "hotmail.com", "hotmail.com.br", "outlook.com", "outlook.com.br",

@@ -237,6 +237,11 @@ _LIFECYCLE_ALIASES = {**{normalize(v): k for k, v in LIFECYCLE_PT.items()},
                       "marketing_qualified_lead": "mql", "sales_qualified_lead": "sql"}
 
 
+# "Open" records (contract): tickets whose status is not one of these (normalized) count as open.
+CLOSED_TICKET_STATUSES = frozenset({"resolved", "closed", "resolvido", "resolvida", "fechado", "fechada",
+                                    "done", "concluido", "concluida"})
+
+
 def lifecycle_value(text: object) -> str | None:
     """Canonical lifecycle stage for what a user typed (``Cliente`` -> ``customer``); None if unknown."""
     if text is None:

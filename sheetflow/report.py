@@ -36,7 +36,6 @@ LABELS = {
            "tasks": "tarefas criadas", "emails": "e-mails", "errors": "erros", "none": "(nenhum)",
            "blank": "(vazio)"},
 }
-CLOSED_TICKETS = {"resolved", "closed", "resolvido", "resolvida", "fechado", "fechada"}
 
 
 def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
@@ -79,8 +78,8 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
     tickets = tables["Tickets"]
     if len(tickets):
         section(t["support"], ["", ""])
-        status = tickets.df["status"].to_numpy(dtype=object)
-        open_ = np.asarray([not (isinstance(s, str) and normalize(s) in CLOSED_TICKETS) for s in status])
+        from .assignment import open_mask
+        open_ = open_mask(tables, "Tickets")
         late = (tickets.df["due_at"] < plan.local_now).fillna(False).to_numpy(dtype=bool)
         rows.append([t["open"], int(open_.sum())])
         rows.append([t["overdue"], int((open_ & late).sum())])

@@ -27,7 +27,6 @@ DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6,
 SEVERITY = {"urgent": "urgent", "urgente": "urgent", "critical": "urgent", "critica": "urgent",
             "high": "high", "alta": "high", "normal": "normal", "media": "normal", "medium": "normal",
             "low": "low", "baixa": "low"}
-CLOSED = {"resolved", "closed", "resolvido", "resolvida", "fechado", "fechada", "done", "concluido"}
 _HOURS = re.compile(r"^\s*([A-Za-zçáé]{3})\w*\s*-\s*([A-Za-zçáé]{3})\w*\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
@@ -117,8 +116,8 @@ def _escalate_overdue(ctx: Context) -> None:
     tickets = ctx.tables["Tickets"]
     df = tickets.df
     now = pd.Timestamp(ctx.plan.local_now)
-    status = df["status"].to_numpy(dtype=object)
-    open_ = np.asarray([not (isinstance(s, str) and normalize(s) in CLOSED) for s in status], dtype=bool)
+    from .assignment import open_mask
+    open_ = open_mask(ctx.tables, "Tickets")
     late = (df["due_at"] < now).fillna(False).to_numpy(dtype=bool)
     blank = df["escalated_at"].isna().to_numpy(dtype=bool)
     hits = np.flatnonzero(open_ & late & blank).tolist()
