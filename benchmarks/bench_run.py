@@ -63,7 +63,9 @@ def main() -> None:
             shutil.copy(source, path)
             for label, now in (("first", NOW), ("second", NOW + dt.timedelta(minutes=5))):
                 r = one_run(path, now)
-                print(f"{n:>9} {label:>6} {r['read']:>7.2f} {r['plan']:>7.2f} {r['write']:>8.2f} {int(r['changes']):>8}")
+                print(
+                    f"{n:>9} {label:>6} {r['read']:>7.2f} {r['plan']:>7.2f} {r['write']:>8.2f} {int(r['changes']):>8}"
+                )
     print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -27,8 +27,10 @@ from sheetflow.mail.transports import SmtpTransport  # noqa: E402
 from sheetflow.plan import Plan, PlannedEmail  # noqa: E402
 from sheetflow.settings import Settings  # noqa: E402
 
-BODY = ("Olá {name},\r\n\r\nobrigado pelo interesse. Este é um e-mail de teste do sheetflow com algumas "
-        "linhas de texto, do tamanho de uma mensagem de boas-vindas comum.\r\n\r\nAtenciosamente,\r\nEquipe\r\n")
+BODY = (
+    "Olá {name},\r\n\r\nobrigado pelo interesse. Este é um e-mail de teste do sheetflow com algumas "
+    "linhas de texto, do tamanho de uma mensagem de boas-vindas comum.\r\n\r\nAtenciosamente,\r\nEquipe\r\n"
+)
 
 
 class _Book:
@@ -50,10 +52,23 @@ def plan_of(n: int, run: str) -> Plan:
     plan = Plan(run, now, now.replace(tzinfo=None), "run")
     for i in range(n):
         key = f"E{run}{i:06d}"
-        data = (f"From: vendas@acme.com\r\nTo: p{i}@cliente.com\r\nSubject: Boas-vindas {i}\r\n"
-                f"X-Sheetflow-Key: {key}\r\n\r\n" + BODY.format(name=f"Pessoa {i}")).encode()
-        plan.emails.append(PlannedEmail(key, "Contacts", f"C-{i}", "Bench", "welcome", f"p{i}@cliente.com",
-                                        due=True, message=data, message_id=f"<{key}@acme.com>"))
+        data = (
+            f"From: vendas@acme.com\r\nTo: p{i}@cliente.com\r\nSubject: Boas-vindas {i}\r\n"
+            f"X-Sheetflow-Key: {key}\r\n\r\n" + BODY.format(name=f"Pessoa {i}")
+        ).encode()
+        plan.emails.append(
+            PlannedEmail(
+                key,
+                "Contacts",
+                f"C-{i}",
+                "Bench",
+                "welcome",
+                f"p{i}@cliente.com",
+                due=True,
+                message=data,
+                message_id=f"<{key}@acme.com>",
+            )
+        )
     return plan
 
 
@@ -74,8 +89,10 @@ def measure(n: int, transport_class: type, label: str, tls: str = "none") -> flo
         elapsed = time.perf_counter() - started
         assert report.count("sent") == n and len(server.messages) == n, report.summary()
         connections = server.handler.mail_count and report.connections
-        print(f"{label:<28} {n:>6} messages  {elapsed:7.2f} s  {n / elapsed:8.1f} msg/s  "
-              f"({connections} connection{'s' if connections != 1 else ''})")
+        print(
+            f"{label:<28} {n:>6} messages  {elapsed:7.2f} s  {n / elapsed:8.1f} msg/s  "
+            f"({connections} connection{'s' if connections != 1 else ''})"
+        )
         return elapsed
 
 

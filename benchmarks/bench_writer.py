@@ -28,16 +28,18 @@ def _values(n: int) -> tuple[list[int], list[str]]:
 
 def patch(src: str, dst: str, n: int) -> None:
     from sheetflow.book.xlsxpatch import SheetPatch, patch_workbook
+
     scores, stages = _values(n)
     cells = {}
     for i in range(n):
-        cells[(i + 2, 15)] = scores[i]   # O: score
-        cells[(i + 2, 16)] = stages[i]   # P: lifecycle_stage
+        cells[(i + 2, 15)] = scores[i]  # O: score
+        cells[(i + 2, 16)] = stages[i]  # P: lifecycle_stage
     patch_workbook(src, dst, [SheetPatch("Contacts", cells)])
 
 
 def openpyxl_save(src: str, dst: str, n: int) -> None:
     from openpyxl import load_workbook
+
     scores, stages = _values(n)
     wb = load_workbook(src)
     ws = wb["Contacts"]
@@ -50,8 +52,14 @@ def openpyxl_save(src: str, dst: str, n: int) -> None:
 def child(kind: str, src: str, dst: str, n: int) -> None:
     t = time.perf_counter()
     (patch if kind == "patch" else openpyxl_save)(src, dst, n)
-    print(json.dumps({"seconds": time.perf_counter() - t,
-                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - t,
+                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -60,6 +68,7 @@ def main() -> None:
         return
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     from generate import OUT, generate
+
     source = OUT / f"contacts-{n}.xlsx"
     if not source.exists():
         generate(n)
@@ -68,8 +77,20 @@ def main() -> None:
         for kind in ("patch", "openpyxl"):
             src = Path(tmp) / f"in-{kind}.xlsx"
             shutil.copy(source, src)
-            done = subprocess.run([sys.executable, __file__, "--child", kind, str(src), str(Path(tmp) / f"out-{kind}.xlsx"),
-                                   str(n)], capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    kind,
+                    str(src),
+                    str(Path(tmp) / f"out-{kind}.xlsx"),
+                    str(n),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"  {kind:>9}: {r['seconds']:6.1f} s, peak {r['peak_mb']:6.0f} MB")
 

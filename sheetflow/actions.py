@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from .tables import Table
 
 ACTIONS = ("send_email", "set", "assign", "enroll", "create_task", "notify", "escalate")
-_PAIR = re.compile(r'\s*([^=;,]+?)\s*=\s*("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|.*?)\s*(?=(?:[;,]\s*[^=;,"\']+?\s*=)|;|$)')
+_PAIR = re.compile(
+    r'\s*([^=;,]+?)\s*=\s*("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|.*?)\s*(?=(?:[;,]\s*[^=;,"\']+?\s*=)|;|$)'
+)
 _RELATIVE = re.compile(r"^(today|now|hoje|agora)(?:\s*([+-])\s*(\d+)\s*([dh]))?$", re.IGNORECASE)
 _TEXT_ENV = ImmutableSandboxedEnvironment(autoescape=False)
 
@@ -46,7 +48,7 @@ class ActionError(ValueError):
 class Action:
     kind: str
     params: dict[str, str] = field(default_factory=dict)
-    sets: tuple[tuple[str, str], ...] = ()     # set: (canonical column, raw value)
+    sets: tuple[tuple[str, str], ...] = ()  # set: (canonical column, raw value)
 
 
 def parse_params(text: str | None) -> dict[str, str]:
@@ -67,14 +69,17 @@ def parse_params(text: str | None) -> dict[str, str]:
     return params
 
 
-def parse_action(kind_text: str | None, params_text: str | None, schema: Schema, known: dict[str, set[str]]
-                 ) -> Action:
+def parse_action(
+    kind_text: str | None, params_text: str | None, schema: Schema, known: dict[str, set[str]]
+) -> Action:
     """``known`` holds names for validation: templates, sequences, reps (normalized)."""
     kind = normalize(kind_text or "")
     if kind not in ACTIONS:
         hint = suggest(kind, ACTIONS) if kind else None
-        raise ActionError((f'unknown action "{kind_text}"' if kind else "action is empty")
-                          + (f' — did you mean "{hint}"?' if hint else " — use " + ", ".join(ACTIONS)))
+        raise ActionError(
+            (f'unknown action "{kind_text}"' if kind else "action is empty")
+            + (f' — did you mean "{hint}"?' if hint else " — use " + ", ".join(ACTIONS))
+        )
     params = parse_params(params_text)
     if kind == "set":
         if not params:
@@ -89,17 +94,30 @@ def parse_action(kind_text: str | None, params_text: str | None, schema: Schema,
                 raise ActionError("set cannot change a record's id")
             sets.append((column, value))
         return Action(kind, params, tuple(sets))
-    required = {"send_email": "template", "enroll": "sequence", "create_task": "text", "notify": "text",
-                "escalate": "to"}.get(kind)
+    required = {
+        "send_email": "template",
+        "enroll": "sequence",
+        "create_task": "text",
+        "notify": "text",
+        "escalate": "to",
+    }.get(kind)
     if required and not params.get(required):
-        raise ActionError(f"{kind} needs {required}=..., e.g. " + {
-            "template": "template=welcome", "sequence": "sequence=onboarding", "text": "text=Call {{ first_name }}",
-            "to": "to=Ana Souza"}[required])
+        raise ActionError(
+            f"{kind} needs {required}=..., e.g. "
+            + {
+                "template": "template=welcome",
+                "sequence": "sequence=onboarding",
+                "text": "text=Call {{ first_name }}",
+                "to": "to=Ana Souza",
+            }[required]
+        )
     for key, pool in (("template", "templates"), ("sequence", "sequences")):
         if key in params and known.get(pool) is not None and normalize(params[key]) not in known[pool]:
             hint = suggest(params[key], known[pool])
-            raise ActionError(f'unknown {key} "{params[key]}"' + (f' — did you mean "{hint}"?' if hint else
-                              f" — add it to the {pool.title()} sheet"))
+            raise ActionError(
+                f'unknown {key} "{params[key]}"'
+                + (f' — did you mean "{hint}"?' if hint else f" — add it to the {pool.title()} sheet")
+            )
     if "due" in params:
         delay_of(params["due"])  # validates
     for key in ("text", "subject"):
@@ -121,9 +139,13 @@ def delay_of(text: str | None) -> dt.timedelta:
         raise ActionError(f'cannot read the delay "{text}" — write e.g. 3d, 4h or 30m')
     amount = float(m.group(1).replace(",", "."))
     unit = (m.group(2) or "d")[0]
-    return {"m": dt.timedelta(minutes=amount), "h": dt.timedelta(hours=amount),
-            "d": dt.timedelta(days=amount), "w": dt.timedelta(weeks=amount),
-            "s": dt.timedelta(weeks=amount)}[unit]
+    return {
+        "m": dt.timedelta(minutes=amount),
+        "h": dt.timedelta(hours=amount),
+        "d": dt.timedelta(days=amount),
+        "w": dt.timedelta(weeks=amount),
+        "s": dt.timedelta(weeks=amount),
+    }[unit]
 
 
 def typed_value(raw: str, type_: ColumnType, now: dt.datetime, locale: Locale) -> Any:
@@ -131,7 +153,9 @@ def typed_value(raw: str, type_: ColumnType, now: dt.datetime, locale: Locale) -
     text = raw.strip()
     m = _RELATIVE.match(text)
     if m:
-        base = now if normalize(m.group(1)) in ("now", "agora") else dt.datetime.combine(now.date(), dt.time())
+        base = (
+            now if normalize(m.group(1)) in ("now", "agora") else dt.datetime.combine(now.date(), dt.time())
+        )
         if m.group(2):
             amount = int(m.group(3)) * (-1 if m.group(2) == "-" else 1)
             base += dt.timedelta(days=amount) if m.group(4).lower() == "d" else dt.timedelta(hours=amount)
@@ -155,14 +179,19 @@ def record_fields(table: Table, position: int) -> dict[str, Any]:
     return {k: to_cell(v) for k, v in row.items()}
 
 
-def apply_set(ctx: Context, table: Table, action: Action, positions: list[int], rule: str) -> list[tuple[int, str]]:
+def apply_set(
+    ctx: Context, table: Table, action: Action, positions: list[int], rule: str
+) -> list[tuple[int, str]]:
     """Write the set pairs; returns the (position, column) cells that really changed."""
     written: list[tuple[int, str]] = []
     for column, raw in action.sets:
-        value = typed_value(raw, table.types.get(column, ColumnType.TEXT), ctx.plan.local_now, ctx.tables.locale)
+        value = typed_value(
+            raw, table.types.get(column, ColumnType.TEXT), ctx.plan.local_now, ctx.tables.locale
+        )
         current = table.df[column].to_numpy(dtype=object) if column in table.df else [None] * len(table.df)
         if table.spec.name == "Contacts" and column == "lifecycle_stage" and isinstance(value, str):
             from . import contract
+
             stage = contract.lifecycle_value(value)
             if stage:
                 value = contract.lifecycle_label(stage, "pt" if ctx.portuguese else "en")
@@ -171,7 +200,13 @@ def apply_set(ctx: Context, table: Table, action: Action, positions: list[int], 
             if column not in table.df:
                 table.df[column] = None
                 table.types.setdefault(column, ColumnType.TEXT)
-            ctx.change(table, targets, column, [value] * len(targets), [f'Automation "{rule}": set {column}'] * len(targets))
+            ctx.change(
+                table,
+                targets,
+                column,
+                [value] * len(targets),
+                [f'Automation "{rule}": set {column}'] * len(targets),
+            )
             written += [(p, column) for p in targets]
     return written
 

@@ -74,9 +74,15 @@ class PatchBuilder:
         if table is not None and table.exists:
             patch = self.patches.setdefault(table.sheet, SheetPatch(table.sheet, {}))
             header_row = table.header_row or 1
-            target = _Target(patch, table, header_row, dict(table.col_index),
-                             max(table.last_col, max(table.col_index.values(), default=0)) + 1,
-                             max(table.last_row, header_row) + 1, self.lang)
+            target = _Target(
+                patch,
+                table,
+                header_row,
+                dict(table.col_index),
+                max(table.last_col, max(table.col_index.values(), default=0)) + 1,
+                max(table.last_row, header_row) + 1,
+                self.lang,
+            )
             if not table.header_row:  # an empty sheet: give it the contract header
                 for col in spec.columns:
                     target.column(col.name)
@@ -84,9 +90,16 @@ class PatchBuilder:
             name = contract.label(spec, self.lang)
             widths = {i + 1: c.width for i, c in enumerate(spec.columns)}
             hidden = spec.kind is contract.Kind.SYSTEM
-            patch = SheetPatch(name, {}, new=NewSheet(state="veryHidden" if hidden else "visible",
-                                                      freeze_rows=0 if hidden else 1, col_widths=widths,
-                                                      bold_rows=set() if hidden else {1}))
+            patch = SheetPatch(
+                name,
+                {},
+                new=NewSheet(
+                    state="veryHidden" if hidden else "visible",
+                    freeze_rows=0 if hidden else 1,
+                    col_widths=widths,
+                    bold_rows=set() if hidden else {1},
+                ),
+            )
             self.patches[name] = patch
             target = _Target(patch, table, 1, {}, 1, 2, self.lang)
             for col in spec.columns:
@@ -100,8 +113,9 @@ class PatchBuilder:
         target.patch.cells[(row, target.column(column))] = value
 
 
-def build_patches(plan: Plan, tables: Tables, *, elapsed: dt.timedelta = dt.timedelta(0),
-                  write_state: bool = True) -> list[SheetPatch]:
+def build_patches(
+    plan: Plan, tables: Tables, *, elapsed: dt.timedelta = dt.timedelta(0), write_state: bool = True
+) -> list[SheetPatch]:
     """All writes of a run. ``elapsed`` (wall-clock time so far) dates the end of the run in Runs."""
     builder = PatchBuilder(tables)
     at = plan.local_now
@@ -110,13 +124,23 @@ def build_patches(plan: Plan, tables: Tables, *, elapsed: dt.timedelta = dt.time
     if plan.changes:
         activity = builder.target("Activity")
         for ch in plan.changes:
-            activity.append({"at": at, "run_id": plan.run_id, "table": ch.table, "record_id": ch.record_id,
-                             "column": ch.column, "old": as_text(ch.old), "new": as_text(ch.new),
-                             "rule": ch.rule})
+            activity.append(
+                {
+                    "at": at,
+                    "run_id": plan.run_id,
+                    "table": ch.table,
+                    "record_id": ch.record_id,
+                    "column": ch.column,
+                    "old": as_text(ch.old),
+                    "new": as_text(ch.new),
+                    "rule": ch.rule,
+                }
+            )
     for item in plan.appends:
         builder.target(item.sheet).append(item.values)
     if plan.emails:
         from .mail.log import add_to_patches
+
         add_to_patches(builder, plan)
     builder.target("Runs").append(runs_row(plan, at + elapsed))
     if plan.report:
@@ -129,9 +153,18 @@ def build_patches(plan: Plan, tables: Tables, *, elapsed: dt.timedelta = dt.time
 def runs_row(plan: Plan, finished: Any) -> dict[str, Any]:
     errors = [str(p) for p in plan.errors]
     if len(errors) > MAX_ERRORS_IN_RUNS:
-        errors = errors[:MAX_ERRORS_IN_RUNS] + [f"... and {len(errors) - MAX_ERRORS_IN_RUNS} more (run sheetflow check)"]
-    return {"run_id": plan.run_id, "started_at": plan.local_now, "finished_at": finished,
-            "mode": plan.mode, "trigger": plan.trigger, "counts": plan.summary(), "errors": "\n".join(errors)}
+        errors = errors[:MAX_ERRORS_IN_RUNS] + [
+            f"... and {len(errors) - MAX_ERRORS_IN_RUNS} more (run sheetflow check)"
+        ]
+    return {
+        "run_id": plan.run_id,
+        "started_at": plan.local_now,
+        "finished_at": finished,
+        "mode": plan.mode,
+        "trigger": plan.trigger,
+        "counts": plan.summary(),
+        "errors": "\n".join(errors),
+    }
 
 
 def report_patch(builder: PatchBuilder, plan: Plan) -> None:
@@ -145,8 +178,11 @@ def report_patch(builder: PatchBuilder, plan: Plan) -> None:
         patch = SheetPatch(table.sheet, cells)
     else:
         widths = {1: 30, 2: 18, 3: 22, 4: 14, 5: 14, 6: 12, 7: 18}
-        patch = SheetPatch(contract.label(contract.BY_NAME["Report"], builder.lang), cells,
-                           new=NewSheet(col_widths=widths, bold_rows=set(plan.report_bold)))
+        patch = SheetPatch(
+            contract.label(contract.BY_NAME["Report"], builder.lang),
+            cells,
+            new=NewSheet(col_widths=widths, bold_rows=set(plan.report_bold)),
+        )
     for r, row in enumerate(plan.report, start=1):
         for c, value in enumerate(row, start=1):
             if value not in (None, ""):
@@ -177,4 +213,3 @@ def needs_write(plan: Plan, old_state: State) -> bool:
 
 def _records_rows(state: State) -> list[list[str]]:
     return [r for r in state.rows()[1:] if r[0] != "meta"]
-

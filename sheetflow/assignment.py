@@ -65,42 +65,68 @@ if TYPE_CHECKING:  # the engine imports this module; at run time we only need du
 
 SECTION = "assignment"
 RULE_TEXT = "Assignment"
-AUTOMATION_KEY = "auto:"   # rotations of ``assign`` actions: kept whatever the Assignment sheet says
-MAX_REASONS = 3            # ineligible reps named in one explanation before "+N more"
-MAX_IDS_IN_TASK = 50       # record ids listed in one task's text before "+N more"
+AUTOMATION_KEY = "auto:"  # rotations of ``assign`` actions: kept whatever the Assignment sheet says
+MAX_REASONS = 3  # ineligible reps named in one explanation before "+N more"
+MAX_IDS_IN_TASK = 50  # record ids listed in one task's text before "+N more"
 
 CLOSED_CONTACT_STAGES = frozenset({"customer", "evangelist", "churned"})
 CLOSED_TICKET_STATUSES = contract.CLOSED_TICKET_STATUSES
 DEFAULT_CLOSED_DEAL_STAGES = frozenset({"won", "lost", "ganho", "ganha", "perdido", "perdida"})
-FREE_MAIL_DOMAINS = frozenset({
-    "gmail.com", "googlemail.com", "hotmail.com", "hotmail.com.br", "outlook.com", "outlook.com.br",
-    "live.com", "msn.com", "yahoo.com", "yahoo.com.br", "icloud.com", "me.com", "aol.com", "proton.me",
-    "protonmail.com", "gmx.com", "uol.com.br", "bol.com.br", "terra.com.br", "ig.com.br"})
+FREE_MAIL_DOMAINS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "hotmail.com",
+        "hotmail.com.br",
+        "outlook.com",
+        "outlook.com.br",
+        "live.com",
+        "msn.com",
+        "yahoo.com",
+        "yahoo.com.br",
+        "icloud.com",
+        "me.com",
+        "aol.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.com",
+        "uol.com.br",
+        "bol.com.br",
+        "terra.com.br",
+        "ig.com.br",
+    }
+)
 ALL_WORDS = frozenset({"all", "everyone", "todos", "todas"})
 TERRITORY_WORDS = frozenset({"territory", "territorio", "regiao", "region"})
-NOUNS = {"en": {"Contacts": ("contact", "contacts"), "Deals": ("deal", "deals"), "Tickets": ("ticket", "tickets")},
-         "pt": {"Contacts": ("contato", "contatos"), "Deals": ("negócio", "negócios"),
-                "Tickets": ("chamado", "chamados")}}
+NOUNS = {
+    "en": {"Contacts": ("contact", "contacts"), "Deals": ("deal", "deals"), "Tickets": ("ticket", "tickets")},
+    "pt": {
+        "Contacts": ("contato", "contatos"),
+        "Deals": ("negócio", "negócios"),
+        "Tickets": ("chamado", "chamados"),
+    },
+}
 _SPACES = re.compile(r"\s+")
 _EPS = 1e-9
 
 
 # ---------------------------------------------------------------- reps
 
+
 @dataclass(frozen=True)
 class Rep:
     """One row of the Reps sheet, as the run sees it."""
 
-    index: int                       # position in Reps sheet order: the rotation order
-    name: str                        # as typed (what goes into ``owner``)
-    key: str                         # normalize(name): how owners are matched to reps
+    index: int  # position in Reps sheet order: the rotation order
+    name: str  # as typed (what goes into ``owner``)
+    key: str  # normalize(name): how owners are matched to reps
     active: bool
-    weight: float                    # blank = 1
-    capacity: float                  # blank = unlimited (inf)
-    territories: frozenset[str]      # normalized; a cell may list several, comma-separated
+    weight: float  # blank = 1
+    capacity: float  # blank = unlimited (inf)
+    territories: frozenset[str]  # normalized; a cell may list several, comma-separated
     away_from: dt.date | None
     away_until: dt.date | None
-    where: str                       # Reps!A3, for messages
+    where: str  # Reps!A3, for messages
 
     def unavailable(self, today: dt.date) -> str | None:
         """Why the rep cannot take records at all today (capacity is checked separately), or None."""
@@ -118,7 +144,9 @@ class Rep:
         """Inclusive on both ends; a blank end is open (blank ``away_until`` = away until further notice)."""
         if self.away_from is None and self.away_until is None:
             return False
-        return (self.away_from is None or self.away_from <= day) and (self.away_until is None or day <= self.away_until)
+        return (self.away_from is None or self.away_from <= day) and (
+            self.away_until is None or day <= self.away_until
+        )
 
 
 @dataclass
@@ -128,7 +156,7 @@ class Roster:
     reps: list[Rep]
     today: dt.date
     by_key: dict[str, Rep] = field(default_factory=dict)
-    unavailable: dict[int, str] = field(default_factory=dict)     # rep index -> reason, for the whole run
+    unavailable: dict[int, str] = field(default_factory=dict)  # rep index -> reason, for the whole run
 
     def __post_init__(self) -> None:
         self.by_key = {r.key: r for r in self.reps}
@@ -141,7 +169,7 @@ class Roster:
 def _date(value: object) -> dt.date | None:
     if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
         return None
-    if isinstance(value, dt.datetime):      # Timestamps too: the day is what counts for away dates
+    if isinstance(value, dt.datetime):  # Timestamps too: the day is what counts for away dates
         return value.date()
     return value if isinstance(value, dt.date) else None
 
@@ -161,43 +189,71 @@ def load_roster(table: Table, today: dt.date) -> tuple[Roster, list[Problem]]:
     for pos in range(len(table)):
         name = _text(table, pos, "name")
         if not name:
-            problems.append(warning(table.ref(pos, "name"), "a rep without a name is ignored",
-                                    "type the rep's name as owners should show it"))
+            problems.append(
+                warning(
+                    table.ref(pos, "name"),
+                    "a rep without a name is ignored",
+                    "type the rep's name as owners should show it",
+                )
+            )
             continue
         key = normalize(name)
         if key in seen:
-            problems.append(warning(table.ref(pos, "name"), f'rep "{name}" appears twice',
-                                    f"only {seen[key]} is used; remove or rename one"))
+            problems.append(
+                warning(
+                    table.ref(pos, "name"),
+                    f'rep "{name}" appears twice',
+                    f"only {seen[key]} is used; remove or rename one",
+                )
+            )
             continue
         seen[key] = table.ref(pos, "name")
         active = df["active"].iloc[pos]
-        active = not (isinstance(active, (bool, np.bool_)) and not active)   # blank (<NA>) = active
+        active = not (isinstance(active, (bool, np.bool_)) and not active)  # blank (<NA>) = active
         weight = _number(df["weight"].iloc[pos], 1.0)
         if weight < 0:
-            problems.append(warning(table.ref(pos, "weight"), f"weight {weight:g} is negative",
-                                    "use 0 to stop assigning to this rep; treated as 0"))
+            problems.append(
+                warning(
+                    table.ref(pos, "weight"),
+                    f"weight {weight:g} is negative",
+                    "use 0 to stop assigning to this rep; treated as 0",
+                )
+            )
             weight = 0.0
         capacity = max(_number(df["capacity"].iloc[pos], math.inf), 0.0)
         territories = frozenset(normalize(t) for t in _text(table, pos, "territory").split(",") if t.strip())
-        reps.append(Rep(len(reps), name, key, active, weight, capacity, territories, _date(df["away_from"].iloc[pos]),
-                        _date(df["away_until"].iloc[pos]), table.ref(pos, "name")))
+        reps.append(
+            Rep(
+                len(reps),
+                name,
+                key,
+                active,
+                weight,
+                capacity,
+                territories,
+                _date(df["away_from"].iloc[pos]),
+                _date(df["away_until"].iloc[pos]),
+                table.ref(pos, "name"),
+            )
+        )
     return Roster(reps, today), problems
 
 
 # ---------------------------------------------------------------- rules
+
 
 @dataclass(frozen=True)
 class AssignRule:
     """One enabled, valid Assignment row (or an ``assign`` action's parameters, for automations)."""
 
     name: str
-    table: str                       # canonical: Contacts, Deals, Tickets
+    table: str  # canonical: Contacts, Deals, Tickets
     when: CompiledWhen
-    candidates: tuple[int, ...]      # rep indices in Reps order, no repeats
-    method: str                      # one of ASSIGN_METHODS
-    where: str                       # Assignment!A3: the rule's row, for messages
-    key: str                         # rotation key in the state section (see rule_key)
-    label: str = "Assignment"        # how explanations start: Assignment "Brazil leads" round_robin: ...
+    candidates: tuple[int, ...]  # rep indices in Reps order, no repeats
+    method: str  # one of ASSIGN_METHODS
+    where: str  # Assignment!A3: the rule's row, for messages
+    key: str  # rotation key in the state section (see rule_key)
+    label: str = "Assignment"  # how explanations start: Assignment "Brazil leads" round_robin: ...
 
 
 def rule_key(table: str, name: str) -> str:
@@ -217,26 +273,44 @@ def resolve_assign_to(text: str, roster: Roster, where: str) -> tuple[tuple[int,
         if normalize(part) in ALL_WORDS:
             chosen.update(r.index for r in roster.reps)
             if not roster.reps:
-                problems.append(error(where, 'assign_to is "all" but the Reps sheet lists no reps',
-                                      "add your reps (name, email, active, ...) to the Reps sheet"))
+                problems.append(
+                    error(
+                        where,
+                        'assign_to is "all" but the Reps sheet lists no reps',
+                        "add your reps (name, email, active, ...) to the Reps sheet",
+                    )
+                )
         elif sep and normalize(head) in TERRITORY_WORDS:
             wanted = normalize(rest)
             hits = [r.index for r in roster.reps if wanted in r.territories]
             if not hits:
                 known = sorted({t for r in roster.reps for t in r.territories})
                 hint = suggest(rest, known)
-                problems.append(error(where, f'no rep has territory "{rest.strip()}"',
-                                      f'did you mean "territory:{hint}"?' if hint else
-                                      "fill the territory column of the Reps sheet"))
+                problems.append(
+                    error(
+                        where,
+                        f'no rep has territory "{rest.strip()}"',
+                        f'did you mean "territory:{hint}"?'
+                        if hint
+                        else "fill the territory column of the Reps sheet",
+                    )
+                )
             chosen.update(hits)
         else:
             rep = roster.find(part)
             if rep is None:
                 hint = suggest(part, names)
-                problems.append(error(where, f'unknown rep "{part}" in assign_to',
-                                      f'did you mean "{hint}"?' if hint else
-                                      "use names from the Reps sheet, territory:X, or all" if names else
-                                      "list your reps in a Reps sheet (name, email, active, ...)"))
+                problems.append(
+                    error(
+                        where,
+                        f'unknown rep "{part}" in assign_to',
+                        f'did you mean "{hint}"?'
+                        if hint
+                        else "use names from the Reps sheet, territory:X, or all"
+                        if names
+                        else "list your reps in a Reps sheet (name, email, active, ...)",
+                    )
+                )
             else:
                 chosen.add(rep.index)
     return tuple(sorted(chosen)), problems
@@ -256,13 +330,23 @@ def load_rules(tables: Tables, roster: Roster) -> tuple[list[AssignRule], list[P
         method = normalize(_text(sheet, pos, "method") or "round_robin")
         if method not in ASSIGN_METHODS:
             hint = suggest(method, ASSIGN_METHODS)
-            problems.append(error(sheet.ref(pos, "method"), f'unknown method "{method}"',
-                                  f'did you mean "{hint}"?' if hint else "use " + ", ".join(ASSIGN_METHODS)))
+            problems.append(
+                error(
+                    sheet.ref(pos, "method"),
+                    f'unknown method "{method}"',
+                    f'did you mean "{hint}"?' if hint else "use " + ", ".join(ASSIGN_METHODS),
+                )
+            )
             continue
         text = _text(sheet, pos, "assign_to")
         if not text:
-            problems.append(error(sheet.ref(pos, "assign_to"), "assign_to is empty",
-                                  "name reps (Ana, Bruno), territory:South, or all"))
+            problems.append(
+                error(
+                    sheet.ref(pos, "assign_to"),
+                    "assign_to is empty",
+                    "name reps (Ana, Bruno), territory:South, or all",
+                )
+            )
             continue
         candidates, found = resolve_assign_to(text, roster, sheet.ref(pos, "assign_to"))
         problems += found
@@ -271,14 +355,21 @@ def load_rules(tables: Tables, roster: Roster) -> tuple[list[AssignRule], list[P
         name = _rule_name(sheet, pos)
         key = rule_key(target.spec.name, name)
         if key in keys:
-            problems.append(warning(sheet.ref(pos, "rule"), f'another {target.spec.name} rule is also called "{name}" '
-                                    f"({keys[key]})", "give each rule its own name so each keeps its own rotation"))
+            problems.append(
+                warning(
+                    sheet.ref(pos, "rule"),
+                    f'another {target.spec.name} rule is also called "{name}" ({keys[key]})',
+                    "give each rule its own name so each keeps its own rotation",
+                )
+            )
             n = 2
             while f"{key}#{n}" in keys:
                 n += 1
             key = f"{key}#{n}"
         keys[key] = sheet.ref(pos, "rule")
-        rules.append(AssignRule(name, target.spec.name, when, candidates, method, sheet.ref(pos, "rule"), key))
+        rules.append(
+            AssignRule(name, target.spec.name, when, candidates, method, sheet.ref(pos, "rule"), key)
+        )
     return rules, problems
 
 
@@ -304,12 +395,17 @@ def rule_keys(tables: Tables) -> set[str]:
     keys: set[str] = set()
     for pos in range(len(sheet)):
         spec = contract.sheet_spec(_text(sheet, pos, "table") or "Contacts")
-        names = [spec.name] if spec is not None and spec.name in contract.RECORD_SHEETS else contract.RECORD_SHEETS
+        names = (
+            [spec.name]
+            if spec is not None and spec.name in contract.RECORD_SHEETS
+            else contract.RECORD_SHEETS
+        )
         keys.update(rule_key(t, _rule_name(sheet, pos)) for t in names)
     return keys
 
 
 # ---------------------------------------------------------------- open records and loads
+
 
 def open_mask(tables: Tables, name: str) -> np.ndarray:
     """Which records of a data table are open (they count towards capacity and least_loaded)."""
@@ -318,8 +414,14 @@ def open_mask(tables: Tables, name: str) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     if name == "Contacts":
         codes, uniques = pd.factorize(table.df["lifecycle_stage"], use_na_sentinel=True)
-        shut = np.asarray([contract.lifecycle_value(v) in CLOSED_CONTACT_STAGES if isinstance(v, str) else False
-                           for v in uniques] + [False], dtype=bool)
+        shut = np.asarray(
+            [
+                contract.lifecycle_value(v) in CLOSED_CONTACT_STAGES if isinstance(v, str) else False
+                for v in uniques
+            ]
+            + [False],
+            dtype=bool,
+        )
         return ~shut[codes]
     if name == "Deals":
         column, closed = table.df["stage"], closed_deal_stages(tables)
@@ -359,9 +461,9 @@ class Loads:
     """Open records per rep in one table, kept current as the run assigns (capacity and least_loaded)."""
 
     def __init__(self, counts: np.ndarray, roster: Roster) -> None:
-        self.counts: list[int] = [int(c) for c in counts]       # plain lists: read once per record
+        self.counts: list[int] = [int(c) for c in counts]  # plain lists: read once per record
         self.capacity: list[float] = [r.capacity for r in roster.reps]
-        self.version = 0            # bumps whenever a rep becomes full: rotations then drop them
+        self.version = 0  # bumps whenever a rep becomes full: rotations then drop them
 
     def full(self, index: int) -> bool:
         return self.counts[index] >= self.capacity[index]
@@ -373,6 +475,7 @@ class Loads:
 
 
 # ---------------------------------------------------------------- accounts (sticky_account)
+
 
 def company_key(value: object) -> str:
     """``"ACME  Inc "`` and ``"acme inc"`` are the same account: case and spaces ignored."""
@@ -397,7 +500,7 @@ class Accounts:
     def __init__(self, tables: Tables, name: str, owners: Sequence[int], ids: Sequence[str]) -> None:
         self.companies, self.domains = _account_keys(tables, name)
         self.ids = ids
-        self.by_company: dict[str, tuple[int, int]] = {}   # key -> (rep index, position of the record)
+        self.by_company: dict[str, tuple[int, int]] = {}  # key -> (rep index, position of the record)
         self.by_domain: dict[str, tuple[int, int]] = {}
         for pos, rep in enumerate(owners):
             if rep >= 0:
@@ -425,8 +528,10 @@ def _account_keys(tables: Tables, name: str) -> tuple[list[str], list[str]]:
     table = tables[name]
     own_company = _column_values(table, "company")
     own_email = _column_values(table, "email")
-    distinct: dict[object, str] = {}         # few companies, many rows: normalise each name once
-    companies = [distinct[v] if v in distinct else distinct.setdefault(v, company_key(v)) for v in own_company]
+    distinct: dict[object, str] = {}  # few companies, many rows: normalise each name once
+    companies = [
+        distinct[v] if v in distinct else distinct.setdefault(v, company_key(v)) for v in own_company
+    ]
     domains = [domain_key(v) for v in own_email]
     if name == "Contacts" or "contact_id" not in table.df:
         return companies, domains
@@ -434,7 +539,7 @@ def _account_keys(tables: Tables, name: str) -> tuple[list[str], list[str]]:
     by_id: dict[str, tuple[str, str]] = {}
     for cid, company, email in zip(*(contacts[c].to_numpy(dtype=object) for c in ("id", "company", "email"))):
         if isinstance(cid, str) and cid.strip():
-            by_id.setdefault(cid.strip(), (company_key(company), domain_key(email)))   # first row wins
+            by_id.setdefault(cid.strip(), (company_key(company), domain_key(email)))  # first row wins
     for pos, cid in enumerate(table.df["contact_id"].to_numpy(dtype=object)):
         linked = by_id.get(cid.strip()) if isinstance(cid, str) else None
         if linked is not None and (linked[0] or linked[1]):
@@ -447,6 +552,7 @@ def _column_values(table: Table, column: str) -> list[object]:
 
 
 # ---------------------------------------------------------------- rotations
+
 
 @dataclass
 class Rotation:
@@ -465,8 +571,11 @@ class Rotation:
         if not isinstance(data, dict):
             data = {}
         credit = data.get("credit") if isinstance(data.get("credit"), dict) else {}
-        return cls(str(data.get("last") or ""), [str(n) for n in data.get("order") or [] if isinstance(n, str)],
-                   {str(k): float(v) for k, v in credit.items() if isinstance(v, (int, float))})
+        return cls(
+            str(data.get("last") or ""),
+            [str(n) for n in data.get("order") or [] if isinstance(n, str)],
+            {str(k): float(v) for k, v in credit.items() if isinstance(v, (int, float))},
+        )
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"last": self.last, "order": self.order}
@@ -491,7 +600,7 @@ def _start_pointer(rotation: Rotation, keys: Sequence[str]) -> float:
     order = [normalize(n) for n in rotation.order]
     if last in order:
         i = order.index(last)
-        for successor in order[i + 1:] + order[:i]:
+        for successor in order[i + 1 :] + order[:i]:
             if successor in where:
                 return where[successor] - 0.5
     return -0.5
@@ -515,7 +624,7 @@ class _Shares:
     """
 
     def __init__(self, weights: dict[int, float], credit: dict[int, float]) -> None:
-        self.weights = weights                     # candidate position -> weight (> 0)
+        self.weights = weights  # candidate position -> weight (> 0)
         self.members: list[int] = []
         self.base: dict[int, float] = {}
         self.picks: dict[int, int] = {}
@@ -580,15 +689,16 @@ class _Turns:
         self.pointer = _start_pointer(rotation, self.keys)
         self.last_name = rotation.last
         self.after = f"next after {rotation.last}" if rotation.last else "first in the rotation"
-        self._afters = [f"next after {r.name}" for r in self.reps]      # built once: read per record
-        self.pick = {"weighted": self.weighted, "least_loaded": self.least_loaded}.get(rule.method,
-                                                                                         self.round_robin)
-        self.eligible: list[int] = []              # candidate positions, ascending
+        self._afters = [f"next after {r.name}" for r in self.reps]  # built once: read per record
+        self.pick = {"weighted": self.weighted, "least_loaded": self.least_loaded}.get(
+            rule.method, self.round_robin
+        )
+        self.eligible: list[int] = []  # candidate positions, ascending
         self.version = -1
         self.used = False
         self.shares: _Shares | None = None
-        self.prefix = f'{rule.label} "{rule.name}" '   # explanations: prefix + method's reason + suffix
-        self.suffix = ""                                  # "; Dee inactive, Eve away until ..."
+        self.prefix = f'{rule.label} "{rule.name}" '  # explanations: prefix + method's reason + suffix
+        self.suffix = ""  # "; Dee inactive, Eve away until ..."
         if rule.method == "weighted":
             saved = {normalize(k): v for k, v in rotation.credit.items()}
             credit = {p: saved[k] for p, k in enumerate(self.keys) if k in saved}
@@ -600,7 +710,9 @@ class _Turns:
             return
         self.version = self.loads.version
         unavailable = self.roster.unavailable
-        eligible = [p for p, r in enumerate(self.reps) if r.index not in unavailable and not self.loads.full(r.index)]
+        eligible = [
+            p for p, r in enumerate(self.reps) if r.index not in unavailable and not self.loads.full(r.index)
+        ]
         if self.shares is not None and eligible != self.shares.members and eligible:
             self.shares.rebase(eligible)
         self.eligible = eligible
@@ -640,8 +752,11 @@ class _Turns:
         return p, f"weighted: {rep.name}'s turn (weight {rep.weight:g} of {self.shares.total:g})"
 
     def rotation(self) -> Rotation:
-        credit = ({self.reps[p].name: v for p, v in self.shares.credits().items()}
-                  if self.shares is not None else {})
+        credit = (
+            {self.reps[p].name: v for p, v in self.shares.credits().items()}
+            if self.shares is not None
+            else {}
+        )
         return Rotation(self.last_name, [r.name for r in self.reps], credit)
 
 
@@ -665,19 +780,20 @@ def _reasons(items: Sequence[tuple[Rep, str]]) -> str:
 
 # ---------------------------------------------------------------- the assigner
 
+
 @dataclass(frozen=True)
 class Choice:
     rep: Rep
-    why: str          # the Activity explanation: rule, method, reason, who was skipped
+    why: str  # the Activity explanation: rule, method, reason, who was skipped
 
 
 @dataclass
 class _TableState:
     table: Table
-    open: list[bool]                                 # per record: counts towards loads
-    owners: list[int]                                # per record: rep index of the owner, -1 if none
+    open: list[bool]  # per record: counts towards loads
+    owners: list[int]  # per record: rep index of the owner, -1 if none
     loads: Loads
-    ids: list[str]                                   # record ids ("" where blank), looked up per record
+    ids: list[str]  # record ids ("" where blank), looked up per record
     accounts: Accounts | None = None
 
 
@@ -695,7 +811,7 @@ class Assigner:
         self.pointers = ctx.section(SECTION)
         self._tables: dict[str, _TableState] = {}
         self._turns: dict[str, _Turns] = {}
-        self.new: dict[int, list[tuple[str, str]]] = {}           # rep index -> [(table, record id)]
+        self.new: dict[int, list[tuple[str, str]]] = {}  # rep index -> [(table, record id)]
         self.stranded: dict[str, tuple[AssignRule, list[int], list[AssignRule]]] = {}
 
     def table(self, name: str) -> _TableState:
@@ -706,8 +822,9 @@ class Assigner:
             owners = owner_indices(table, self.roster)
             counts = np.bincount(owners[is_open & (owners >= 0)], minlength=len(self.roster.reps))
             ids = [v if isinstance(v, str) else "" for v in table.df["id"].to_numpy(dtype=object).tolist()]
-            state = self._tables[name] = _TableState(table, is_open.tolist(), owners.tolist(),
-                                                     Loads(counts, self.roster), ids)
+            state = self._tables[name] = _TableState(
+                table, is_open.tolist(), owners.tolist(), Loads(counts, self.roster), ids
+            )
         return state
 
     def turns(self, rule: AssignRule) -> _Turns:
@@ -751,8 +868,16 @@ class Assigner:
             return None, f"sticky_account: {hit[1]}, but {rep.name} {why}; "
         return turns.keys.index(rep.key), f"sticky_account: {hit[1]}"
 
-    def _book(self, rule: AssignRule, turns: _Turns, state: _TableState, position: int, rep: Rep,
-              why: str, note: str) -> Choice:
+    def _book(
+        self,
+        rule: AssignRule,
+        turns: _Turns,
+        state: _TableState,
+        position: int,
+        rep: Rep,
+        why: str,
+        note: str,
+    ) -> Choice:
         turns.used = True
         if state.open[position]:
             state.loads.add(rep.index)
@@ -779,8 +904,11 @@ class Assigner:
                 self.pointers[key] = turns.rotation().to_json()
         if prune and self.ctx.tables["Assignment"].exists:
             keys = rule_keys(self.ctx.tables)
-            for key in [k for k in self.pointers if not k.startswith(AUTOMATION_KEY)
-                        and k not in keys and k.rsplit("#", 1)[0] not in keys]:
+            for key in [
+                k
+                for k in self.pointers
+                if not k.startswith(AUTOMATION_KEY) and k not in keys and k.rsplit("#", 1)[0] not in keys
+            ]:
                 del self.pointers[key]
         tasks: dict[str, tuple[str, list[str], set[str]]] = {}
         emails = self._rep_emails() if self.ctx.settings.text("sender_email").strip() else {}
@@ -788,8 +916,14 @@ class Assigner:
         for index, records in self.new.items():
             rep = self.roster.reps[index]
             if rep.key in emails:  # one digest email per rep per run, through the outbox
-                _notify(self.ctx, rep.name, self._subject(), [self._notice(records)], RULE_TEXT,
-                        f"assign@{baseline}")
+                _notify(
+                    self.ctx,
+                    rep.name,
+                    self._subject(),
+                    [self._notice(records)],
+                    RULE_TEXT,
+                    f"assign@{baseline}",
+                )
             else:  # a rep without an e-mail address learns it from the Tasks sheet
                 tasks[rep.key] = (rep.name, [self._notice(records)], {t for t, _ in records})
         fallback = self.ctx.settings.text("fallback_owner").strip()
@@ -801,14 +935,28 @@ class Assigner:
                 kinds.add(rule.table)
         at = self.ctx.plan.local_now
         for name, texts, kinds in tasks.values():
-            self.ctx.append("Tasks", {"created_at": at, "due_at": at, "owner": name,
-                                      "table": next(iter(kinds)) if len(kinds) == 1 else "", "record_id": "",
-                                      "text": "; ".join(texts), "rule": RULE_TEXT, "done": False}, rule=RULE_TEXT)
+            self.ctx.append(
+                "Tasks",
+                {
+                    "created_at": at,
+                    "due_at": at,
+                    "owner": name,
+                    "table": next(iter(kinds)) if len(kinds) == 1 else "",
+                    "record_id": "",
+                    "text": "; ".join(texts),
+                    "rule": RULE_TEXT,
+                    "done": False,
+                },
+                rule=RULE_TEXT,
+            )
 
     def _rep_emails(self) -> dict[str, str]:
         reps = self.ctx.tables["Reps"].df
-        return {normalize(n): e.strip() for n, e in zip(reps["name"], reps["email"])
-                if isinstance(n, str) and isinstance(e, str) and "@" in e}
+        return {
+            normalize(n): e.strip()
+            for n, e in zip(reps["name"], reps["email"])
+            if isinstance(n, str) and isinstance(e, str) and "@" in e
+        }
 
     def _subject(self) -> str:
         return "Novos registros atribuídos a você" if self.ctx.portuguese else "New records assigned to you"
@@ -827,20 +975,27 @@ class Assigner:
             return f"{' e '.join(parts)} {verb} a você: {shown}"
         return f"{' and '.join(parts)} assigned to you: {shown}"
 
-    def _stranded(self, rule: AssignRule, positions: list[int], others: list[AssignRule], fallback: str) -> str:
+    def _stranded(
+        self, rule: AssignRule, positions: list[int], others: list[AssignRule], fallback: str
+    ) -> str:
         """Warn at the first matching rule's cell; return the fallback task's text."""
         state = self.table(rule.table)
         turns = self.turns(rule)
         noun = NOUNS["en"][rule.table][0 if len(positions) == 1 else 1]
         why = _reasons(turns.ineligible()) or "assign_to names no rep"
-        also = f' (nor in {", ".join(f"{r.name!r}" for r in others)})' if others else ""
+        also = f" (nor in {', '.join(f'{r.name!r}' for r in others)})" if others else ""
         ids = [state.ids[p] for p in positions if state.ids[p]]
         shown = _listing(ids)
-        hint = (f"they stay unassigned; {fallback} got a task" if fallback else
-                "they stay unassigned; set Settings fallback_owner to get a task for them")
+        hint = (
+            f"they stay unassigned; {fallback} got a task"
+            if fallback
+            else "they stay unassigned; set Settings fallback_owner to get a task for them"
+        )
         message = f"no eligible rep for {len(positions)} {noun}{also} — {why}"
         self.ctx.plan.problems.append(warning(rule.where, message, hint))
-        return (f"{len(positions)} {noun} could not be assigned (no eligible rep in {rule.where}: {why}): {shown}")
+        return (
+            f"{len(positions)} {noun} could not be assigned (no eligible rep in {rule.where}: {why}): {shown}"
+        )
 
 
 def _listing(ids: Sequence[str]) -> str:
@@ -857,6 +1012,7 @@ def _count(n: int, table: str, lang: str) -> str:
 
 
 # ---------------------------------------------------------------- the stage
+
 
 def stage_assignment(ctx: Context) -> None:
     """Give blank-owner records an owner by the Assignment rules, and explain every choice."""
@@ -886,7 +1042,7 @@ def _assign_table(ctx: Context, assigner: Assigner, name: str, rules: list[Assig
         except Exception as e:  # noqa: BLE001 - a rule must never stop the run; report where it failed
             ctx.plan.problems.append(error(rule.where, f'rule "{rule.name}" could not be evaluated: {e}'))
     first = matches.argmax(axis=0).tolist()
-    exhausted = [False] * len(rules)          # nobody eligible stays so for the rest of the run
+    exhausted = [False] * len(rules)  # nobody eligible stays so for the rest of the run
     positions: list[int] = []
     owners: list[str] = []
     texts: list[str] = []
@@ -902,7 +1058,7 @@ def _assign_table(ctx: Context, assigner: Assigner, name: str, rules: list[Assig
                 break
             exhausted[i] = True
             tried.append(rules[i])
-            later = np.flatnonzero(matches[i + 1:, pos])
+            later = np.flatnonzero(matches[i + 1 :, pos])
             i = i + 1 + int(later[0]) if len(later) else len(rules)
         else:
             assigner.strand(tried, pos)
@@ -917,6 +1073,7 @@ def _fell_through(tried: Iterable[AssignRule]) -> str:
 
 
 # ---------------------------------------------------------------- the Reps summary
+
 
 def summarize(ctx: Context) -> list[dict[str, Any]]:
     """One row per rep for the report: open load per table (after this run), capacity, assigned this run.
@@ -936,16 +1093,24 @@ def summarize(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for rep in roster.reps:
         opened = {name: int(counts[rep.index]) for name, counts in open_by_table.items()}
-        rows.append({"rep": rep.name, "status": roster.unavailable.get(rep.index, "available"),
-                     "open": opened, "capacity": None if math.isinf(rep.capacity) else rep.capacity,
-                     "assigned": assigned[rep.index]})
+        rows.append(
+            {
+                "rep": rep.name,
+                "status": roster.unavailable.get(rep.index, "available"),
+                "open": opened,
+                "capacity": None if math.isinf(rep.capacity) else rep.capacity,
+                "assigned": assigned[rep.index],
+            }
+        )
     return rows
 
 
 # ---------------------------------------------------------------- the assign action (automations)
 
-def reassign(ctx: Context, table: Table, positions: Sequence[int], params: dict[str, str], rule_name: str
-             ) -> list[int]:
+
+def reassign(
+    ctx: Context, table: Table, positions: Sequence[int], params: dict[str, str], rule_name: str
+) -> list[int]:
     """The ``assign`` automation action: give these records an owner by ``assign_to`` / ``method``.
 
     Unlike Assignment rules this is explicit, so a record that has an owner is reassigned (its old
@@ -959,28 +1124,38 @@ def reassign(ctx: Context, table: Table, positions: Sequence[int], params: dict[
     method = normalize(params.get("method") or "round_robin")
     if method not in ASSIGN_METHODS:
         hint = suggest(method, ASSIGN_METHODS)
-        raise ActionError(f'unknown method "{method}"' + (f' — did you mean "{hint}"?' if hint else
-                                                          " — use " + ", ".join(ASSIGN_METHODS)))
+        raise ActionError(
+            f'unknown method "{method}"'
+            + (f' — did you mean "{hint}"?' if hint else " — use " + ", ".join(ASSIGN_METHODS))
+        )
     candidates, problems = resolve_assign_to(params.get("assign_to") or "all", assigner.roster, "")
     if problems:
         raise ActionError("; ".join(p.message + (f" — {p.hint}" if p.hint else "") for p in problems))
     name = table.spec.name
-    rule = AssignRule(rule_name, name, compile_when("", schema_for(table)), candidates, method, "Automations",
-                      f"{AUTOMATION_KEY}{rule_key(name, rule_name)}", label="Automation")
+    rule = AssignRule(
+        rule_name,
+        name,
+        compile_when("", schema_for(table)),
+        candidates,
+        method,
+        "Automations",
+        f"{AUTOMATION_KEY}{rule_key(name, rule_name)}",
+        label="Automation",
+    )
     state = assigner.table(name)
     changed, owners, texts = [], [], []
     for pos in positions:
         old = int(state.owners[pos])
         if old >= 0 and state.open[pos]:
             state.loads.counts[old] -= 1
-            state.loads.version += 1          # the old owner may be below capacity again
+            state.loads.version += 1  # the old owner may be below capacity again
         choice = assigner.choose(rule, pos)
         if choice is None:
             if old >= 0 and state.open[pos]:
                 state.loads.counts[old] += 1
             assigner.strand([rule], pos)
         elif choice.rep.index == old:
-            assigner.new[old].pop()           # same owner as before: nothing to tell them
+            assigner.new[old].pop()  # same owner as before: nothing to tell them
         else:
             changed.append(pos)
             owners.append(choice.rep.name)
@@ -994,4 +1169,5 @@ def reassign(ctx: Context, table: Table, positions: Sequence[int], params: dict[
 
 def _notify(ctx: Context, rep: str, subject: str, lines: list[str], rule: str, occurrence: str) -> None:
     from .mail import request_notification
+
     request_notification(ctx, rep, subject, lines, rule, occurrence)

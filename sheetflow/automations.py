@@ -21,7 +21,16 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .actions import ACTIONS, Action, ActionError, apply_set, delay_of, parse_action, record_fields, render_text
+from .actions import (
+    ACTIONS,
+    Action,
+    ActionError,
+    apply_set,
+    delay_of,
+    parse_action,
+    record_fields,
+    render_text,
+)
 from .coerce import to_cell
 from .engine import Context
 from .expr import CompiledWhen, WhenError, compile_when
@@ -37,7 +46,7 @@ FIRED_KEEP_DAYS = 400
 
 @dataclass(frozen=True)
 class AutomationRule:
-    key: str                 # stable identity for state: table + normalized rule name
+    key: str  # stable identity for state: table + normalized rule name
     name: str
     table: str
     trigger: Trigger
@@ -45,7 +54,7 @@ class AutomationRule:
     action: Action
     delay: dt.timedelta
     repeat: bool
-    where: str               # the rule's row, for messages
+    where: str  # the rule's row, for messages
 
 
 def known_names(ctx: Context) -> dict[str, set[str]]:
@@ -60,6 +69,7 @@ def known_names(ctx: Context) -> dict[str, set[str]]:
 
 def _template_files() -> set[str]:
     from .packs import data_dir
+
     folder = data_dir("templates") / "email"
     return {normalize(p.stem) for p in folder.glob("*.*")} if folder.exists() else set()
 
@@ -87,11 +97,16 @@ def load_automations(ctx: Context) -> list[AutomationRule]:
             except (TriggerError, WhenError, ActionError) as e:
                 row_problems.append(error(sheet.ref(pos, column), str(e)))
                 return None
-        trigger = attempt("trigger", lambda: parse_trigger(_text(sheet, pos, "trigger"), target.spec.name, schema))
+
+        trigger = attempt(
+            "trigger", lambda: parse_trigger(_text(sheet, pos, "trigger"), target.spec.name, schema)
+        )
         when = attempt("when", lambda: compile_when(_text(sheet, pos, "when"), schema))
         action_text = _text(sheet, pos, "action")
-        action = attempt("action" if normalize(action_text) not in ACTIONS else "params",
-                         lambda: parse_action(action_text, _text(sheet, pos, "params"), schema, known))
+        action = attempt(
+            "action" if normalize(action_text) not in ACTIONS else "params",
+            lambda: parse_action(action_text, _text(sheet, pos, "params"), schema, known),
+        )
         delay = attempt("delay", lambda: delay_of(_text(sheet, pos, "delay")))
         if row_problems:  # every mistake of the row is reported; the rule does not run
             problems += row_problems
@@ -99,13 +114,21 @@ def load_automations(ctx: Context) -> list[AutomationRule]:
         name = _rule_name(sheet, pos)
         key = f"{target.spec.name}:{normalize(name)}"
         if key in seen_keys:
-            problems.append(warning(sheet.ref(pos, "rule"), f'another rule is also called "{name}"',
-                                    "give each rule its own name: sheetflow remembers what fired by name"))
+            problems.append(
+                warning(
+                    sheet.ref(pos, "rule"),
+                    f'another rule is also called "{name}"',
+                    "give each rule its own name: sheetflow remembers what fired by name",
+                )
+            )
             key = f"{key}#{int(sheet.rows[pos])}"
         seen_keys.add(key)
         repeat = normalize(action.params.get("repeat", "")) in ("true", "yes", "sim", "1", "verdadeiro")
-        rules.append(AutomationRule(key, name, target.spec.name, trigger, when, action, delay, repeat,
-                                    sheet.ref(pos, "rule")))
+        rules.append(
+            AutomationRule(
+                key, name, target.spec.name, trigger, when, action, delay, repeat, sheet.ref(pos, "rule")
+            )
+        )
     return rules
 
 
@@ -136,9 +159,14 @@ class _Runner:
         self.rotting = _rotting_days(ctx)
         self._before: dict[tuple[str, int, str], object] = {}  # a cell's value before its latest write
         if self.baseline is None and any(r.trigger.edge for r in rules):
-            ctx.plan.problems.append(note("Automations", "first run on this workbook: existing records are "
-                                          "recorded as the baseline; new/changed/entered/score_reached rules "
-                                          "fire for what happens from now on"))
+            ctx.plan.problems.append(
+                note(
+                    "Automations",
+                    "first run on this workbook: existing records are "
+                    "recorded as the baseline; new/changed/entered/score_reached rules "
+                    "fire for what happens from now on",
+                )
+            )
 
     # ------------------------------------------------------------ delayed actions
     def run_pending(self) -> None:
@@ -149,8 +177,13 @@ class _Runner:
             rule = self.by_key.get(item["rule"])
             if rule is None:
                 del self.pending[key]
-                self.ctx.plan.problems.append(note("Automations", f"a delayed action of a removed or disabled "
-                                                   f"rule was cancelled ({item['rule']}, record {item['id']})"))
+                self.ctx.plan.problems.append(
+                    note(
+                        "Automations",
+                        f"a delayed action of a removed or disabled "
+                        f"rule was cancelled ({item['rule']}, record {item['id']})",
+                    )
+                )
                 continue
             if dt.datetime.fromisoformat(item["due"]) <= now:
                 due[rule.key].append((key, item["id"], item["occ"]))
@@ -164,9 +197,13 @@ class _Runner:
                 del self.pending[key]
                 pos = index.get(rid)
                 if pos is None or not mask[pos]:
-                    self.ctx.plan.problems.append(note(rule.where, f'delayed "{rule.name}" for {rid} cancelled: '
-                                                       + ("the record is gone" if pos is None else
-                                                          "its condition no longer holds")))
+                    self.ctx.plan.problems.append(
+                        note(
+                            rule.where,
+                            f'delayed "{rule.name}" for {rid} cancelled: '
+                            + ("the record is gone" if pos is None else "its condition no longer holds"),
+                        )
+                    )
                     continue
                 positions.append(pos)
                 occurrences.append(occ)
@@ -185,17 +222,27 @@ class _Runner:
             involved |= {key for cells in written.values() for _, _, key in cells}
         if written:
             names = sorted(self.by_key[key].name for key in involved)
-            self.ctx.plan.problems.append(warning("Automations", f"automations still changing records after "
-                                                  f"{MAX_PASSES} passes; stopped. Rules that keep triggering each "
-                                                  f"other: {', '.join(names)}", "check their conditions"))
+            self.ctx.plan.problems.append(
+                warning(
+                    "Automations",
+                    f"automations still changing records after "
+                    f"{MAX_PASSES} passes; stopped. Rules that keep triggering each "
+                    f"other: {', '.join(names)}",
+                    "check their conditions",
+                )
+            )
 
-    def _cascade(self, rules: list[AutomationRule], written: dict[str, list[tuple[int, str, str]]], n: int
-                 ) -> dict[str, list[tuple[int, str, str]]]:
+    def _cascade(
+        self, rules: list[AutomationRule], written: dict[str, list[tuple[int, str, str]]], n: int
+    ) -> dict[str, list[tuple[int, str, str]]]:
         restricts: dict[str, set[int]] = {}
         befores: dict[str, dict[str, dict[str, object]]] = {}
         for rule in rules:
-            cells = [(pos, col) for pos, col, by in written.get(rule.table, [])
-                     if col == rule.trigger.column and by != rule.key]
+            cells = [
+                (pos, col)
+                for pos, col, by in written.get(rule.table, [])
+                if col == rule.trigger.column and by != rule.key
+            ]
             if not cells:
                 continue
             ids = self.ctx.tables[rule.table].df["id"].to_numpy(dtype=object)
@@ -209,8 +256,14 @@ class _Runner:
             return {}
         return self.fire(chosen, restricts=restricts, befores=befores, tag=f"{self.baseline or 'start'}/p{n}")
 
-    def fire(self, rules: list[AutomationRule], *, restricts: dict[str, set[int]] | None = None,
-             befores: dict[str, dict] | None = None, tag: str | None) -> dict[str, list[tuple[int, str, str]]]:
+    def fire(
+        self,
+        rules: list[AutomationRule],
+        *,
+        restricts: dict[str, set[int]] | None = None,
+        befores: dict[str, dict] | None = None,
+        tag: str | None,
+    ) -> dict[str, list[tuple[int, str, str]]]:
         # detect every rule against the same moment first, then act: a write by one rule in this pass
         # must not look like a user's change to a rule further down (cascades get their own pass)
         firings: list[tuple[AutomationRule, Table, list[int], list[str]]] = []
@@ -219,10 +272,20 @@ class _Runner:
             if not len(table):
                 continue
             restrict = restricts.get(rule.key) if restricts is not None else None
-            previous = befores[rule.key] if befores is not None else self.ctx.state.records.get(rule.table, {})
+            previous = (
+                befores[rule.key] if befores is not None else self.ctx.state.records.get(rule.table, {})
+            )
             try:
-                firing = detect(rule.trigger, rule.table, table.df, previous, tag, self.today,
-                                catch_up_days=self.catch_up, rotting=self.rotting)
+                firing = detect(
+                    rule.trigger,
+                    rule.table,
+                    table.df,
+                    previous,
+                    tag,
+                    self.today,
+                    catch_up_days=self.catch_up,
+                    rotting=self.rotting,
+                )
             except Exception as e:  # noqa: BLE001 - one rule must never stop the others
                 self.ctx.plan.problems.append(error(rule.where, f'trigger of "{rule.name}" failed: {e}'))
                 continue
@@ -245,9 +308,15 @@ class _Runner:
                     self.fired[key] = self.today.isoformat()
                 if rule.delay:
                     due_at = self.ctx.plan.local_now + rule.delay
-                    self.pending[key] = json.dumps({"rule": rule.key, "name": rule.name,
-                                                    "id": str(ids[pos]).strip(), "occ": occ,
-                                                    "due": due_at.isoformat(timespec="minutes")})
+                    self.pending[key] = json.dumps(
+                        {
+                            "rule": rule.key,
+                            "name": rule.name,
+                            "id": str(ids[pos]).strip(),
+                            "occ": occ,
+                            "due": due_at.isoformat(timespec="minutes"),
+                        }
+                    )
                     continue
                 positions.append(pos)
                 occurrences.append(occ)
@@ -260,31 +329,43 @@ class _Runner:
         return written
 
     # ------------------------------------------------------------ actions
-    def execute(self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str]
-                ) -> list[tuple[int, str]]:
+    def execute(
+        self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str]
+    ) -> list[tuple[int, str]]:
         ctx, kind, params = self.ctx, rule.action.kind, rule.action.params
         try:
             if kind == "set":
-                snapshot = {c: table.df[c].to_numpy(dtype=object).copy() for c, _ in rule.action.sets if c in table.df}
+                snapshot = {
+                    c: table.df[c].to_numpy(dtype=object).copy() for c, _ in rule.action.sets if c in table.df
+                }
                 cells = apply_set(ctx, table, rule.action, positions, rule.name)
                 for pos, col in cells:
                     old = snapshot.get(col)
                     self._before[(rule.table, pos, col)] = _json(old[pos]) if old is not None else None
                 return cells
             if kind == "send_email":
-                _mail("request_email")(ctx, rule.table, positions, params["template"], rule.name, occurrences,
-                                       to=params.get("to", "contact"))
+                _mail("request_email")(
+                    ctx,
+                    rule.table,
+                    positions,
+                    params["template"],
+                    rule.name,
+                    occurrences,
+                    to=params.get("to", "contact"),
+                )
             elif kind == "notify":
                 self._notify(rule, table, positions, occurrences, params.get("to"))
             elif kind == "create_task":
                 self._tasks(rule, table, positions, params)
             elif kind == "enroll":
                 from .sequences import enroll
+
                 enroll(ctx, table, positions, params["sequence"], rule.name)
             elif kind == "escalate":
                 return self._escalate(rule, table, positions, occurrences, params["to"])
             elif kind == "assign":
                 from .assignment import reassign  # the assignment stage's methods, reused
+
                 return [(p, "owner") for p in reassign(ctx, table, positions, params, rule.name)]
         except ActionError as e:
             ctx.plan.problems.append(error(rule.where, f'"{rule.name}": {e}'))
@@ -298,37 +379,61 @@ class _Runner:
             return owner.strip()
         return self.ctx.settings.text("fallback_owner")
 
-    def _tasks(self, rule: AutomationRule, table: Table, positions: list[int], params: dict[str, str]) -> None:
+    def _tasks(
+        self, rule: AutomationRule, table: Table, positions: list[int], params: dict[str, str]
+    ) -> None:
         due = self.ctx.plan.local_now + delay_of(params.get("due") or "1d")
         for pos in positions:
             fields = record_fields(table, pos)
-            self.ctx.append("Tasks", {
-                "created_at": self.ctx.plan.local_now, "due_at": due, "owner": self._owner(table, pos),
-                "table": rule.table, "record_id": fields.get("id") or "",
-                "text": render_text(params["text"], fields), "rule": rule.name, "done": False}, rule.name)
+            self.ctx.append(
+                "Tasks",
+                {
+                    "created_at": self.ctx.plan.local_now,
+                    "due_at": due,
+                    "owner": self._owner(table, pos),
+                    "table": rule.table,
+                    "record_id": fields.get("id") or "",
+                    "text": render_text(params["text"], fields),
+                    "rule": rule.name,
+                    "done": False,
+                },
+                rule.name,
+            )
 
-    def _notify(self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str],
-                to: str | None) -> None:
+    def _notify(
+        self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str], to: str | None
+    ) -> None:
         request = _mail("request_notification")
         text = rule.action.params.get("text", "")
         for pos, occ in zip(positions, occurrences):
             fields = record_fields(table, pos)
             rep = to or self._owner(table, pos)
             if not rep:
-                self.ctx.plan.problems.append(warning(rule.where, f'"{rule.name}": record {fields.get("id")} has no '
-                                                      "owner to notify and Settings has no fallback_owner"))
+                self.ctx.plan.problems.append(
+                    warning(
+                        rule.where,
+                        f'"{rule.name}": record {fields.get("id")} has no '
+                        "owner to notify and Settings has no fallback_owner",
+                    )
+                )
                 continue
             line = f"{rule.table} {fields.get('id')}: {render_text(text, fields)}"
             request(self.ctx, rep, rule.action.params.get("subject") or rule.name, [line], rule.name, occ)
 
-    def _escalate(self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str],
-                  to: str) -> list[tuple[int, str]]:
+    def _escalate(
+        self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str], to: str
+    ) -> list[tuple[int, str]]:
         cells: list[tuple[int, str]] = []
         if table.spec.column("escalated_at") is not None:
             blank = [p for p in positions if to_cell(table.df["escalated_at"].iloc[p]) is None]
             if blank:
-                self.ctx.change(table, blank, "escalated_at", [self.ctx.plan.local_now] * len(blank),
-                                [f'Automation "{rule.name}": escalate to {to}'] * len(blank))
+                self.ctx.change(
+                    table,
+                    blank,
+                    "escalated_at",
+                    [self.ctx.plan.local_now] * len(blank),
+                    [f'Automation "{rule.name}": escalate to {to}'] * len(blank),
+                )
                 cells = [(p, "escalated_at") for p in blank]
         self._notify(rule, table, positions, occurrences, to)
         return cells
@@ -348,16 +453,22 @@ def _mail(name: str):
     """The email feature's entry points (send_email, notify); a clear error if it is not installed."""
     try:
         from . import mail
+
         return getattr(mail, name)
     except (ImportError, AttributeError):
+
         def unavailable(*_args, **_kwargs):
             raise _Unavailable("sending email is not available in this version of sheetflow")
+
         return unavailable
 
 
 def _id_index(table: Table) -> dict[str, int]:
-    return {v.strip(): i for i, v in enumerate(table.df["id"].to_numpy(dtype=object).tolist())
-            if isinstance(v, str) and v.strip()}
+    return {
+        v.strip(): i
+        for i, v in enumerate(table.df["id"].to_numpy(dtype=object).tolist())
+        if isinstance(v, str) and v.strip()
+    }
 
 
 def _json(value: object) -> object:
@@ -378,7 +489,6 @@ def _rotting_days(ctx: Context) -> dict[str, float]:
     return out
 
 
-
 def stage_pipeline(ctx: Context) -> None:
     """Deals.stage_changed_at: when a deal's stage differs from what the last run saw (or a deal is new),
     record the moment, so ``idle:`` triggers and stalled-deal rules measure time in the current stage."""
@@ -396,5 +506,10 @@ def stage_pipeline(ctx: Context) -> None:
         old = (before or {}).get("stage")
         if before is None or not isinstance(old, str) or normalize(old) != normalize(stage):
             positions.append(pos)
-    ctx.change(deals, positions, "stage_changed_at", [ctx.plan.local_now] * len(positions),
-               ["Pipeline: stage changed" if ids[p].strip() in seen else "Pipeline: new deal" for p in positions])
+    ctx.change(
+        deals,
+        positions,
+        "stage_changed_at",
+        [ctx.plan.local_now] * len(positions),
+        ["Pipeline: stage changed" if ids[p].strip() in seen else "Pipeline: new deal" for p in positions],
+    )

@@ -37,11 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"sheetflow {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    init = sub.add_parser("init", help="create a starter workbook, or add the missing sheetflow sheets to yours")
+    init = sub.add_parser(
+        "init", help="create a starter workbook, or add the missing sheetflow sheets to yours"
+    )
     init.add_argument("book", type=Path)
     init.add_argument("--lang", default="en", choices=["en", "pt-BR"], help="sheet and column language")
     init.add_argument("--example", action="store_true", help="add example contacts, deals, reps and rules")
-    init.add_argument("--force", action="store_true", help="replace an existing file with a new starter workbook")
+    init.add_argument(
+        "--force", action="store_true", help="replace an existing file with a new starter workbook"
+    )
 
     check = sub.add_parser("check", help="validate sheets, headers, values, rules and templates")
     check.add_argument("book")
@@ -51,16 +55,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     run.add_argument("--now", help="run as if it were this moment (ISO, e.g. 2026-03-01T09:00)")
     run.add_argument("--only", help="comma-separated stages, e.g. scoring,lifecycle")
-    run.add_argument("--trigger", default="cli", choices=["cli", "button", "schedule"], help=argparse.SUPPRESS)
+    run.add_argument(
+        "--trigger", default="cli", choices=["cli", "button", "schedule"], help=argparse.SUPPRESS
+    )
     run.add_argument("--show", type=int, default=40, help="changes to list in the plan (0 = all)")
-    run.add_argument("--outbox", type=Path, help="folder for .eml files (files transport; with --dry-run: previews)")
+    run.add_argument(
+        "--outbox", type=Path, help="folder for .eml files (files transport; with --dry-run: previews)"
+    )
 
     send = sub.add_parser("send", help="send the emails earlier runs left planned in the Emails sheet")
     send.add_argument("book")
     send.add_argument("--dry-run", action="store_true", help="render and list the emails, send nothing")
-    send.add_argument("--outbox", type=Path, help="folder for .eml files (files transport; with --dry-run: previews)")
+    send.add_argument(
+        "--outbox", type=Path, help="folder for .eml files (files transport; with --dry-run: previews)"
+    )
     send.add_argument("--now", help="send as if it were this moment (ISO)")
-    send.add_argument("--trigger", default="cli", choices=["cli", "button", "schedule"], help=argparse.SUPPRESS)
+    send.add_argument(
+        "--trigger", default="cli", choices=["cli", "button", "schedule"], help=argparse.SUPPRESS
+    )
     send.add_argument("--show", type=int, default=40, help="emails to list (0 = all)")
 
     rules = sub.add_parser("rules", help="starter rule packs: list them, add one to a workbook")
@@ -103,8 +115,10 @@ def cli() -> None:
 
 # ---------------------------------------------------------------- commands
 
+
 def cmd_init(args: argparse.Namespace, console: Console) -> int:
     from .starter import add_missing_sheets, create_starter
+
     path = args.book
     if path.exists() and not args.force:
         added = add_missing_sheets(path, lang=args.lang, example=args.example)
@@ -121,11 +135,14 @@ def cmd_init(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     from .pipeline import check
+
     problems = check(args.book)
     print_problems(console, problems, show_notes=True)
     errors = sum(p.is_error for p in problems)
     if errors:
-        console.print(f"[bold red]{errors} error(s)[/]: fix them and run [bold]sheetflow check {args.book}[/] again")
+        console.print(
+            f"[bold red]{errors} error(s)[/]: fix them and run [bold]sheetflow check {args.book}[/] again"
+        )
         return 1
     console.print("[green]no errors[/]")
     return 0
@@ -133,11 +150,19 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .pipeline import run
+
     now = _parse_now(args.now)
     only = [s for s in (args.only or "").split(",") if s.strip()] or None
     with steps(console, ["reading", "planning", "writing", "sending emails"]) as progress:
-        result = run(args.book, dry_run=args.dry_run, now=now, only=only, trigger=args.trigger,
-                     progress=progress, outbox=args.outbox)
+        result = run(
+            args.book,
+            dry_run=args.dry_run,
+            now=now,
+            only=only,
+            trigger=args.trigger,
+            progress=progress,
+            outbox=args.outbox,
+        )
     plan = result.plan
     print_problems(console, plan.problems)
     print_plan(console, plan, limit=args.show)
@@ -147,9 +172,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_send(args: argparse.Namespace, console: Console) -> int:
     from .pipeline import send
+
     with steps(console, ["reading", "planning", "writing", "sending emails"]) as progress:
-        result = send(args.book, dry_run=args.dry_run, now=_parse_now(args.now), trigger=args.trigger,
-                      progress=progress, outbox=args.outbox)
+        result = send(
+            args.book,
+            dry_run=args.dry_run,
+            now=_parse_now(args.now),
+            trigger=args.trigger,
+            progress=progress,
+            outbox=args.outbox,
+        )
     print_problems(console, result.plan.problems)
     if not result.plan.emails:
         console.print("no emails are waiting in the Emails sheet")
@@ -164,12 +196,15 @@ def _finish(console: Console, result, args: argparse.Namespace) -> int:  # noqa:
     if args.dry_run:
         console.print("[cyan]dry run:[/] nothing was written and no email was sent")
     elif result.written:
-        console.print(f"[green]written[/] to {result.address} (run {plan.run_id}; see the Activity and Runs sheets)")
+        console.print(
+            f"[green]written[/] to {result.address} (run {plan.run_id}; see the Activity and Runs sheets)"
+        )
     else:
         console.print("nothing to change; the workbook was not touched")
     if result.emails is not None:
-        console.print(f"[green]{result.emails.summary()}[/] via {result.emails.transport} "
-                      "(see the Emails sheet)")
+        console.print(
+            f"[green]{result.emails.summary()}[/] via {result.emails.transport} (see the Emails sheet)"
+        )
     if result.busy_after_send:
         return 3
     return 1 if plan.errors else 0
@@ -177,55 +212,82 @@ def _finish(console: Console, result, args: argparse.Namespace) -> int:  # noqa:
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .demo import run_demo
+
     run_demo(args.dir, contacts=args.contacts, console=console)
     return 0
 
 
 def cmd_undo(args: argparse.Namespace, console: Console) -> int:
     from .undo import undo
+
     result = undo(args.book, args.run_id)
     print_problems(console, result.skipped)
-    console.print(f"[green]undid[/] run {result.run_id}: {len(result.plan.changes)} cells restored, "
-                  f"{len(result.skipped)} left as they are" if result.written
-                  else f"run {result.run_id}: nothing could be restored; the workbook was not touched")
+    console.print(
+        f"[green]undid[/] run {result.run_id}: {len(result.plan.changes)} cells restored, "
+        f"{len(result.skipped)} left as they are"
+        if result.written
+        else f"run {result.run_id}: nothing could be restored; the workbook was not touched"
+    )
     return 0
 
 
 def cmd_rules(args: argparse.Namespace, console: Console) -> int:
     from .packs import add_pack, available, read_pack
+
     if args.rules_command == "list":
         for pack in available():
-            rules = sum(len(read_pack(pack, s)) for s in ("Scoring", "Assignment", "Automations", "Sequences"))
+            rules = sum(
+                len(read_pack(pack, s)) for s in ("Scoring", "Assignment", "Automations", "Sequences")
+            )
             console.print(f"[bold]{pack}[/]  {rules} rules")
         return 0
     added = add_pack(args.book, args.pack)
     if added:
-        console.print(f"[green]added[/] {args.pack} to {args.book}: "
-                      + ", ".join(f"{n} {sheet} rows" for sheet, n in added.items()))
+        console.print(
+            f"[green]added[/] {args.pack} to {args.book}: "
+            + ", ".join(f"{n} {sheet} rows" for sheet, n in added.items())
+        )
     else:
         console.print(f"{args.book} already has every rule of {args.pack}; nothing was changed")
     return 0
 
 
-COMMANDS = {"init": cmd_init, "rules": cmd_rules, "check": cmd_check, "run": cmd_run, "send": cmd_send, "undo": cmd_undo,
-            "demo": cmd_demo}
+COMMANDS = {
+    "init": cmd_init,
+    "rules": cmd_rules,
+    "check": cmd_check,
+    "run": cmd_run,
+    "send": cmd_send,
+    "undo": cmd_undo,
+    "demo": cmd_demo,
+}
 
 
 # ---------------------------------------------------------------- output
+
 
 @contextlib.contextmanager
 def steps(console: Console, names: list[str]):
     """A progress bar over a run's steps (read, plan, write, send); yields the pipeline's progress callback.
     Hidden when the output is not a terminal (schedulers, CI), so logs stay clean."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                   console=console, transient=True, disable=not console.is_terminal)
+
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
     with bar:
         task = bar.add_task("starting", total=len(names))
 
         def progress(step: str) -> None:
             done = names.index(step) if step in names else bar.tasks[0].completed
             bar.update(task, description=f"{step} ...", completed=done)
+
         yield progress
         bar.update(task, completed=len(names))
 
@@ -239,8 +301,9 @@ def _parse_now(text: str | None) -> dt.datetime | None:
         raise UsageError(f'--now "{text}" is not an ISO date-time; write e.g. 2026-03-01T09:00') from None
 
 
-def print_problems(console: Console, problems: Sequence[Problem], *, show_notes: bool = False,
-                   limit: int = 200) -> None:
+def print_problems(
+    console: Console, problems: Sequence[Problem], *, show_notes: bool = False, limit: int = 200
+) -> None:
     shown = [p for p in problems if show_notes or p.severity is not Severity.NOTE]
     for p in shown[:limit]:
         console.print(f"[{STYLE[p.severity]}]{LABEL[p.severity]}[/] {_escape(str(p))}")
@@ -253,12 +316,25 @@ def print_reps(console: Console, plan: Plan) -> None:
     if not any(r["assigned"] for r in plan.reps):
         return
     table = RichTable(title="Reps", show_lines=False, header_style="bold")
-    for column in ("rep", "status", "open contacts", "open deals", "open tickets", "capacity", "assigned now"):
+    for column in (
+        "rep",
+        "status",
+        "open contacts",
+        "open deals",
+        "open tickets",
+        "capacity",
+        "assigned now",
+    ):
         table.add_column(column, overflow="fold")
     for r in plan.reps:
         capacity = "" if r["capacity"] is None else f"{r['capacity']:g}"
-        table.add_row(_escape(r["rep"]), _escape(r["status"]), *(str(r["open"][t]) for t in
-                      ("Contacts", "Deals", "Tickets")), capacity, str(r["assigned"]))
+        table.add_row(
+            _escape(r["rep"]),
+            _escape(r["status"]),
+            *(str(r["open"][t]) for t in ("Contacts", "Deals", "Tickets")),
+            capacity,
+            str(r["assigned"]),
+        )
     console.print(table)
 
 
@@ -268,8 +344,10 @@ def print_plan(console: Console, plan: Plan, *, limit: int = 40) -> None:
         console.print("[green]plan:[/] no changes")
         print_pending(console, plan, limit=limit)
         return
-    console.print(f"[bold]plan[/] ({plan.mode}, run {plan.run_id}, now {plan.local_now:%Y-%m-%d %H:%M}): "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    console.print(
+        f"[bold]plan[/] ({plan.mode}, run {plan.run_id}, now {plan.local_now:%Y-%m-%d %H:%M}): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
     table = RichTable(show_lines=False, header_style="bold")
     for column in ("cell", "record", "column", "from", "to", "rule"):
         table.add_column(column, overflow="fold")
@@ -294,9 +372,11 @@ def print_rows(console: Console, plan: Plan, *, limit: int = 40) -> None:
     for item in rows if limit <= 0 else rows[:limit]:
         v = item.values
         due = v.get("due_at")
-        console.print(f"  {item.sheet}: {_escape(str(v.get('text', '')))} [dim]({_escape(str(v.get('owner') or ''))}"
-                      f"{', due ' + format(due, '%Y-%m-%d %H:%M') if hasattr(due, 'strftime') else ''}; "
-                      f"{_escape(item.rule)}, {v.get('table', '')} {v.get('record_id', '')})[/]")
+        console.print(
+            f"  {item.sheet}: {_escape(str(v.get('text', '')))} [dim]({_escape(str(v.get('owner') or ''))}"
+            f"{', due ' + format(due, '%Y-%m-%d %H:%M') if hasattr(due, 'strftime') else ''}; "
+            f"{_escape(item.rule)}, {v.get('table', '')} {v.get('record_id', '')})[/]"
+        )
     if limit > 0 and len(rows) > limit:
         console.print(f"  ... and {len(rows) - limit} more")
 
@@ -304,6 +384,7 @@ def print_rows(console: Console, plan: Plan, *, limit: int = 40) -> None:
 def print_pending(console: Console, plan: Plan, *, limit: int = 40) -> None:
     """Delayed actions waiting in the state, with their due time (the run keeps them for later runs)."""
     import json
+
     pending = [json.loads(v) for v in plan.state.sections.get("pending", {}).values()]
     if not pending:
         return
@@ -324,8 +405,10 @@ def print_emails(console: Console, plan: Plan, *, limit: int = 40, lines: int = 
     console.print(f"[bold]emails[/] ({len(plan.emails)}):")
     for email in shown:
         state = "send now" if email.due else email.status
-        console.print(f"  [bold]{_escape(email.to or '(no address)')}[/] — {_escape(email.subject)} "
-                      f"[dim]({state}; {_escape(email.rule)}, {_escape(email.template)}, {email.key})[/]")
+        console.print(
+            f"  [bold]{_escape(email.to or '(no address)')}[/] — {_escape(email.subject)} "
+            f"[dim]({state}; {_escape(email.rule)}, {_escape(email.template)}, {email.key})[/]"
+        )
         if email.detail:
             console.print(f"    [yellow]{_escape(email.detail)}[/]")
         if email.status not in ("skipped",) and email.text:
@@ -337,10 +420,12 @@ def print_emails(console: Console, plan: Plan, *, limit: int = 40, lines: int = 
 
 def _show(value: object) -> str:
     from .coerce import as_text
+
     text = as_text(value)
     return "" if text is None else _escape(text)
 
 
 def _escape(text: str) -> str:
     from rich.markup import escape
+
     return escape(text)

@@ -24,8 +24,12 @@ from .names import normalize
 EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 _TRUE = {"true", "yes", "y", "sim", "s", "1", "x", "verdadeiro", "v", "on", "ativo", "ok", "✓", "✔"}
 _FALSE = {"false", "no", "n", "nao", "0", "falso", "f", "off", "inativo", "-"}
-_ISO = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?\s*$")
-_LOCAL = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?\s*$")
+_ISO = re.compile(
+    r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?\s*$"
+)
+_LOCAL = re.compile(
+    r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?\s*$"
+)
 _CURRENCY = re.compile(r"(R\$|US\$|\$|€|£|\s|\u00a0)")
 
 
@@ -174,7 +178,9 @@ def as_text(value: object) -> str | None:
             return None
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M") if (value.hour or value.minute) else value.strftime("%Y-%m-%d")
+        return (
+            value.strftime("%Y-%m-%d %H:%M") if (value.hour or value.minute) else value.strftime("%Y-%m-%d")
+        )
     if isinstance(value, dt.date):
         return value.isoformat()
     text = str(value)
@@ -205,8 +211,9 @@ def infer_type(values: Sequence[object], locale: Locale = Locale()) -> ColumnTyp
     return ColumnType.TEXT
 
 
-def convert_column(values: Sequence[object], type_: ColumnType, locale: Locale
-                   ) -> tuple[pd.Series, list[tuple[int, str]]]:
+def convert_column(
+    values: Sequence[object], type_: ColumnType, locale: Locale
+) -> tuple[pd.Series, list[tuple[int, str]]]:
     """Convert one column; returns the typed Series and (position, reason) for cells we could not read."""
     bad: list[tuple[int, str]] = []
     kinds = {type(v) for v in values}
@@ -225,7 +232,9 @@ def convert_column(values: Sequence[object], type_: ColumnType, locale: Locale
         return pd.Series(out), bad
     if type_ is ColumnType.DATE:
         if kinds <= {dt.datetime, str} and all(isinstance(v, dt.datetime) or v == "" for v in values):
-            return pd.Series(pd.to_datetime([v if v != "" else None for v in values]), dtype="datetime64[ns]"), bad
+            return pd.Series(
+                pd.to_datetime([v if v != "" else None for v in values]), dtype="datetime64[ns]"
+            ), bad
         out_d: list[dt.datetime | None] = []
         for i, v in enumerate(values):
             try:

@@ -17,8 +17,9 @@ from .pipeline import run
 from .starter import create_starter
 
 
-def run_demo(folder: Path, *, contacts: int = 300, console: Console | None = None,
-             now: dt.datetime | None = None) -> Path:
+def run_demo(
+    folder: Path, *, contacts: int = 300, console: Console | None = None, now: dt.datetime | None = None
+) -> Path:
     console = console or Console()
     folder.mkdir(parents=True, exist_ok=True)
     book = folder / "crm-demo.xlsx"
@@ -41,9 +42,13 @@ def run_demo(folder: Path, *, contacts: int = 300, console: Console | None = Non
         table.add_row(f"contacts promoted to {stage} (Settings thresholds)", str(n))
     for name in ("Contacts", "Deals", "Tickets"):
         if by_column.get((name, "owner")):
-            table.add_row(f"{name.lower()} assigned to reps (Assignment sheet)", str(by_column[(name, "owner")]))
+            table.add_row(
+                f"{name.lower()} assigned to reps (Assignment sheet)", str(by_column[(name, "owner")])
+            )
     if by_column.get(("Tickets", "due_at")):
-        table.add_row("ticket due dates from the SLA (Settings sla_hours_*)", str(by_column[("Tickets", "due_at")]))
+        table.add_row(
+            "ticket due dates from the SLA (Settings sla_hours_*)", str(by_column[("Tickets", "due_at")])
+        )
     for rule, n in tasks.most_common():
         table.add_row(f'tasks: "{rule}"', str(n))
     table.add_row("emails written to the outbox (rep notifications, ...)", str(len(emails)))
@@ -55,7 +60,7 @@ def run_demo(folder: Path, *, contacts: int = 300, console: Console | None = Non
     console.print(f"""
 [bold]where to look[/]
   {book}   open it: Contacts (score, lifecycle_stage, owner), Tasks, Emails, Activity (every change and why), Runs
-  {folder / 'outbox'}/   the emails, one .eml file each (nothing was sent: no SMTP server is configured)
+  {folder / "outbox"}/   the emails, one .eml file each (nothing was sent: no SMTP server is configured)
   sheetflow run {book} --dry-run   a second run: nothing left to change
   sheetflow check {book}           validate the rules after you edit them
 """)

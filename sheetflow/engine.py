@@ -35,11 +35,11 @@ class Context:
 
     tables: Tables
     settings: Settings
-    state: State                        # what earlier runs saw: read it, never change it
+    state: State  # what earlier runs saw: read it, never change it
     plan: Plan
     frames: dict[str, Frame] = field(default_factory=dict)
     memory: dict[str, dict[str, str]] = field(default_factory=dict)  # state sections this run leaves
-    tracked: dict[str, set[str]] = field(default_factory=dict)        # extra columns to remember per table
+    tracked: dict[str, set[str]] = field(default_factory=dict)  # extra columns to remember per table
 
     def section(self, name: str) -> dict[str, str]:
         """A state section (e.g. round-robin pointers) as this run will save it; starts as last run's."""
@@ -61,8 +61,14 @@ class Context:
             frame = self.frames[table] = Frame(self.tables[table].df, self.plan.local_now.date())
         return frame
 
-    def change(self, table: Table, positions: Iterable[int], column: str, values: Iterable[object],
-               rules: Iterable[str]) -> None:
+    def change(
+        self,
+        table: Table,
+        positions: Iterable[int],
+        column: str,
+        values: Iterable[object],
+        rules: Iterable[str],
+    ) -> None:
         """Record changes and update the in-memory table so later stages see them."""
         positions = list(positions)
         if not positions:
@@ -73,9 +79,18 @@ class Context:
         olds = df[column].to_numpy(dtype=object)[positions]
         refs = table.refs(positions, column)
         self.plan.changes.extend(
-            CellChange(table.spec.name, pos, rid if isinstance(rid, str) else "", column, to_cell(old),
-                       to_cell(new), rule, ref)
-            for pos, rid, old, new, rule, ref in zip(positions, ids, olds, new_values, rules, refs))
+            CellChange(
+                table.spec.name,
+                pos,
+                rid if isinstance(rid, str) else "",
+                column,
+                to_cell(old),
+                to_cell(new),
+                rule,
+                ref,
+            )
+            for pos, rid, old, new, rule, ref in zip(positions, ids, olds, new_values, rules, refs)
+        )
         col = df[column].copy()
         col.iloc[positions] = new_values
         df[column] = col
@@ -103,9 +118,13 @@ def stage_ids(ctx: Context) -> None:
         first_seen: dict[str, int] = {}
         for pos, rid in dupes.items():
             if rid.strip() in first_seen:
-                ctx.plan.problems.append(warning(
-                    table.ref(int(pos), "id"), f'id "{rid}" is also used in {table.ref(first_seen[rid.strip()], "id")}',
-                    "give each record its own id (or clear this cell and sheetflow fills it)"))
+                ctx.plan.problems.append(
+                    warning(
+                        table.ref(int(pos), "id"),
+                        f'id "{rid}" is also used in {table.ref(first_seen[rid.strip()], "id")}',
+                        "give each record its own id (or clear this cell and sheetflow fills it)",
+                    )
+                )
             else:
                 first_seen[rid.strip()] = int(pos)
         blank = np.flatnonzero(ids.isna().to_numpy() | (ids.fillna("").str.strip() == "").to_numpy())
@@ -129,6 +148,7 @@ def stage_ids(ctx: Context) -> None:
 
 
 # ---------------------------------------------------------------- scoring
+
 
 def stage_scoring(ctx: Context) -> None:
     """Recompute every contact's score from scratch: the sum of the points of the rules that hold."""
@@ -154,7 +174,7 @@ def stage_scoring(ctx: Context) -> None:
     patterns, inverse = np.unique(np.packbits(masks[:, differs], axis=0).T, axis=0, return_inverse=True)
     texts = []
     for packed in patterns:
-        hits = np.flatnonzero(np.unpackbits(packed)[:len(rules)])
+        hits = np.flatnonzero(np.unpackbits(packed)[: len(rules)])
         text = ", ".join(f"{rules[j].name} ({rules[j].points:+g})" for j in hits) or "no rule matched"
         texts.append(f"Scoring: {text}"[:500])
     reasons = [texts[i] for i in np.asarray(inverse).ravel().tolist()]
@@ -162,6 +182,7 @@ def stage_scoring(ctx: Context) -> None:
 
 
 # ---------------------------------------------------------------- lifecycle
+
 
 def stage_lifecycle(ctx: Context) -> None:
     """Move contacts forward lead -> mql -> sql when their score reaches the Settings thresholds.
@@ -176,8 +197,13 @@ def stage_lifecycle(ctx: Context) -> None:
     scores = contacts.df["score"].to_numpy(dtype="float64", na_value=np.nan)
     raw = contacts.df["lifecycle_stage"]
     known = {v: contract.lifecycle_value(v) for v in raw.dropna().unique()}
-    stages = np.asarray([known.get(v, "lead") if isinstance(v, str) and v.strip() else "lead"
-                         for v in raw.to_numpy(dtype=object)], dtype=object)
+    stages = np.asarray(
+        [
+            known.get(v, "lead") if isinstance(v, str) and v.strip() else "lead"
+            for v in raw.to_numpy(dtype=object)
+        ],
+        dtype=object,
+    )
     lang = "pt" if ctx.portuguese else "en"
     with np.errstate(invalid="ignore"):
         to_sql = (stages == "lead") | (stages == "mql")
@@ -185,7 +211,10 @@ def stage_lifecycle(ctx: Context) -> None:
         to_mql = (stages == "lead") & ~to_sql
         to_mql &= (scores >= mql) if mql is not None else False
     positions, values, reasons = [], [], []
-    for target, mask, threshold, key in (("sql", to_sql, sql, "sql_threshold"), ("mql", to_mql, mql, "mql_threshold")):
+    for target, mask, threshold, key in (
+        ("sql", to_sql, sql, "sql_threshold"),
+        ("mql", to_mql, mql, "mql_threshold"),
+    ):
         hits = np.flatnonzero(mask)
         positions += hits.tolist()
         values += [contract.lifecycle_label(target, lang)] * len(hits)
@@ -194,6 +223,7 @@ def stage_lifecycle(ctx: Context) -> None:
 
 
 # ---------------------------------------------------------------- state
+
 
 def remember(ctx: Context) -> State:
     """The state the next run will compare with: every record's tracked values as this run leaves them."""
@@ -217,8 +247,11 @@ def remember(ctx: Context) -> State:
             rid = ids[pos]
             if isinstance(rid, str) and rid.strip():
                 seen[rid.strip()] = dict(zip(names, values))
-    new.meta.update(version=VERSION, last_run_id=ctx.plan.run_id,
-                    last_run_at=ctx.plan.local_now.isoformat(timespec="seconds"))
+    new.meta.update(
+        version=VERSION,
+        last_run_id=ctx.plan.run_id,
+        last_run_at=ctx.plan.local_now.isoformat(timespec="seconds"),
+    )
     return new
 
 
@@ -238,8 +271,10 @@ Stage = Callable[[Context], None]
 
 def _later(module: str, function: str) -> Stage:
     """A stage defined in a module that itself imports the engine (imported when the stage runs)."""
+
     def stage(ctx: Context) -> None:
         getattr(importlib.import_module(f".{module}", __package__), function)(ctx)
+
     stage.__name__ = function
     return stage
 
@@ -259,8 +294,17 @@ def new_run_id(now: dt.datetime) -> str:
     return f"R{now.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def plan_run(tables: Tables, settings: Settings, state: State, now: dt.datetime, *, mode: str = "run",
-             only: Iterable[str] | None = None, trigger: str = "cli", run_id: str | None = None) -> Plan:
+def plan_run(
+    tables: Tables,
+    settings: Settings,
+    state: State,
+    now: dt.datetime,
+    *,
+    mode: str = "run",
+    only: Iterable[str] | None = None,
+    trigger: str = "cli",
+    run_id: str | None = None,
+) -> Plan:
     """Decide everything this run will do. A naive ``now`` is wall-clock time in the workbook's timezone."""
     if now.tzinfo is None:
         now = now.replace(tzinfo=settings.timezone)
@@ -281,6 +325,7 @@ def plan_run(tables: Tables, settings: Settings, state: State, now: dt.datetime,
         STAGES[name](ctx)
     plan.problems += [p for p in settings.problems if p not in plan.problems]
     from .report import build
+
     plan.report, plan.report_bold = build(ctx)
     plan.state = remember(ctx)
     return plan
@@ -288,4 +333,3 @@ def plan_run(tables: Tables, settings: Settings, state: State, now: dt.datetime,
 
 def _copy(table: Table) -> Table:
     return replace(table, df=table.df.copy())
-

@@ -93,8 +93,7 @@ import pandas as pd
 from .coltypes import ColumnType
 from .names import normalize, suggest
 
-__all__ = ["MAX_DEPTH", "MAX_SOURCE_CHARS", "CompiledWhen", "Frame", "Schema", "WhenError",
-           "compile_when"]
+__all__ = ["MAX_DEPTH", "MAX_SOURCE_CHARS", "CompiledWhen", "Frame", "Schema", "WhenError", "compile_when"]
 
 MAX_SOURCE_CHARS = 2000
 MAX_DEPTH = 50
@@ -125,8 +124,7 @@ class WhenError(Exception):
 class Schema:
     """The columns an expression may use: canonical name -> type, plus aliases (alias -> canonical)."""
 
-    def __init__(self, types: Mapping[str, ColumnType],
-                 aliases: Mapping[str, str] | None = None) -> None:
+    def __init__(self, types: Mapping[str, ColumnType], aliases: Mapping[str, str] | None = None) -> None:
         self.types: dict[str, ColumnType] = {name: ColumnType(t) for name, t in types.items()}
         self.aliases: dict[str, str] = {}
         self._lookup: dict[str, str] = {}
@@ -155,24 +153,38 @@ class Schema:
 _ASCII_DIGITS = "0123456789"
 _NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
 _TWO_CHAR_OPS = {"==": "=", "!=": "!=", "<>": "!=", "<=": "<=", ">=": ">="}
-_ONE_CHAR_OPS = {"=": "=", "<": "<", ">": ">", "+": "+", "-": "-", "*": "*", "/": "/",
-                 "≠": "!=", "≤": "<=", "≥": ">="}
+_ONE_CHAR_OPS = {
+    "=": "=",
+    "<": "<",
+    ">": ">",
+    "+": "+",
+    "-": "-",
+    "*": "*",
+    "/": "/",
+    "≠": "!=",
+    "≤": "<=",
+    "≥": ">=",
+}
 _PUNCTUATION = {"(": "(", ")": ")", ",": ","}
 # Spreadsheet apps "smart-quote" what people type, so curly quotes open and close strings too.
-_QUOTES = {'"': '"', "'": "'", "“": "”“\"", "”": "”“\"", "‘": "’‘'", "’": "’‘'"}
+_QUOTES = {'"': '"', "'": "'", "“": '”“"', "”": '”“"', "‘": "’‘'", "’": "’‘'"}
 _ESCAPABLE = "\"'\\“”‘’"
-_MISUSED = {"&&": 'use "and" instead of "&&"', "||": 'use "or" instead of "||"',
-            "&": 'use "and" instead of "&"', "|": 'use "or" instead of "|"',
-            "!": 'use "not", or "!=" to compare'}
+_MISUSED = {
+    "&&": 'use "and" instead of "&&"',
+    "||": 'use "or" instead of "||"',
+    "&": 'use "and" instead of "&"',
+    "|": 'use "or" instead of "|"',
+    "!": 'use "not", or "!=" to compare',
+}
 
 
 @dataclass(frozen=True)
 class _Token:
-    kind: str       # "num", "str", "word", "col", "op", "(", ")", ",", "end"
-    value: Any      # float for num, text for str/word/col, canonical operator for op
+    kind: str  # "num", "str", "word", "col", "op", "(", ")", ",", "end"
+    value: Any  # float for num, text for str/word/col, canonical operator for op
     pos: int
     end: int
-    kw: str = ""    # a word's folded spelling, for keyword checks
+    kw: str = ""  # a word's folded spelling, for keyword checks
 
 
 def _fold(word: str) -> str:
@@ -223,7 +235,7 @@ def _read_token(src: str, i: int) -> _Token:
     ch = src[i]
     if ch in _QUOTES:
         return _read_string(src, i)
-    if ch in _ASCII_DIGITS or (ch == "." and src[i + 1:i + 2] in tuple(_ASCII_DIGITS)):
+    if ch in _ASCII_DIGITS or (ch == "." and src[i + 1 : i + 2] in tuple(_ASCII_DIGITS)):
         return _read_number(src, i)
     if _is_word_start(ch):
         return _read_word(src, i)
@@ -259,8 +271,10 @@ def _read_number(src: str, start: int) -> _Token:
             j += 1
         message = f'"{src[start:j]}" at position {start + 1} is not a number'
         if any(ch.isalpha() for ch in src[end:j]):
-            message += (" (a column whose name starts with a digit must be written in brackets, "
-                        f"e.g. [{src[start:j]}])")
+            message += (
+                " (a column whose name starts with a digit must be written in brackets, "
+                f"e.g. [{src[start:j]}])"
+            )
         raise WhenError(message, start)
     return _Token("num", float(match.group()), start, end)
 
@@ -277,14 +291,14 @@ def _read_bracket(src: str, start: int) -> _Token:
     close = src.find("]", start + 1)
     if close < 0:
         raise WhenError(f'unclosed "[" starting at position {start + 1}', start)
-    name = src[start + 1:close].strip()
+    name = src[start + 1 : close].strip()
     if not name:
         raise WhenError(f'empty column name "[]" at position {start + 1}', start)
     return _Token("col", name, start, close + 1)
 
 
 def _read_symbol(src: str, i: int) -> _Token:
-    pair = src[i:i + 2]
+    pair = src[i : i + 2]
     if pair in _TWO_CHAR_OPS:
         return _Token("op", _TWO_CHAR_OPS[pair], i, i + 2)
     ch = src[i]
@@ -359,6 +373,7 @@ class _Compare(_Binary):
 @dataclass(frozen=True)
 class _TextTest(_Binary):
     """``contains``, ``starts``, ``ends``, ``matches``; ``word`` is how the user wrote it."""
+
     word: str = ""
 
 
@@ -389,7 +404,7 @@ class _Not(_Node):
 
 @dataclass(frozen=True)
 class _Logic(_Node):
-    op: str                      # "and" / "or"; n-ary so long rule lists do not nest deeply
+    op: str  # "and" / "or"; n-ary so long rule lists do not nest deeply
     operands: tuple[_Node, ...]
 
     def children(self) -> tuple[_Node, ...]:
@@ -407,16 +422,19 @@ def _check_depth(root: _Node) -> None:
 
 
 def _too_deep() -> str:
-    return (f"the expression is nested too deeply (more than {MAX_DEPTH} levels); "
-            "split it into simpler rules")
+    return f"the expression is nested too deeply (more than {MAX_DEPTH} levels); split it into simpler rules"
 
 
 # ============================================================================ parser
 
 _OR, _AND, _NOT = {"or", "ou"}, {"and", "e"}, {"not", "nao"}
 _TRUE, _FALSE = {"true", "verdadeiro"}, {"false", "falso"}
-_CONTAINS, _STARTS, _ENDS, _MATCHES = {"contains", "contem"}, {"starts", "comeca"}, \
-    {"ends", "termina"}, {"matches"}
+_CONTAINS, _STARTS, _ENDS, _MATCHES = (
+    {"contains", "contem"},
+    {"starts", "comeca"},
+    {"ends", "termina"},
+    {"matches"},
+)
 _WITH, _IN, _IS, _ESTA = {"with", "com"}, {"in", "em"}, {"is", "é"}, {"esta"}
 _EMPTY = {"empty", "blank", "vazio", "vazia"}
 _OPERATOR_WORDS = _CONTAINS | _STARTS | _ENDS | _MATCHES | _IN | _IS | _ESTA
@@ -448,11 +466,11 @@ class _Parser:
         return self.tokens[self.i - 1] if self.i > 0 else None
 
     def raw(self, tok: _Token) -> str:
-        return self.src[tok.pos:tok.end]
+        return self.src[tok.pos : tok.end]
 
     def since(self, tok: _Token) -> str:
         """The words from ``tok`` to the last consumed token, single-spaced (e.g. "starts with")."""
-        return " ".join(self.src[tok.pos:self.tokens[self.i - 1].end].split())
+        return " ".join(self.src[tok.pos : self.tokens[self.i - 1].end].split())
 
     def at_word(self, words: set[str], ahead: int = 0) -> bool:
         tok = self.peek(ahead)
@@ -516,9 +534,11 @@ class _Parser:
             node = self.parse_operator(left)
             return _Not(left.pos, node.end, node)
         if tok.kw in _NOT:
-            raise WhenError(f'expected "in", "contains", "starts with", "ends with", "matches" or '
-                            f'"is empty" after "{self.raw(tok)}" {self.where(self.peek(1))}',
-                            self.peek(1).pos)
+            raise WhenError(
+                f'expected "in", "contains", "starts with", "ends with", "matches" or '
+                f'"is empty" after "{self.raw(tok)}" {self.where(self.peek(1))}',
+                self.peek(1).pos,
+            )
         if tok.kw in _OPERATOR_WORDS:
             return self.parse_operator(left)
         return left
@@ -528,8 +548,11 @@ class _Parser:
         right = self.parse_sum()
         after = self.peek()
         if after.kind == "op" and after.value in _COMPARE_OPS:
-            raise WhenError(f"comparisons cannot be chained ({self.where(after)}); "
-                            "write a < b and b < c instead of a < b < c", after.pos)
+            raise WhenError(
+                f"comparisons cannot be chained ({self.where(after)}); "
+                "write a < b and b < c instead of a < b < c",
+                after.pos,
+            )
         return _Compare(left.pos, right.end, op.value, left, right)
 
     def parse_operator(self, left: _Node) -> _Node:
@@ -543,8 +566,15 @@ class _Parser:
                 nxt = self.peek()
                 raise WhenError(f'expected "with" after "{self.raw(tok)}" {self.where(nxt)}', nxt.pos)
             self.advance()
-        op = ("contains" if tok.kw in _CONTAINS else "starts" if tok.kw in _STARTS
-              else "ends" if tok.kw in _ENDS else "matches")
+        op = (
+            "contains"
+            if tok.kw in _CONTAINS
+            else "starts"
+            if tok.kw in _STARTS
+            else "ends"
+            if tok.kw in _ENDS
+            else "matches"
+        )
         word = self.since(tok)
         right = self.parse_sum()
         return _TextTest(left.pos, right.end, op, left, right, word)
@@ -555,8 +585,11 @@ class _Parser:
             self.advance()
         if not self.at_word(_EMPTY):
             nxt = self.peek()
-            raise WhenError(f'expected "empty" after "{self.since(tok)}" {self.where(nxt)} '
-                            '(to compare values use =, e.g. country = "BR")', nxt.pos)
+            raise WhenError(
+                f'expected "empty" after "{self.since(tok)}" {self.where(nxt)} '
+                '(to compare values use =, e.g. country = "BR")',
+                nxt.pos,
+            )
         end = self.advance().end
         node: _Node = _IsEmpty(left.pos, end, left)
         return _Not(left.pos, end, node) if negate else node
@@ -564,12 +597,14 @@ class _Parser:
     def parse_in(self, left: _Node, tok: _Token) -> _Node:
         opener = self.peek()
         if opener.kind != "(":
-            raise WhenError(f'"{self.raw(tok)}" needs a list in parentheses {self.where(opener)}, '
-                            f'e.g. country {self.raw(tok)} ("BR", "PT")', opener.pos)
+            raise WhenError(
+                f'"{self.raw(tok)}" needs a list in parentheses {self.where(opener)}, '
+                f'e.g. country {self.raw(tok)} ("BR", "PT")',
+                opener.pos,
+            )
         self.advance()
         if self.peek().kind == ")":
-            raise WhenError(f'the list after "{self.raw(tok)}" is empty {self.where(opener)}',
-                            opener.pos)
+            raise WhenError(f'the list after "{self.raw(tok)}" is empty {self.where(opener)}', opener.pos)
         with self.nested(opener):
             items, end = self.parse_list(opener)
         return _In(left.pos, end, left, tuple(items))
@@ -587,11 +622,11 @@ class _Parser:
             elif tok.kind == ")":
                 return items, self.advance().end
             elif tok.kind == "end":
-                raise WhenError(f"unclosed parenthesis opened at position {opener.pos + 1}",
-                                opener.pos)
+                raise WhenError(f"unclosed parenthesis opened at position {opener.pos + 1}", opener.pos)
             else:
-                raise WhenError(f'unexpected {_quoted(self.raw(tok))} {self.where(tok)}; '
-                                'expected "," or ")"', tok.pos)
+                raise WhenError(
+                    f'unexpected {_quoted(self.raw(tok))} {self.where(tok)}; expected "," or ")"', tok.pos
+                )
 
     def parse_sum(self) -> _Node:
         return self.parse_arith({"+", "-"}, self.parse_term)
@@ -690,7 +725,7 @@ class _Text:
     ``uniques`` and are spread back to the rows with :meth:`spread`, one integer take.
     """
 
-    codes: np.ndarray    # intp, one per row
+    codes: np.ndarray  # intp, one per row
     uniques: np.ndarray  # str values: object array (as read) or numpy StringDType (after np.strings ops)
 
     def spread(self, per_unique: np.ndarray, fill: Any) -> np.ndarray:
@@ -861,14 +896,23 @@ def _cell_bool(value: Any) -> float:
 
 
 _LOADERS: dict[ColumnType, Callable[[pd.Series | None, int], Any]] = {
-    TEXT: _load_text, NUMBER: _load_number, DATE: _load_date, BOOL: _load_bool}
+    TEXT: _load_text,
+    NUMBER: _load_number,
+    DATE: _load_date,
+    BOOL: _load_bool,
+}
 
 
 # ============================================================================ vectorised operations
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
-    ">=": operator.ge}
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 _FLIPPED = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
@@ -928,8 +972,9 @@ def _stripped(value: TextValue) -> TextValue:
     return _Text(value.codes, np.asarray(_STRIP(_as_objects(value.uniques)), dtype=object))
 
 
-def _text_test(norm: TextValue, per_unique: Callable[[np.ndarray], np.ndarray],
-               raw: TextValue | None = None) -> Any:
+def _text_test(
+    norm: TextValue, per_unique: Callable[[np.ndarray], np.ndarray], raw: TextValue | None = None
+) -> Any:
     """Run a test on the distinct values (of ``raw`` if given, else of ``norm``) and spread it to rows.
 
     ``norm`` decides emptiness, so tests are false on empty cells whatever the test says about "".
@@ -1005,6 +1050,7 @@ def _date_part(part: str) -> Callable[[Frame, Any], Any]:
         else:
             number = (values.astype("datetime64[D]") - values.astype("datetime64[M]")).astype(np.int64) + 1
         return np.where(empty, np.nan, number.astype(float))
+
     return extract
 
 
@@ -1020,6 +1066,7 @@ def _text_function(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Frame, A
         if isinstance(text, str):
             return str(fn(np.array([text], dtype=object))[0])
         return text.map(fn)
+
     return apply
 
 
@@ -1060,10 +1107,10 @@ class _Value:
 
     type: ColumnType
     fn: Callable[[Frame], Any]
-    key: str                    # structural identity, for the frame cache
-    text: str                   # the source text, for messages
+    key: str  # structural identity, for the frame cache
+    text: str  # the source text, for messages
     literal: Any = _NOT_LITERAL  # the Python value of a literal (str, float or bool)
-    by_day: bool = False        # a date without a time of day (date literal, today())
+    by_day: bool = False  # a date without a time of day (date literal, today())
 
     @property
     def is_literal(self) -> bool:
@@ -1105,8 +1152,9 @@ def _memo(key: str, fn: Callable[[Frame], Any]) -> Callable[[Frame], Any]:
     return lambda frame: frame._cached(key, lambda: fn(frame))
 
 
-def _constant(kind: ColumnType, value: Any, key: str, text: str, literal: Any = _NOT_LITERAL,
-              by_day: bool = False) -> _Value:
+def _constant(
+    kind: ColumnType, value: Any, key: str, text: str, literal: Any = _NOT_LITERAL, by_day: bool = False
+) -> _Value:
     return _Value(kind, lambda _frame: value, key, text, literal, by_day)
 
 
@@ -1119,27 +1167,39 @@ class _Function:
     name: str
     params: tuple[ColumnType, ...]
     result: ColumnType
-    impl: Callable[..., Any]   # (frame, *argument values) -> value
+    impl: Callable[..., Any]  # (frame, *argument values) -> value
     by_day: bool = False
 
 
-_FUNCTIONS: dict[str, _Function] = {f.name: f for f in (
-    _Function("today", (), DATE, lambda frame: frame._today.astype(_UNIT), by_day=True),
-    _Function("days_since", (DATE,), NUMBER, lambda frame, d: _day_difference(frame._today, d)),
-    _Function("days_until", (DATE,), NUMBER, lambda frame, d: _day_difference(d, frame._today)),
-    _Function("len", (TEXT,), NUMBER, _text_length),
-    _Function("lower", (TEXT,), TEXT, _text_function(_str_method(_LOWER))),
-    _Function("upper", (TEXT,), TEXT, _text_function(_str_method(_UPPER))),
-    _Function("trim", (TEXT,), TEXT, _text_function(_str_method(_STRIP))),
-    _Function("domain", (TEXT,), TEXT, _text_function(_domain)),
-    _Function("year", (DATE,), NUMBER, _date_part("year")),
-    _Function("month", (DATE,), NUMBER, _date_part("month")),
-    _Function("day", (DATE,), NUMBER, _date_part("day")),
-    _Function("abs", (NUMBER,), NUMBER, lambda frame, x: np.abs(np.asarray(x, dtype=float))),
-)}
-_FUNCTION_ALIASES = {"hoje": "today", "dias_desde": "days_since", "dias_ate": "days_until",
-                     "dominio": "domain", "ano": "year", "mes": "month", "dia": "day",
-                     "tamanho": "len", "minusculas": "lower", "maiusculas": "upper"}
+_FUNCTIONS: dict[str, _Function] = {
+    f.name: f
+    for f in (
+        _Function("today", (), DATE, lambda frame: frame._today.astype(_UNIT), by_day=True),
+        _Function("days_since", (DATE,), NUMBER, lambda frame, d: _day_difference(frame._today, d)),
+        _Function("days_until", (DATE,), NUMBER, lambda frame, d: _day_difference(d, frame._today)),
+        _Function("len", (TEXT,), NUMBER, _text_length),
+        _Function("lower", (TEXT,), TEXT, _text_function(_str_method(_LOWER))),
+        _Function("upper", (TEXT,), TEXT, _text_function(_str_method(_UPPER))),
+        _Function("trim", (TEXT,), TEXT, _text_function(_str_method(_STRIP))),
+        _Function("domain", (TEXT,), TEXT, _text_function(_domain)),
+        _Function("year", (DATE,), NUMBER, _date_part("year")),
+        _Function("month", (DATE,), NUMBER, _date_part("month")),
+        _Function("day", (DATE,), NUMBER, _date_part("day")),
+        _Function("abs", (NUMBER,), NUMBER, lambda frame, x: np.abs(np.asarray(x, dtype=float))),
+    )
+}
+_FUNCTION_ALIASES = {
+    "hoje": "today",
+    "dias_desde": "days_since",
+    "dias_ate": "days_until",
+    "dominio": "domain",
+    "ano": "year",
+    "mes": "month",
+    "dia": "day",
+    "tamanho": "len",
+    "minusculas": "lower",
+    "maiusculas": "upper",
+}
 _PARAM_NAMES = {TEXT: "a text column", NUMBER: "a number", DATE: "a date column", BOOL: "true/false"}
 _OP_WORDS = {"contains": "contains", "starts": "starts with", "ends": "ends with", "matches": "matches"}
 
@@ -1153,7 +1213,7 @@ class _Compiler:
         self.columns: set[str] = set()
 
     def text_of(self, node: _Node) -> str:
-        return self.src[node.pos:node.end]
+        return self.src[node.pos : node.end]
 
     # -- conditions
 
@@ -1186,14 +1246,14 @@ class _Compiler:
             for part in parts[1:]:
                 result = combine(result, part.fn(frame))
             return result
+
         return _cond(f"{node.op}({','.join(p.key for p in parts)})", evaluate)
 
     def bare_value(self, node: _Node) -> _Cond:
         value = self.value(node)
         if value.type is not BOOL:
             example = f"{value.text} > 0" if value.type is NUMBER else f"{value.text} is not empty"
-            raise WhenError(f"{value.text} is {_type_name(value.type)}; compare it, e.g. {example}",
-                            node.pos)
+            raise WhenError(f"{value.text} is {_type_name(value.type)}; compare it, e.g. {example}", node.pos)
         return _cond(f"truth({value.key})", lambda f: np.asarray(value.fn(f)) == 1.0)
 
     def is_empty(self, value: _Value) -> _Cond:
@@ -1223,8 +1283,7 @@ class _Compiler:
     def compare_blank(self, op: str, left: _Value, right: _Value) -> _Cond:
         """``x = ""`` means ``x is empty`` and ``x != ""`` means ``x is not empty``."""
         if op not in {"=", "!="}:
-            raise WhenError(f'{op} cannot compare with an empty text (""); '
-                            'use "is empty" or "is not empty"')
+            raise WhenError(f'{op} cannot compare with an empty text (""); use "is empty" or "is not empty"')
         other = right if left.is_blank_literal else left
         empty = self.is_empty(other)
         if op == "=":
@@ -1242,8 +1301,10 @@ class _Compiler:
         elif right.type is TEXT and left.is_number_literal and op in {"=", "!="}:
             left = self.number_as_text(left)
         if left.type is not right.type:
-            raise WhenError(f"{left.text} is {_type_name(left.type)} and {right.text} is "
-                            f"{_type_name(right.type)}; they cannot be compared with {op}")
+            raise WhenError(
+                f"{left.text} is {_type_name(left.type)} and {right.text} is "
+                f"{_type_name(right.type)}; they cannot be compared with {op}"
+            )
         return left, right
 
     def coerce_literal(self, literal: _Value, target: ColumnType, other: _Value) -> _Value:
@@ -1291,8 +1352,9 @@ class _Compiler:
         if left.type is not TEXT:
             raise WhenError(f'"{word}" works on text; {left.text} is {_type_name(left.type)}', node.pos)
         if not (right.is_text_literal or right.is_number_literal):
-            raise WhenError(f'"{word}" needs text in quotes after it, e.g. '
-                            f'{left.text} {word} "vp"', node.right.pos)
+            raise WhenError(
+                f'"{word}" needs text in quotes after it, e.g. {left.text} {word} "vp"', node.right.pos
+            )
         needle = right.literal if right.is_text_literal else _number_text(right.literal)
         norm = self.normalized(left)
         key = f"{node.op}({left.key},{needle!r})"
@@ -1320,16 +1382,17 @@ class _Compiler:
             for part in parts[1:]:
                 result = np.logical_or(result, part.fn(frame))
             return result
+
         return _cond(f"in({','.join(p.key for p in parts)})", evaluate)
 
     def text_membership(self, left: _Value, items: list[_Value]) -> _Cond | None:
         """``text in ("a", "b", 3)`` with plain literals: one hash lookup per distinct value."""
-        plain = all((i.is_text_literal and not i.is_blank_literal) or i.is_number_literal
-                    for i in items)
+        plain = all((i.is_text_literal and not i.is_blank_literal) or i.is_number_literal for i in items)
         if left.type is not TEXT or not plain:
             return None
-        needles = sorted({(i.literal if i.is_text_literal else _number_text(i.literal)).casefold().strip()
-                          for i in items})
+        needles = sorted(
+            {(i.literal if i.is_text_literal else _number_text(i.literal)).casefold().strip() for i in items}
+        )
         norm = self.normalized(left)
         test = _membership_test(needles)
         return _cond(f"isin({left.key},{needles!r})", lambda f: _text_test(norm(f), test))
@@ -1370,8 +1433,7 @@ class _Compiler:
         self.columns.add(canonical)
         kind = self.schema.type_of(canonical)
         loader = _LOADERS[kind]
-        fn = _memo(f"col:{kind.value}:{canonical}",
-                   lambda f: loader(f._column(canonical), f._rows))
+        fn = _memo(f"col:{kind.value}:{canonical}", lambda f: loader(f._column(canonical), f._rows))
         return _Value(kind, fn, f"col:{kind.value}:{canonical}", text)
 
     def unknown_column(self, node: _Col) -> str:
@@ -1422,8 +1484,9 @@ class _Compiler:
         if operand.is_text_literal and _parse_number(operand.literal) is not None:
             operand = self.coerce_literal(operand, NUMBER, operand)
         if operand.type is not NUMBER:
-            raise WhenError(f"a minus sign needs a number; {operand.text} is {_type_name(operand.type)}",
-                            node.pos)
+            raise WhenError(
+                f"a minus sign needs a number; {operand.text} is {_type_name(operand.type)}", node.pos
+            )
         if operand.is_literal:
             return _constant(NUMBER, -operand.literal, f"n:{-operand.literal!r}", text, -operand.literal)
         key = f"neg({operand.key})"
@@ -1434,11 +1497,11 @@ class _Compiler:
         op = node.op
         key = f"({left.key}{op}{right.key})"
         if left.type is NUMBER and right.type is NUMBER:
-            return _Value(NUMBER, _memo(key, lambda f: _arith_numbers(op, left.fn(f), right.fn(f))),
-                          key, text)
+            return _Value(
+                NUMBER, _memo(key, lambda f: _arith_numbers(op, left.fn(f), right.fn(f))), key, text
+            )
         if op == "-" and left.type is DATE and right.type is DATE:
-            return _Value(NUMBER, _memo(key, lambda f: _day_difference(left.fn(f), right.fn(f))),
-                          key, text)
+            return _Value(NUMBER, _memo(key, lambda f: _day_difference(left.fn(f), right.fn(f))), key, text)
         if op in {"+", "-"} and left.type is DATE and right.type is NUMBER:
             sign = 1.0 if op == "+" else -1.0
             fn = _memo(key, lambda f: _shift_days(left.fn(f), sign * np.asarray(right.fn(f), float)))
@@ -1472,8 +1535,10 @@ class _Compiler:
         for side in (left, right):
             if side.type in {TEXT, BOOL}:
                 return f"{op} works on numbers and dates; {side.text} is {_type_name(side.type)}"
-        return (f"cannot compute {left.text} {op} {right.text} ({_type_name(left.type)} {op} "
-                f"{_type_name(right.type)}); dates can be shifted by days or subtracted")
+        return (
+            f"cannot compute {left.text} {op} {right.text} ({_type_name(left.type)} {op} "
+            f"{_type_name(right.type)}); dates can be shifted by days or subtracted"
+        )
 
 
 def _whole(value: _Value) -> bool:
@@ -1540,8 +1605,9 @@ def compile_when(source: str | None, schema: Schema) -> CompiledWhen:
     if not text.strip():
         return CompiledWhen(text, frozenset(), _ALWAYS)
     if len(text) > MAX_SOURCE_CHARS:
-        raise WhenError(f"the expression is too long ({len(text)} characters; the limit is "
-                        f"{MAX_SOURCE_CHARS})")
+        raise WhenError(
+            f"the expression is too long ({len(text)} characters; the limit is {MAX_SOURCE_CHARS})"
+        )
     tree = _Parser(text).parse()
     _check_depth(tree)
     compiler = _Compiler(text, schema)

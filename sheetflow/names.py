@@ -33,8 +33,9 @@ def suggest(name: str, candidates: Iterable[str], cutoff: float = 60.0) -> str |
     pool = list(dict.fromkeys(candidates))
     if not pool:
         return None
-    best = process.extractOne(normalize(name), pool, scorer=fuzz.ratio, processor=normalize,
-                              score_cutoff=cutoff)
+    best = process.extractOne(
+        normalize(name), pool, scorer=fuzz.ratio, processor=normalize, score_cutoff=cutoff
+    )
     return best[0] if best else None
 
 

@@ -17,8 +17,15 @@ from .names import normalize
 from .problems import UsageError
 
 RULE_SHEETS = ("Scoring", "Assignment", "Automations", "Sequences", "Templates", "Settings", "Stages")
-DEFAULT_PACKS = ("b2b-lead-scoring", "onboarding", "renewals", "reactivation", "support-sla", "nps-alert",
-                 "stalled-deals")
+DEFAULT_PACKS = (
+    "b2b-lead-scoring",
+    "onboarding",
+    "renewals",
+    "reactivation",
+    "support-sla",
+    "nps-alert",
+    "stalled-deals",
+)
 
 
 def data_dir(name: str) -> Path:
@@ -64,6 +71,7 @@ def identity(sheet: str, row: dict[str, Any]) -> tuple[str, ...]:
     def n(key: str) -> str:
         value = row.get(key)
         return normalize(value) if value not in (None, "") else ""
+
     if sheet in ("Scoring",):
         return (n("rule"),)
     if sheet in ("Assignment", "Automations"):
@@ -89,9 +97,13 @@ def add_pack(path: str | Path, pack: str, *, lang: str | None = None) -> dict[st
 
     if pack not in available():
         from .names import suggest
+
         hint = suggest(pack, available())
-        raise UsageError(f'no rule pack "{pack}"' + (f'; did you mean "{hint}"?' if hint else "")
-                         + f" — available: {', '.join(available())}")
+        raise UsageError(
+            f'no rule pack "{pack}"'
+            + (f'; did you mean "{hint}"?' if hint else "")
+            + f" — available: {', '.join(available())}"
+        )
     book = XlsxBook(Path(path))
     with book.lease():
         loaded = load(book.read())
@@ -125,6 +137,7 @@ def add_pack(path: str | Path, pack: str, *, lang: str | None = None) -> dict[st
 
 def _row_dict(table, pos: int) -> dict[str, Any]:
     from .coerce import as_text, to_cell
+
     return {k: as_text(to_cell(v)) for k, v in table.df.iloc[pos].items()}
 
 

@@ -70,32 +70,61 @@ class RunResult:
     plan: Plan
     written: bool
     address: str
-    emails: DeliveryReport | None = None       # what the send phase did (None: nothing was sent)
-    previews: list[Path] = field(default_factory=list)   # --dry-run --outbox: the .eml files written
-    busy_after_send: bool = False              # emails went out but the final save was refused
+    emails: DeliveryReport | None = None  # what the send phase did (None: nothing was sent)
+    previews: list[Path] = field(default_factory=list)  # --dry-run --outbox: the .eml files written
+    busy_after_send: bool = False  # emails went out but the final save was refused
 
     @property
     def problems(self) -> list[Problem]:
         return self.plan.problems
 
 
-def run(address: str | Path, *, dry_run: bool = False, now: dt.datetime | None = None,
-        only: Iterable[str] | None = None, trigger: str = "cli", progress: Progress | None = None,
-        book: Book | None = None, outbox: str | Path | None = None, transport=None) -> RunResult:
+def run(
+    address: str | Path,
+    *,
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+    only: Iterable[str] | None = None,
+    trigger: str = "cli",
+    progress: Progress | None = None,
+    book: Book | None = None,
+    outbox: str | Path | None = None,
+    transport=None,
+) -> RunResult:
     """Plan and (unless ``dry_run``) apply one run. Raises SheetflowError subclasses for what stops a run.
 
     ``outbox``: the folder for the files transport, and with ``dry_run`` where every planned message is
     written as an .eml preview. ``transport``: an object with the transport interface (tests).
     """
+
     def planner(loaded: Loaded, when: dt.datetime, mode: str) -> Plan:
-        return plan_run(loaded.tables, loaded.settings, loaded.state, when, mode=mode, only=only, trigger=trigger)
-    return _execute(address, planner, dry_run=dry_run, now=now, progress=progress, book=book, outbox=outbox,
-                    transport=transport)
+        return plan_run(
+            loaded.tables, loaded.settings, loaded.state, when, mode=mode, only=only, trigger=trigger
+        )
+
+    return _execute(
+        address,
+        planner,
+        dry_run=dry_run,
+        now=now,
+        progress=progress,
+        book=book,
+        outbox=outbox,
+        transport=transport,
+    )
 
 
-def send(address: str | Path, *, dry_run: bool = False, now: dt.datetime | None = None,
-         trigger: str = "cli", progress: Progress | None = None, book: Book | None = None,
-         outbox: str | Path | None = None, transport=None) -> RunResult:
+def send(
+    address: str | Path,
+    *,
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+    trigger: str = "cli",
+    progress: Progress | None = None,
+    book: Book | None = None,
+    outbox: str | Path | None = None,
+    transport=None,
+) -> RunResult:
     """Send what earlier runs left ``planned`` in the Emails sheet (no scoring, no automations)."""
     from .engine import new_run_id
 
@@ -103,17 +132,43 @@ def send(address: str | Path, *, dry_run: bool = False, now: dt.datetime | None 
         if when.tzinfo is None:
             when = when.replace(tzinfo=loaded.settings.timezone)
         local = loaded.settings.local_now(when)
-        plan = Plan(new_run_id(local), when, local, "dry-run" if mode == "dry-run" else "send", trigger,
-                    state=loaded.state, stages=["send"])
+        plan = Plan(
+            new_run_id(local),
+            when,
+            local,
+            "dry-run" if mode == "dry-run" else "send",
+            trigger,
+            state=loaded.state,
+            stages=["send"],
+        )
         plan.problems += [p for p in loaded.settings.problems if p not in plan.problems]
         return plan
-    return _execute(address, planner, dry_run=dry_run, now=now, progress=progress, book=book, outbox=outbox,
-                    transport=transport, write_state=False)
+
+    return _execute(
+        address,
+        planner,
+        dry_run=dry_run,
+        now=now,
+        progress=progress,
+        book=book,
+        outbox=outbox,
+        transport=transport,
+        write_state=False,
+    )
 
 
-def _execute(address: str | Path, make_plan, *, dry_run: bool, now: dt.datetime | None,
-             progress: Progress | None, book: Book | None, outbox: str | Path | None, transport,
-             write_state: bool = True) -> RunResult:
+def _execute(
+    address: str | Path,
+    make_plan,
+    *,
+    dry_run: bool,
+    now: dt.datetime | None,
+    progress: Progress | None,
+    book: Book | None,
+    outbox: str | Path | None,
+    transport,
+    write_state: bool = True,
+) -> RunResult:
     from .mail import log as mail_log
     from .mail.sender import Mailer, preview
 
@@ -145,8 +200,12 @@ def _execute(address: str | Path, make_plan, *, dry_run: bool, now: dt.datetime 
                 return RunResult(plan, False, book.address)
             mailer.queue(plan)
             say("writing")
-            patches = build_patches(plan, loaded.tables, elapsed=dt.timedelta(seconds=time.monotonic() - started),
-                                    write_state=write_state)
+            patches = build_patches(
+                plan,
+                loaded.tables,
+                elapsed=dt.timedelta(seconds=time.monotonic() - started),
+                write_state=write_state,
+            )
             backups = loaded.settings.number("backups")
             book.write(patches, backups=int(backups) if backups is not None else 10)
             mailer.after_write()
@@ -158,9 +217,13 @@ def _execute(address: str | Path, make_plan, *, dry_run: bool, now: dt.datetime 
                     mailer.write_back(plan, result.emails)
                 except WorkbookBusy as e:
                     result.busy_after_send = True
-                    plan.problems.append(warning(
-                        "Emails", f"the emails were sent but the Emails sheet could not be updated ({e}); "
-                                  "the next run updates it from sheetflow's journal"))
+                    plan.problems.append(
+                        warning(
+                            "Emails",
+                            f"the emails were sent but the Emails sheet could not be updated ({e}); "
+                            "the next run updates it from sheetflow's journal",
+                        )
+                    )
             return result
         finally:
             mailer.close()

@@ -23,14 +23,14 @@ from .state import State
 class CellChange:
     """Set one managed cell of a record."""
 
-    table: str          # canonical table ("Contacts")
-    position: int       # row position in the table's DataFrame
+    table: str  # canonical table ("Contacts")
+    position: int  # row position in the table's DataFrame
     record_id: str
-    column: str         # canonical column
+    column: str  # canonical column
     old: Any
     new: Any
-    rule: str           # why: "Scoring: Decision maker (+20), ..." / "id" / "Settings mql_threshold = 50"
-    where: str = ""     # "Contacts!P12", for people reading the plan
+    rule: str  # why: "Scoring: Decision maker (+20), ..." / "id" / "Settings mql_threshold = 50"
+    where: str = ""  # "Contacts!P12", for people reading the plan
 
 
 @dataclass(slots=True)
@@ -53,24 +53,24 @@ class PlannedEmail:
     """
 
     key: str
-    table: str                  # Contacts | Deals | Tickets | Reps (notifications)
+    table: str  # Contacts | Deals | Tickets | Reps (notifications)
     record_id: str
     rule: str
     template: str
-    to: str                     # recipient address as it will be used (or as found, when invalid)
+    to: str  # recipient address as it will be used (or as found, when invalid)
     subject: str = ""
-    text: str = ""              # plain-text body (generated from the HTML for HTML templates)
+    text: str = ""  # plain-text body (generated from the HTML for HTML templates)
     html: str | None = None
     status: str = "planned"
     detail: str = ""
     to_name: str = ""
-    due: bool = False           # this run sends it
-    message: bytes = b""        # the complete message (RFC 5322), when due or previewed
+    due: bool = False  # this run sends it
+    message: bytes = b""  # the complete message (RFC 5322), when due or previewed
     message_id: str = ""
-    contact_id: str = ""        # the contact whose last_emailed_at a send updates ("" if none)
+    contact_id: str = ""  # the contact whose last_emailed_at a send updates ("" if none)
     occurrence: str = ""
-    kind: str = "email"         # email | notification
-    log_position: int | None = None   # row position in the Emails table when planned by an earlier run
+    kind: str = "email"  # email | notification
+    log_position: int | None = None  # row position in the Emails table when planned by an earlier run
     queued_at: Any = None
     sent_at: Any = None
 
@@ -78,18 +78,18 @@ class PlannedEmail:
 @dataclass
 class Plan:
     run_id: str
-    now: dt.datetime                      # aware
-    local_now: dt.datetime                # naive, workbook timezone: what cells show
-    mode: str                             # "run" | "dry-run"
-    trigger: str = "cli"                  # button | schedule | cli
+    now: dt.datetime  # aware
+    local_now: dt.datetime  # naive, workbook timezone: what cells show
+    mode: str  # "run" | "dry-run"
+    trigger: str = "cli"  # button | schedule | cli
     changes: list[CellChange] = field(default_factory=list)
     appends: list[RowAppend] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     state: State = field(default_factory=State)
-    stages: list[str] = field(default_factory=list)   # what ran: scoring, lifecycle, ...
+    stages: list[str] = field(default_factory=list)  # what ran: scoring, lifecycle, ...
     emails: list[PlannedEmail] = field(default_factory=list)
-    reps: list[dict[str, Any]] = field(default_factory=list)   # Reps summary (assignment.summarize)
-    report: list[list[Any]] = field(default_factory=list)      # the Report sheet's rows (report.build)
+    reps: list[dict[str, Any]] = field(default_factory=list)  # Reps summary (assignment.summarize)
+    report: list[list[Any]] = field(default_factory=list)  # the Report sheet's rows (report.build)
     report_bold: set[int] = field(default_factory=set)
     mail: Any = field(default=None, repr=False, compare=False)  # the email planner's working state
 

@@ -12,16 +12,16 @@ from enum import Enum
 
 
 class Severity(str, Enum):
-    ERROR = "error"      # a rule or sheet that cannot be used; exit code 1
+    ERROR = "error"  # a rule or sheet that cannot be used; exit code 1
     WARNING = "warning"  # data we could not read as typed; the cell is treated as empty
-    NOTE = "note"        # informational (e.g. an optional sheet is missing)
+    NOTE = "note"  # informational (e.g. an optional sheet is missing)
 
 
 @dataclass(frozen=True)
 class Problem:
-    where: str               # "Scoring!B4", "Scoring", or "" for the whole workbook
-    message: str             # what is wrong
-    hint: str = ""           # what to do
+    where: str  # "Scoring!B4", "Scoring", or "" for the whole workbook
+    message: str  # what is wrong
+    hint: str = ""  # what to do
     severity: Severity = Severity.ERROR
 
     def __str__(self) -> str:

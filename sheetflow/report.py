@@ -20,21 +20,62 @@ if TYPE_CHECKING:
     from .engine import Context
 
 LABELS = {
-    "en": {"title": "sheetflow report", "run": "Last run", "lifecycle": "Contacts by lifecycle stage",
-           "stage": "stage", "contacts": "contacts", "pipeline": "Open pipeline", "deals": "deals",
-           "amount": "amount", "support": "Support", "open": "open tickets", "overdue": "overdue tickets",
-           "reps": "Reps", "rep": "rep", "status": "status", "open_contacts": "open contacts",
-           "open_deals": "open deals", "open_tickets": "open tickets", "capacity": "capacity",
-           "assigned": "assigned this run", "this_run": "This run", "changes": "cells changed",
-           "tasks": "tasks created", "emails": "emails", "errors": "errors", "none": "(none)", "blank": "(blank)"},
-    "pt": {"title": "Relatório sheetflow", "run": "Última execução", "lifecycle": "Contatos por estágio",
-           "stage": "estágio", "contacts": "contatos", "pipeline": "Funil aberto", "deals": "negócios",
-           "amount": "valor", "support": "Suporte", "open": "chamados abertos", "overdue": "chamados atrasados",
-           "reps": "Vendedores", "rep": "vendedor", "status": "situação", "open_contacts": "contatos abertos",
-           "open_deals": "negócios abertos", "open_tickets": "chamados abertos", "capacity": "capacidade",
-           "assigned": "atribuídos nesta execução", "this_run": "Esta execução", "changes": "células alteradas",
-           "tasks": "tarefas criadas", "emails": "e-mails", "errors": "erros", "none": "(nenhum)",
-           "blank": "(vazio)"},
+    "en": {
+        "title": "sheetflow report",
+        "run": "Last run",
+        "lifecycle": "Contacts by lifecycle stage",
+        "stage": "stage",
+        "contacts": "contacts",
+        "pipeline": "Open pipeline",
+        "deals": "deals",
+        "amount": "amount",
+        "support": "Support",
+        "open": "open tickets",
+        "overdue": "overdue tickets",
+        "reps": "Reps",
+        "rep": "rep",
+        "status": "status",
+        "open_contacts": "open contacts",
+        "open_deals": "open deals",
+        "open_tickets": "open tickets",
+        "capacity": "capacity",
+        "assigned": "assigned this run",
+        "this_run": "This run",
+        "changes": "cells changed",
+        "tasks": "tasks created",
+        "emails": "emails",
+        "errors": "errors",
+        "none": "(none)",
+        "blank": "(blank)",
+    },
+    "pt": {
+        "title": "Relatório sheetflow",
+        "run": "Última execução",
+        "lifecycle": "Contatos por estágio",
+        "stage": "estágio",
+        "contacts": "contatos",
+        "pipeline": "Funil aberto",
+        "deals": "negócios",
+        "amount": "valor",
+        "support": "Suporte",
+        "open": "chamados abertos",
+        "overdue": "chamados atrasados",
+        "reps": "Vendedores",
+        "rep": "vendedor",
+        "status": "situação",
+        "open_contacts": "contatos abertos",
+        "open_deals": "negócios abertos",
+        "open_tickets": "chamados abertos",
+        "capacity": "capacidade",
+        "assigned": "atribuídos nesta execução",
+        "this_run": "Esta execução",
+        "changes": "células alteradas",
+        "tasks": "tarefas criadas",
+        "emails": "e-mails",
+        "errors": "erros",
+        "none": "(nenhum)",
+        "blank": "(vazio)",
+    },
 }
 
 
@@ -54,8 +95,10 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
     if len(contacts):
         section(t["lifecycle"], [t["stage"], t["contacts"]])
         lang = "pt" if ctx.portuguese else "en"
-        counts = Counter(contract.lifecycle_value(v) or normalize(v) if isinstance(v, str) and v.strip() else ""
-                         for v in contacts.df["lifecycle_stage"])
+        counts = Counter(
+            contract.lifecycle_value(v) or normalize(v) if isinstance(v, str) and v.strip() else ""
+            for v in contacts.df["lifecycle_stage"]
+        )
         for stage in [*contract.LIFECYCLE, *sorted(k for k in counts if k not in contract.LIFECYCLE)]:
             if counts.get(stage):
                 rows.append([contract.lifecycle_label(stage, lang) if stage else t["blank"], counts[stage]])
@@ -63,6 +106,7 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
     deals = tables["Deals"]
     if len(deals):
         from .assignment import open_mask
+
         section(t["pipeline"], [t["stage"], t["deals"], t["amount"]])
         mask = open_mask(tables, "Deals")
         stages = deals.df["stage"].to_numpy(dtype=object)[mask]
@@ -79,17 +123,37 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
     if len(tickets):
         section(t["support"], ["", ""])
         from .assignment import open_mask
+
         open_ = open_mask(tables, "Tickets")
         late = (tickets.df["due_at"] < plan.local_now).fillna(False).to_numpy(dtype=bool)
         rows.append([t["open"], int(open_.sum())])
         rows.append([t["overdue"], int((open_ & late).sum())])
         rows.append([])
     if plan.reps:
-        section(t["reps"], [t["rep"], t["status"], t["open_contacts"], t["open_deals"], t["open_tickets"],
-                            t["capacity"], t["assigned"]])
+        section(
+            t["reps"],
+            [
+                t["rep"],
+                t["status"],
+                t["open_contacts"],
+                t["open_deals"],
+                t["open_tickets"],
+                t["capacity"],
+                t["assigned"],
+            ],
+        )
         for r in plan.reps:
-            rows.append([r["rep"], r["status"], r["open"]["Contacts"], r["open"]["Deals"], r["open"]["Tickets"],
-                         r["capacity"], r["assigned"]])
+            rows.append(
+                [
+                    r["rep"],
+                    r["status"],
+                    r["open"]["Contacts"],
+                    r["open"]["Deals"],
+                    r["open"]["Tickets"],
+                    r["capacity"],
+                    r["assigned"],
+                ]
+            )
         rows.append([])
     section(t["this_run"], ["", ""])
     rows.append([t["changes"], len(plan.changes)])
@@ -102,5 +166,8 @@ def _stage_order(ctx: Context) -> dict[str, float]:
     stages = ctx.tables["Stages"]
     if not stages.exists:
         return {}
-    return {normalize(s): float(o) for s, o in zip(stages.df["stage"], stages.df["order"])
-            if isinstance(s, str) and o == o and o is not None}
+    return {
+        normalize(s): float(o)
+        for s, o in zip(stages.df["stage"], stages.df["order"])
+        if isinstance(s, str) and o == o and o is not None
+    }

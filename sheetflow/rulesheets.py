@@ -29,7 +29,7 @@ class ScoringRule:
     name: str
     when: CompiledWhen
     points: float
-    where: str        # "Scoring!A4": the rule's row, for messages
+    where: str  # "Scoring!A4": the rule's row, for messages
 
 
 def _enabled(table: Table, pos: int) -> bool:
@@ -46,8 +46,9 @@ def _rule_name(table: Table, pos: int) -> str:
     return _text(table, pos, "rule") or f"row {int(table.rows[pos])}"
 
 
-def _compile(table: Table, pos: int, column: str, schema: Schema, problems: list[Problem]
-             ) -> CompiledWhen | None:
+def _compile(
+    table: Table, pos: int, column: str, schema: Schema, problems: list[Problem]
+) -> CompiledWhen | None:
     try:
         return compile_when(_text(table, pos, column), schema)
     except WhenError as e:
@@ -61,8 +62,13 @@ def _target_table(rules: Table, pos: int, tables: Tables, problems: list[Problem
     spec = contract.sheet_spec(raw)
     if spec is None or spec.name not in contract.RECORD_SHEETS:
         hint = suggest(raw, contract.RECORD_SHEETS)
-        problems.append(error(rules.ref(pos, "table"), f'unknown table "{raw}"',
-                              f'did you mean "{hint}"?' if hint else "use Contacts, Deals or Tickets"))
+        problems.append(
+            error(
+                rules.ref(pos, "table"),
+                f'unknown table "{raw}"',
+                f'did you mean "{hint}"?' if hint else "use Contacts, Deals or Tickets",
+            )
+        )
         return None
     return tables[spec.name]
 
@@ -80,8 +86,9 @@ def load_scoring(tables: Tables) -> tuple[list[ScoringRule], list[Problem]]:
         points = sheet.df["points"].iloc[pos]
         when = _compile(sheet, pos, "when", schema, problems)
         if points is None or (isinstance(points, float) and math.isnan(points)):
-            problems.append(error(sheet.ref(pos, "points"), "points is empty",
-                                  "enter a number of points, e.g. 10 or -5"))
+            problems.append(
+                error(sheet.ref(pos, "points"), "points is empty", "enter a number of points, e.g. 10 or -5")
+            )
             continue
         if when is not None:
             rules.append(ScoringRule(_rule_name(sheet, pos), when, float(points), sheet.ref(pos, "rule")))
@@ -99,11 +106,21 @@ def check_other_rules(tables: Tables) -> list[Problem]:
         method = normalize(_text(assignment, pos, "method") or "round_robin")
         if method not in ASSIGN_METHODS:
             hint = suggest(method, ASSIGN_METHODS)
-            problems.append(error(assignment.ref(pos, "method"), f'unknown method "{method}"',
-                                  f'did you mean "{hint}"?' if hint else "use " + ", ".join(ASSIGN_METHODS)))
+            problems.append(
+                error(
+                    assignment.ref(pos, "method"),
+                    f'unknown method "{method}"',
+                    f'did you mean "{hint}"?' if hint else "use " + ", ".join(ASSIGN_METHODS),
+                )
+            )
         if not _text(assignment, pos, "assign_to"):
-            problems.append(error(assignment.ref(pos, "assign_to"), "assign_to is empty",
-                                  "name reps (Ana, Bruno), territory:South, or all"))
+            problems.append(
+                error(
+                    assignment.ref(pos, "assign_to"),
+                    "assign_to is empty",
+                    "name reps (Ana, Bruno), territory:South, or all",
+                )
+            )
     sequences, contacts = tables["Sequences"], tables["Contacts"]
     for pos in range(len(sequences)):
         _compile(sequences, pos, "stop_when", schema_for(contacts), problems)

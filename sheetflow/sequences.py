@@ -52,7 +52,9 @@ def load_sequences(ctx: Context) -> dict[str, list[Step]]:
         delay = sheet.df["delay_days"].iloc[pos]
         template = sheet.df["template"].iloc[pos]
         if not isinstance(template, str) or not template.strip():
-            ctx.plan.problems.append(error(sheet.ref(pos, "template"), f'step of sequence "{name}" has no template'))
+            ctx.plan.problems.append(
+                error(sheet.ref(pos, "template"), f'step of sequence "{name}" has no template')
+            )
             continue
         stop = sheet.df["stop_when"].iloc[pos]
         compiled = None
@@ -63,9 +65,15 @@ def load_sequences(ctx: Context) -> dict[str, list[Step]]:
                 ctx.plan.problems.append(error(sheet.ref(pos, "stop_when"), str(e)))
                 continue
         steps = out.setdefault(normalize(name), [])
-        steps.append(Step(int(number) if number == number and number is not None else len(steps) + 1,
-                          float(delay) if delay == delay and delay is not None else 0.0,
-                          template.strip(), compiled, sheet.ref(pos, "sequence")))
+        steps.append(
+            Step(
+                int(number) if number == number and number is not None else len(steps) + 1,
+                float(delay) if delay == delay and delay is not None else 0.0,
+                template.strip(),
+                compiled,
+                sheet.ref(pos, "sequence"),
+            )
+        )
     for steps in out.values():
         steps.sort(key=lambda s: s.number)
     return out
@@ -83,9 +91,16 @@ def enroll(ctx: Context, table: Table, positions: list[int], sequence: str, rule
         current = json.loads(enrollments[key]) if key in enrollments else None
         if current and current.get("status") == "active":
             continue
-        enrollments[key] = json.dumps({"step": 0, "at": ctx.plan.local_now.isoformat(timespec="seconds"),
-                                       "since": ctx.plan.local_now.isoformat(timespec="seconds"),
-                                       "status": "active", "by": rule, "n": (current or {}).get("n", 0) + 1})
+        enrollments[key] = json.dumps(
+            {
+                "step": 0,
+                "at": ctx.plan.local_now.isoformat(timespec="seconds"),
+                "since": ctx.plan.local_now.isoformat(timespec="seconds"),
+                "status": "active",
+                "by": rule,
+                "n": (current or {}).get("n", 0) + 1,
+            }
+        )
 
 
 def _contact_ids(ctx: Context, table: Table, positions: list[int]) -> list[str]:
@@ -101,8 +116,11 @@ def stage_sequences(ctx: Context) -> None:
         return
     sequences = load_sequences(ctx)
     contacts = ctx.tables["Contacts"]
-    index = {v.strip(): i for i, v in enumerate(contacts.df["id"].to_numpy(dtype=object).tolist())
-             if isinstance(v, str) and v.strip()}
+    index = {
+        v.strip(): i
+        for i, v in enumerate(contacts.df["id"].to_numpy(dtype=object).tolist())
+        if isinstance(v, str) and v.strip()
+    }
     frame = ctx.frame("Contacts")
     masks: dict[int, object] = {}
     today = ctx.plan.local_now.date()
@@ -124,7 +142,7 @@ def stage_sequences(ctx: Context) -> None:
             _end(enrollments, key, item, "finished", ctx)
             continue
         step = steps[done]
-        stop = next((s.stop_when for s in reversed(steps[:done + 1]) if s.stop_when is not None), None)
+        stop = next((s.stop_when for s in reversed(steps[: done + 1]) if s.stop_when is not None), None)
         if reason is None and stop is not None:
             mask = masks.get(id(stop))
             if mask is None:
@@ -144,9 +162,17 @@ def stage_sequences(ctx: Context) -> None:
             item["status"] = "finished"
         enrollments[key] = json.dumps(item)
     from .automations import _mail
+
     for (name, template, _by), items in due_by_template.items():
-        _mail("request_email")(ctx, "Contacts", [p for p, _ in items], template, f"Sequence {name}",
-                               [o for _, o in items], to="contact")
+        _mail("request_email")(
+            ctx,
+            "Contacts",
+            [p for p, _ in items],
+            template,
+            f"Sequence {name}",
+            [o for _, o in items],
+            to="contact",
+        )
 
 
 def _stop_reason(contacts: Table, pos: int, since: dt.datetime) -> str | None:
@@ -158,14 +184,22 @@ def _stop_reason(contacts: Table, pos: int, since: dt.datetime) -> str | None:
     for column in REPLY_COLUMNS:
         if column in df:
             value = df[column].iloc[pos]
-            if value is not None and value == value and hasattr(value, "to_pydatetime") and value.to_pydatetime() >= since:
+            if (
+                value is not None
+                and value == value
+                and hasattr(value, "to_pydatetime")
+                and value.to_pydatetime() >= since
+            ):
                 return "replied"
     return None
 
 
 def _end(enrollments: dict[str, str], key: str, item: dict, reason: str, ctx: Context) -> None:
-    item.update(status="stopped" if reason != "finished" else "finished", reason=reason,
-                ended=ctx.plan.local_now.isoformat(timespec="seconds"))
+    item.update(
+        status="stopped" if reason != "finished" else "finished",
+        reason=reason,
+        ended=ctx.plan.local_now.isoformat(timespec="seconds"),
+    )
     enrollments[key] = json.dumps(item)
     if reason not in ("finished",):
         ctx.plan.problems.append(note("Sequences", f"{key.replace('|', ': ')} left the sequence ({reason})"))

@@ -20,8 +20,8 @@ from .tables import Table
 
 @dataclass
 class Settings:
-    values: dict[str, str] = field(default_factory=dict)   # canonical key -> text as typed
-    cells: dict[str, str] = field(default_factory=dict)    # canonical key -> "Settings!B4"
+    values: dict[str, str] = field(default_factory=dict)  # canonical key -> text as typed
+    cells: dict[str, str] = field(default_factory=dict)  # canonical key -> "Settings!B4"
     problems: list[Problem] = field(default_factory=list)
 
     def text(self, key: str) -> str:
@@ -51,8 +51,11 @@ class Settings:
         try:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
-            self._report("timezone", f'unknown time zone "{name}"',
-                         "use an IANA name such as America/Sao_Paulo or Europe/London")
+            self._report(
+                "timezone",
+                f'unknown time zone "{name}"',
+                "use an IANA name such as America/Sao_Paulo or Europe/London",
+            )
             return ZoneInfo("UTC")
 
     def local_now(self, now: dt.datetime) -> dt.datetime:
@@ -78,8 +81,13 @@ def load_settings(table: Table | None) -> Settings:
         key = normalize(key_raw)
         key = contract.SETTING_ALIASES.get(key, key)
         if key in settings.values:
-            settings.problems.append(warning(table.ref(pos, "key"), f'setting "{key_raw}" appears twice',
-                                             f"the first one ({settings.cells[key]}) is used"))
+            settings.problems.append(
+                warning(
+                    table.ref(pos, "key"),
+                    f'setting "{key_raw}" appears twice',
+                    f"the first one ({settings.cells[key]}) is used",
+                )
+            )
             continue
         value = values.iloc[pos]
         settings.values[key] = value.strip() if isinstance(value, str) else ""

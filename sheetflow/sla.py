@@ -22,12 +22,38 @@ from .engine import Context
 from .names import normalize
 from .problems import error
 
-DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6,
-        "seg": 0, "ter": 1, "qua": 2, "qui": 3, "sex": 4, "sab": 5, "dom": 6}
-SEVERITY = {"urgent": "urgent", "urgente": "urgent", "critical": "urgent", "critica": "urgent",
-            "high": "high", "alta": "high", "normal": "normal", "media": "normal", "medium": "normal",
-            "low": "low", "baixa": "low"}
-_HOURS = re.compile(r"^\s*([A-Za-zçáé]{3})\w*\s*-\s*([A-Za-zçáé]{3})\w*\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+DAYS = {
+    "mon": 0,
+    "tue": 1,
+    "wed": 2,
+    "thu": 3,
+    "fri": 4,
+    "sat": 5,
+    "sun": 6,
+    "seg": 0,
+    "ter": 1,
+    "qua": 2,
+    "qui": 3,
+    "sex": 4,
+    "sab": 5,
+    "dom": 6,
+}
+SEVERITY = {
+    "urgent": "urgent",
+    "urgente": "urgent",
+    "critical": "urgent",
+    "critica": "urgent",
+    "high": "high",
+    "alta": "high",
+    "normal": "normal",
+    "media": "normal",
+    "medium": "normal",
+    "low": "low",
+    "baixa": "low",
+}
+_HOURS = re.compile(
+    r"^\s*([A-Za-zçáé]{3})\w*\s*-\s*([A-Za-zçáé]{3})\w*\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$"
+)
 
 
 class Schedule:
@@ -101,7 +127,9 @@ def stage_sla(ctx: Context) -> None:
     for pos in range(len(df)):
         if to_cell(due[pos]) is not None or to_cell(opened[pos]) is None:
             continue
-        level = SEVERITY.get(normalize(severity[pos]) if isinstance(severity[pos], str) else "normal", "normal")
+        level = SEVERITY.get(
+            normalize(severity[pos]) if isinstance(severity[pos], str) else "normal", "normal"
+        )
         if hours.get(level) is None:
             continue
         start = to_cell(opened[pos])
@@ -117,27 +145,46 @@ def _escalate_overdue(ctx: Context) -> None:
     df = tickets.df
     now = pd.Timestamp(ctx.plan.local_now)
     from .assignment import open_mask
+
     open_ = open_mask(ctx.tables, "Tickets")
     late = (df["due_at"] < now).fillna(False).to_numpy(dtype=bool)
     blank = df["escalated_at"].isna().to_numpy(dtype=bool)
     hits = np.flatnonzero(open_ & late & blank).tolist()
     if not hits:
         return
-    ctx.change(tickets, hits, "escalated_at", [ctx.plan.local_now] * len(hits),
-               ["SLA: overdue, escalated once"] * len(hits))
+    ctx.change(
+        tickets,
+        hits,
+        "escalated_at",
+        [ctx.plan.local_now] * len(hits),
+        ["SLA: overdue, escalated once"] * len(hits),
+    )
     from .automations import _mail, _Unavailable
+
     fallback = ctx.settings.text("fallback_owner")
     for pos in hits:
         row = df.iloc[pos]
         owner = row["owner"] if isinstance(row["owner"], str) and row["owner"].strip() else fallback
         due = to_cell(row["due_at"])
-        text = f"Ticket {row['id']} \"{row['subject'] if isinstance(row['subject'], str) else ''}\" is overdue (due {due:%Y-%m-%d %H:%M})"
-        ctx.append("Tasks", {"created_at": ctx.plan.local_now, "due_at": ctx.plan.local_now, "owner": owner or "",
-                             "table": "Tickets", "record_id": row["id"], "text": text, "rule": "SLA", "done": False},
-                   "SLA")
+        text = f'Ticket {row["id"]} "{row["subject"] if isinstance(row["subject"], str) else ""}" is overdue (due {due:%Y-%m-%d %H:%M})'
+        ctx.append(
+            "Tasks",
+            {
+                "created_at": ctx.plan.local_now,
+                "due_at": ctx.plan.local_now,
+                "owner": owner or "",
+                "table": "Tickets",
+                "record_id": row["id"],
+                "text": text,
+                "rule": "SLA",
+                "done": False,
+            },
+            "SLA",
+        )
         if owner:
             try:
-                _mail("request_notification")(ctx, owner, "Overdue ticket", [text], "SLA",
-                                              f"sla:{row['id']}@{due:%Y-%m-%dT%H:%M}")
+                _mail("request_notification")(
+                    ctx, owner, "Overdue ticket", [text], "SLA", f"sla:{row['id']}@{due:%Y-%m-%dT%H:%M}"
+                )
             except _Unavailable:
                 pass  # the task above already tells the owner

@@ -9,8 +9,8 @@ packs under ``rules/``.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -30,38 +30,68 @@ START_HERE = {
     "en": [
         ("sheetflow — your CRM automation lives in this workbook", True),
         ("", False),
-        ("Data sheets: Contacts, Deals, Tickets, Reps, Stages. Add your records; keep the header row.", False),
-        ("Rule sheets: Scoring (points per rule), Assignment, Automations, Sequences, Templates, Settings.", False),
+        (
+            "Data sheets: Contacts, Deals, Tickets, Reps, Stages. Add your records; keep the header row.",
+            False,
+        ),
+        (
+            "Rule sheets: Scoring (points per rule), Assignment, Automations, Sequences, Templates, Settings.",
+            False,
+        ),
         ("Rules use the 'when' language, e.g.  title contains \"director\" and company_size >= 50", False),
-        ("Output sheets (written by sheetflow): Activity (every change), Runs (every run), Emails, Tasks, Report.", False),
+        (
+            "Output sheets (written by sheetflow): Activity (every change), Runs (every run), Emails, Tasks, Report.",
+            False,
+        ),
         ("", False),
         ("How to run", True),
         ("1. Check your rules:      sheetflow check THIS_FILE.xlsx", False),
         ("2. Preview, change nothing: sheetflow run THIS_FILE.xlsx --dry-run", False),
         ("3. Run:                    sheetflow run THIS_FILE.xlsx", False),
         ("", False),
-        ("sheetflow only writes the cells it manages (id, score, lifecycle_stage, owner, ... and the output "
-         "sheets), never deletes a row, and logs every change in Activity.", False),
-        ("Close the workbook in Excel before running from the command line; a backup of each run is kept in "
-         "the .sheetflow folder beside the file.", False),
+        (
+            "sheetflow only writes the cells it manages (id, score, lifecycle_stage, owner, ... and the output "
+            "sheets), never deletes a row, and logs every change in Activity.",
+            False,
+        ),
+        (
+            "Close the workbook in Excel before running from the command line; a backup of each run is kept in "
+            "the .sheetflow folder beside the file.",
+            False,
+        ),
     ],
     "pt-BR": [
         ("sheetflow — a automação do seu CRM mora nesta planilha", True),
         ("", False),
-        ("Abas de dados: Contatos, Negócios, Chamados, Vendedores, Etapas. Inclua seus registros; mantenha o cabeçalho.", False),
+        (
+            "Abas de dados: Contatos, Negócios, Chamados, Vendedores, Etapas. Inclua seus registros; mantenha o cabeçalho.",
+            False,
+        ),
         ("Abas de regras: Pontuação, Atribuição, Automações, Sequências, Modelos, Configurações.", False),
-        ("As regras usam a linguagem 'quando', p.ex.  cargo contains \"diretor\" and tamanho_empresa >= 50", False),
-        ("Abas de saída (escritas pelo sheetflow): Atividade (cada mudança), Execuções (cada execução), E-mails, Tarefas, Relatório.", False),
+        (
+            "As regras usam a linguagem 'quando', p.ex.  cargo contains \"diretor\" and tamanho_empresa >= 50",
+            False,
+        ),
+        (
+            "Abas de saída (escritas pelo sheetflow): Atividade (cada mudança), Execuções (cada execução), E-mails, Tarefas, Relatório.",
+            False,
+        ),
         ("", False),
         ("Como executar", True),
         ("1. Verifique as regras:        sheetflow check ESTE_ARQUIVO.xlsx", False),
         ("2. Simule sem mudar nada:      sheetflow run ESTE_ARQUIVO.xlsx --dry-run", False),
         ("3. Execute:                    sheetflow run ESTE_ARQUIVO.xlsx", False),
         ("", False),
-        ("O sheetflow só escreve nas células que gerencia (id, pontuação, estágio, responsável, ... e nas abas "
-         "de saída), nunca apaga linhas e registra cada mudança em Atividade.", False),
-        ("Feche a planilha no Excel antes de executar pela linha de comando; um backup de cada execução fica "
-         "na pasta .sheetflow ao lado do arquivo.", False),
+        (
+            "O sheetflow só escreve nas células que gerencia (id, pontuação, estágio, responsável, ... e nas abas "
+            "de saída), nunca apaga linhas e registra cada mudança em Atividade.",
+            False,
+        ),
+        (
+            "Feche a planilha no Excel antes de executar pela linha de comando; um backup de cada execução fica "
+            "na pasta .sheetflow ao lado do arquivo.",
+            False,
+        ),
     ],
 }
 
@@ -89,8 +119,14 @@ def _validations(spec: SheetSpec, lang: str) -> dict[str, tuple[list[str] | str,
     if spec.name in ("Assignment", "Automations"):
         out["table"] = (tables, False)
     if spec.name == "Automations":
-        out["trigger"] = (["new", "every_run", "changed:", "entered:", "score_reached:", "date:", "idle:"], True)
-        out["action"] = (["send_email", "set", "assign", "enroll", "create_task", "notify", "escalate"], False)
+        out["trigger"] = (
+            ["new", "every_run", "changed:", "entered:", "score_reached:", "date:", "idle:"],
+            True,
+        )
+        out["action"] = (
+            ["send_email", "set", "assign", "enroll", "create_task", "notify", "escalate"],
+            False,
+        )
     if spec.name == "Contacts":
         out["lifecycle_stage"] = ([contract.lifecycle_label(s, lang) for s in contract.LIFECYCLE], True)
     if spec.name in ("Contacts", "Deals", "Tickets"):
@@ -98,13 +134,22 @@ def _validations(spec: SheetSpec, lang: str) -> dict[str, tuple[list[str] | str,
     if spec.name == "Deals":
         out["stage"] = (f"'{stages_sheet}'!$A$2:$A$100", True)
     if spec.name == "Tickets":
-        out["severity"] = (["baixa", "normal", "alta", "urgente"] if pt else ["low", "normal", "high", "urgent"], True)
-        out["status"] = (["aberto", "pendente", "resolvido", "fechado"] if pt else ["open", "pending", "resolved", "closed"], True)
+        out["severity"] = (
+            ["baixa", "normal", "alta", "urgente"] if pt else ["low", "normal", "high", "urgent"],
+            True,
+        )
+        out["status"] = (
+            ["aberto", "pendente", "resolvido", "fechado"]
+            if pt
+            else ["open", "pending", "resolved", "closed"],
+            True,
+        )
     return out
 
 
-def _add_sheet(wb: Workbook, spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: list[str] = ()
-               ) -> None:
+def _add_sheet(
+    wb: Workbook, spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: list[str] = ()
+) -> None:
     ws = wb.create_sheet(label(spec, lang))
     for values in sheet_rows(spec, lang, rows, extra):
         ws.append(values)
@@ -149,10 +194,13 @@ def _cell_value(value: Any, column: contract.Column, lang: str) -> Any:
 
 def _letter(i: int) -> str:
     from .names import column_letter
+
     return column_letter(i)
 
 
-def example_rows(lang: str, contacts: int = 60, today: dt.date | None = None) -> dict[str, list[dict[str, Any]]]:
+def example_rows(
+    lang: str, contacts: int = 60, today: dt.date | None = None
+) -> dict[str, list[dict[str, Any]]]:
     today = today or dt.date.today()
     people = sample.contacts(contacts, today=today)
     rows: dict[str, list[dict[str, Any]]] = {
@@ -169,8 +217,15 @@ def example_rows(lang: str, contacts: int = 60, today: dt.date | None = None) ->
     return rows
 
 
-def create_starter(path: str | Path, *, lang: str = "en", example: bool = False, force: bool = False,
-                   contacts: int = 60, today: dt.date | None = None) -> Path:
+def create_starter(
+    path: str | Path,
+    *,
+    lang: str = "en",
+    example: bool = False,
+    force: bool = False,
+    contacts: int = 60,
+    today: dt.date | None = None,
+) -> Path:
     """A new starter workbook; for an existing .xlsx/.xlsm, see :func:`add_missing_sheets`."""
     path = Path(path)
     if path.suffix.lower() not in (".xlsx", ".xlsm"):
@@ -179,8 +234,10 @@ def create_starter(path: str | Path, *, lang: str = "en", example: bool = False,
         add_missing_sheets(path, lang=lang, example=example, contacts=contacts, today=today)
         return path
     if path.suffix.lower() == ".xlsm":
-        raise UsageError(f"{path.name}: a new workbook has no macros; create a .xlsx, or run init on your "
-                         "existing .xlsm to add the sheetflow sheets to it")
+        raise UsageError(
+            f"{path.name}: a new workbook has no macros; create a .xlsx, or run init on your "
+            "existing .xlsm to add the sheetflow sheets to it"
+        )
     rows = example_rows(lang, contacts, today) if example else {}
     if not example:
         rows["Settings"] = read_pack("b2b-lead-scoring", "Settings", lang)
@@ -217,8 +274,9 @@ def report_title(lang: str) -> str:
     return "Relatório (reconstruído a cada execução)" if _is_pt(lang) else "Report (rebuilt on every run)"
 
 
-def add_missing_sheets(path: Path, *, lang: str = "en", example: bool = False, contacts: int = 60,
-                       today: dt.date | None = None) -> list[str]:
+def add_missing_sheets(
+    path: Path, *, lang: str = "en", example: bool = False, contacts: int = 60, today: dt.date | None = None
+) -> list[str]:
     """Add the contract sheets a team's workbook lacks, touching nothing that is already there.
 
     Written with the patch writer, so the workbook's VBA, buttons, charts and validations survive. Existing
@@ -263,20 +321,28 @@ def add_missing_sheets(path: Path, *, lang: str = "en", example: bool = False, c
             else:
                 validations.append(Validation(sqref, source=options, allow_other=allow_other))
         widths = {i: c.width for i, c in enumerate(spec.columns, start=1)}
-        patches.append(SheetPatch(name, cells, new=NewSheet(freeze_rows=1, col_widths=widths, bold_rows={1},
-                                                            validations=validations)))
+        patches.append(
+            SheetPatch(
+                name,
+                cells,
+                new=NewSheet(freeze_rows=1, col_widths=widths, bold_rows={1}, validations=validations),
+            )
+        )
     if patches:
         with book.lease():
             book.write(patches, backups=10)
     return [p.sheet for p in patches]
 
 
-def sheet_rows(spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: list[str] = ()
-               ) -> list[list[Any]]:
+def sheet_rows(
+    spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: list[str] = ()
+) -> list[list[Any]]:
     """Header + data rows of a new sheet, as cell values; ``extra`` columns (from packs) go last."""
     out: list[list[Any]] = [[label(c, lang) for c in spec.columns] + list(extra)]
-    out += [[_cell_value(row.get(c.name), c, lang) for c in spec.columns] + [row.get(e) for e in extra]
-            for row in rows]
+    out += [
+        [_cell_value(row.get(c.name), c, lang) for c in spec.columns] + [row.get(e) for e in extra]
+        for row in rows
+    ]
     return out
 
 

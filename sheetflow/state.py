@@ -37,7 +37,7 @@ TRACKED: dict[str, tuple[str, ...]] = {
 class State:
     meta: dict[str, str] = field(default_factory=dict)
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # table -> id -> values
-    sections: dict[str, dict[str, str]] = field(default_factory=dict)            # other sections, raw
+    sections: dict[str, dict[str, str]] = field(default_factory=dict)  # other sections, raw
 
     def seen(self, table: str) -> dict[str, dict[str, Any]]:
         return self.records.setdefault(table, {})
@@ -48,8 +48,13 @@ class State:
         out += [["meta", k, v] for k, v in sorted(self.meta.items())]
         for table in sorted(self.records):
             for rid, values in self.records[table].items():
-                out.append([f"rec:{table}", rid, json.dumps(values, separators=(",", ":"),
-                                                            ensure_ascii=False, default=str)])
+                out.append(
+                    [
+                        f"rec:{table}",
+                        rid,
+                        json.dumps(values, separators=(",", ":"), ensure_ascii=False, default=str),
+                    ]
+                )
         for section in sorted(self.sections):
             out += [[section, k, v] for k, v in self.sections[section].items()]
         return out
@@ -71,8 +76,13 @@ def load_state(table: Table | None) -> tuple[State, list[Problem]]:
             try:
                 state.seen(section[4:])[key] = json.loads(value) if value else {}
             except json.JSONDecodeError:
-                problems.append(warning(table.ref(pos, "value"), "sheetflow's saved state is damaged here",
-                                        "this record counts as new once; do not edit the hidden state sheet"))
+                problems.append(
+                    warning(
+                        table.ref(pos, "value"),
+                        "sheetflow's saved state is damaged here",
+                        "this record counts as new once; do not edit the hidden state sheet",
+                    )
+                )
         else:
             state.sections.setdefault(section, {})[key] = value
     return state, problems

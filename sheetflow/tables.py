@@ -32,7 +32,7 @@ class RawSheet:
     rows: list[list[object]]
     origin: tuple[int, int] = (1, 1)
     state: str = "visible"
-    last: int | None = None   # set when only the header was read (append-only logs)
+    last: int | None = None  # set when only the header was read (append-only logs)
 
     @property
     def last_row(self) -> int:
@@ -50,14 +50,14 @@ class Table:
     """One contract sheet as typed data."""
 
     spec: SheetSpec
-    sheet: str                                  # the sheet's actual name in the workbook
-    df: pd.DataFrame                            # canonical column names, typed
-    rows: np.ndarray                            # sheet row number of each df row (1-based)
-    header_row: int                             # 0 when the sheet has no header yet
-    col_index: dict[str, int]                   # column name -> 1-based sheet column
-    headers: dict[str, str] = field(default_factory=dict)   # column name -> header text as typed
+    sheet: str  # the sheet's actual name in the workbook
+    df: pd.DataFrame  # canonical column names, typed
+    rows: np.ndarray  # sheet row number of each df row (1-based)
+    header_row: int  # 0 when the sheet has no header yet
+    col_index: dict[str, int]  # column name -> 1-based sheet column
+    headers: dict[str, str] = field(default_factory=dict)  # column name -> header text as typed
     types: dict[str, ColumnType] = field(default_factory=dict)
-    last_row: int = 0                           # last used sheet row (appends go below)
+    last_row: int = 0  # last used sheet row (appends go below)
     last_col: int = 0
     exists: bool = True
 
@@ -98,13 +98,18 @@ def empty_table(spec: SheetSpec, sheet_name: str | None = None, exists: bool = F
     every = (*spec.columns, *spec.optional)
     types = {c.name: c.type for c in every}
     df = pd.DataFrame({c.name: pd.Series([], dtype=_dtype(c.type)) for c in every})
-    return Table(spec, sheet_name or spec.name, df, np.zeros(0, dtype=np.int64), 0, {}, {}, types,
-                 exists=exists)
+    return Table(
+        spec, sheet_name or spec.name, df, np.zeros(0, dtype=np.int64), 0, {}, {}, types, exists=exists
+    )
 
 
 def _dtype(type_: ColumnType) -> str:
-    return {ColumnType.NUMBER: "float64", ColumnType.DATE: "datetime64[ns]",
-            ColumnType.BOOL: "boolean", ColumnType.TEXT: "str"}[type_]
+    return {
+        ColumnType.NUMBER: "float64",
+        ColumnType.DATE: "datetime64[ns]",
+        ColumnType.BOOL: "boolean",
+        ColumnType.TEXT: "str",
+    }[type_]
 
 
 def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, list[Problem]]:
@@ -129,13 +134,17 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
             continue
         sheet_col = col0 + j
         if name in col_index:
-            problems.append(warning(cell_ref(raw.name, header_row, sheet_col),
-                                    f'column "{text}" appears twice',
-                                    f"only {column_letter(col_index[name])} is used; rename one of them"))
+            problems.append(
+                warning(
+                    cell_ref(raw.name, header_row, sheet_col),
+                    f'column "{text}" appears twice',
+                    f"only {column_letter(col_index[name])} is used; rename one of them",
+                )
+            )
             continue
         col_index[name] = sheet_col
         headers[name] = text
-    body = raw.rows[h + 1:]
+    body = raw.rows[h + 1 :]
     keep = [i for i, r in enumerate(body) if any(v not in (None, "") for v in r)]
     rows = np.asarray([header_row + 1 + i for i in keep], dtype=np.int64)
     data: dict[str, pd.Series] = {}
@@ -148,11 +157,20 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         series, bad = convert_column(values, type_, locale)
         for n, (pos, reason) in enumerate(bad):
             if n == MAX_WARNINGS_PER_COLUMN:
-                problems.append(warning(f"{raw.name}!{column_letter(sheet_col)}",
-                                        f"{len(bad) - n} more cells in this column could not be read"))
+                problems.append(
+                    warning(
+                        f"{raw.name}!{column_letter(sheet_col)}",
+                        f"{len(bad) - n} more cells in this column could not be read",
+                    )
+                )
                 break
-            problems.append(warning(cell_ref(raw.name, int(rows[pos]), sheet_col),
-                                    f'"{values[pos]}" {reason}', "treated as empty"))
+            problems.append(
+                warning(
+                    cell_ref(raw.name, int(rows[pos]), sheet_col),
+                    f'"{values[pos]}" {reason}',
+                    "treated as empty",
+                )
+            )
         data[name] = series
         types[name] = type_
     for column in (*spec.columns, *spec.optional):  # contract columns the sheet lacks exist, empty
@@ -161,8 +179,18 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
             types[column.name] = column.type
     df = pd.DataFrame(data)
     last_col = max([col0 + len(r) - 1 for r in raw.rows] + [0])
-    return Table(spec, raw.name, df, rows, header_row, col_index, headers, types,
-                 last_row=raw.last_row, last_col=last_col), problems
+    return Table(
+        spec,
+        raw.name,
+        df,
+        rows,
+        header_row,
+        col_index,
+        headers,
+        types,
+        last_row=raw.last_row,
+        last_col=last_col,
+    ), problems
 
 
 @dataclass
@@ -184,7 +212,7 @@ class Tables:
 
     @property
     def language(self) -> str:
-        """"pt-BR" when the workbook is Portuguese (locale, or sheets named in Portuguese), else "en"."""
+        """ "pt-BR" when the workbook is Portuguese (locale, or sheets named in Portuguese), else "en"."""
         if self.locale.portuguese:
             return "pt-BR"
         present = [t for t in self.by_name.values() if t.exists and t.spec.pt]
@@ -202,15 +230,21 @@ def match_sheets(names: Iterable[str]) -> tuple[dict[str, str], list[Problem]]:
         if spec is None:
             continue
         if spec.name in found:
-            problems.append(error(name, f'sheet "{name}" and sheet "{found[spec.name]}" both mean {spec.name}',
-                                  f'rename or delete one; sheetflow uses "{found[spec.name]}"'))
+            problems.append(
+                error(
+                    name,
+                    f'sheet "{name}" and sheet "{found[spec.name]}" both mean {spec.name}',
+                    f'rename or delete one; sheetflow uses "{found[spec.name]}"',
+                )
+            )
             continue
         found[spec.name] = name
     return found, problems
 
 
-def load_tables(raws: dict[str, RawSheet], locale_of: Callable[[Table | None], Locale]
-                ) -> tuple[Tables, list[Problem]]:
+def load_tables(
+    raws: dict[str, RawSheet], locale_of: Callable[[Table | None], Locale]
+) -> tuple[Tables, list[Problem]]:
     """Type every contract sheet. Settings are loaded first because they decide the locale."""
     found, problems = match_sheets(raws)
     tables: dict[str, Table] = {}

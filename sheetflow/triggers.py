@@ -49,10 +49,10 @@ class TriggerError(ValueError):
 @dataclass(frozen=True)
 class Trigger:
     kind: str
-    column: str = ""        # changed/date: the column; entered: the stage column
-    value: str = ""         # entered: canonical stage text (casefolded); score_reached: threshold
-    days: int = 0           # date offset (signed) / idle days; -1 for idle:rotting
-    text: str = ""          # as the user wrote it
+    column: str = ""  # changed/date: the column; entered: the stage column
+    value: str = ""  # entered: canonical stage text (casefolded); score_reached: threshold
+    days: int = 0  # date offset (signed) / idle days; -1 for idle:rotting
+    text: str = ""  # as the user wrote it
 
     @property
     def edge(self) -> bool:
@@ -62,23 +62,34 @@ class Trigger:
 def parse_trigger(text: str, table: str, schema: Schema) -> Trigger:
     raw = (text or "").strip()
     if not raw:
-        raise TriggerError("trigger is empty — use new, changed:COLUMN, entered:STAGE, score_reached:N, "
-                           "date:COLUMN+Nd, idle:Nd or every_run")
+        raise TriggerError(
+            "trigger is empty — use new, changed:COLUMN, entered:STAGE, score_reached:N, "
+            "date:COLUMN+Nd, idle:Nd or every_run"
+        )
     head, _, arg = raw.partition(":")
     kind = normalize(head)
     if kind not in KINDS:
         hint = suggest(kind, KINDS)
-        raise TriggerError(f'unknown trigger "{raw}"' + (f' — did you mean "{hint}"?' if hint else
-                           " — use " + ", ".join(KINDS)))
+        raise TriggerError(
+            f'unknown trigger "{raw}"'
+            + (f' — did you mean "{hint}"?' if hint else " — use " + ", ".join(KINDS))
+        )
     arg = arg.strip()
     if kind in ("new", "every_run"):
         if arg:
             raise TriggerError(f'"{kind}" takes nothing after it; write just {kind}')
         return Trigger(kind, text=raw)
     if not arg:
-        raise TriggerError(f'"{kind}:" needs a value, e.g. ' + {
-            "changed": "changed:stage", "entered": "entered:Proposal", "score_reached": "score_reached:50",
-            "date": "date:renewal_date-30d", "idle": "idle:14d"}[kind])
+        raise TriggerError(
+            f'"{kind}:" needs a value, e.g. '
+            + {
+                "changed": "changed:stage",
+                "entered": "entered:Proposal",
+                "score_reached": "score_reached:50",
+                "date": "date:renewal_date-30d",
+                "idle": "idle:14d",
+            }[kind]
+        )
     if kind == "changed":
         return Trigger(kind, _column(arg, schema), text=raw)
     if kind == "entered":
@@ -95,7 +106,7 @@ def parse_trigger(text: str, table: str, schema: Schema) -> Trigger:
         m = _DATE.match(arg)
         column = _column(m.group(1), schema) if m else ""
         if schema.type_of(column).value != "date":
-            raise TriggerError(f'{column} is not a date column; date: needs one, e.g. date:renewal_date-30d')
+            raise TriggerError(f"{column} is not a date column; date: needs one, e.g. date:renewal_date-30d")
         sign = -1 if m.group(2) == "-" else 1
         return Trigger(kind, column, days=sign * int(m.group(3) or 0), text=raw)
     # idle
@@ -126,15 +137,24 @@ def _stage_key(text: object, table: str) -> str:
 
 # ---------------------------------------------------------------- detection
 
+
 @dataclass
 class Firing:
     positions: list[int]
     occurrences: list[str]
 
 
-def detect(trigger: Trigger, table_name: str, df: pd.DataFrame, previous: dict[str, dict],
-           baseline: str | None, today: dt.date, *, catch_up_days: int = 7,
-           rotting: dict[str, float] | None = None) -> Firing:
+def detect(
+    trigger: Trigger,
+    table_name: str,
+    df: pd.DataFrame,
+    previous: dict[str, dict],
+    baseline: str | None,
+    today: dt.date,
+    *,
+    catch_up_days: int = 7,
+    rotting: dict[str, float] | None = None,
+) -> Firing:
     """Records the trigger holds for now, with their occurrence ids (before ``when`` and fire-once)."""
     ids = df["id"].to_numpy(dtype=object)
     n = len(df)
@@ -151,8 +171,10 @@ def detect(trigger: Trigger, table_name: str, df: pd.DataFrame, previous: dict[s
             hits = np.flatnonzero(has_id & ~seen)
             return Firing(hits.tolist(), ["new"] * len(hits))
         now_values = _comparable(df.get(trigger.column), n)
-        before = [previous.get(v.strip(), {}).get(trigger.column, _MISSING) if isinstance(v, str) else _MISSING
-                  for v in ids]
+        before = [
+            previous.get(v.strip(), {}).get(trigger.column, _MISSING) if isinstance(v, str) else _MISSING
+            for v in ids
+        ]
         positions: list[int] = []
         for pos in np.flatnonzero(has_id).tolist():
             old, new = before[pos], now_values[pos]
@@ -166,14 +188,22 @@ def detect(trigger: Trigger, table_name: str, df: pd.DataFrame, previous: dict[s
                     positions.append(pos)
             elif trigger.kind == "score_reached":
                 limit = float(trigger.value)
-                if isinstance(new, (int, float)) and new >= limit and not (
-                        isinstance(old, (int, float)) and old >= limit):
+                if (
+                    isinstance(new, (int, float))
+                    and new >= limit
+                    and not (isinstance(old, (int, float)) and old >= limit)
+                ):
                     positions.append(pos)
-        return Firing(positions, [f"{trigger.kind}:{trigger.column if trigger.kind == 'changed' else trigger.value}@{tag}"]
-                      * len(positions))
+        return Firing(
+            positions,
+            [f"{trigger.kind}:{trigger.column if trigger.kind == 'changed' else trigger.value}@{tag}"]
+            * len(positions),
+        )
     if trigger.kind == "date":
-        dates = pd.to_datetime(df[trigger.column]) if trigger.column in df else pd.Series(pd.NaT, index=df.index)
-        target = (dates.dt.normalize() + pd.to_timedelta(trigger.days, unit="D"))
+        dates = (
+            pd.to_datetime(df[trigger.column]) if trigger.column in df else pd.Series(pd.NaT, index=df.index)
+        )
+        target = dates.dt.normalize() + pd.to_timedelta(trigger.days, unit="D")
         today_ts = pd.Timestamp(today)
         ok = (target <= today_ts) & (target >= today_ts - pd.Timedelta(days=catch_up_days))
         hits = np.flatnonzero(ok.fillna(False).to_numpy(dtype=bool) & has_id)
@@ -192,8 +222,11 @@ def detect(trigger: Trigger, table_name: str, df: pd.DataFrame, previous: dict[s
     else:
         stages = df["stage"] if "stage" in df else pd.Series([None] * n, index=df.index)
         rot = rotting or {}
-        limit = pd.Series([rot.get(normalize(s)) if isinstance(s, str) else None for s in stages],
-                          index=df.index, dtype="float64")
+        limit = pd.Series(
+            [rot.get(normalize(s)) if isinstance(s, str) else None for s in stages],
+            index=df.index,
+            dtype="float64",
+        )
     ok = (idle_days >= limit).fillna(False).to_numpy(dtype=bool) & has_id
     hits = np.flatnonzero(ok)
     since = last.iloc[hits].dt.strftime("%Y-%m-%d").tolist()

@@ -19,22 +19,27 @@ from .book import Book, open_book
 from .coerce import Locale, Unreadable, as_text, parse_as, to_cell
 from .coltypes import ColumnType
 from .engine import new_run_id
-from .plan import CellChange, Plan
 from .pipeline import load
+from .plan import CellChange, Plan
 from .problems import Problem, SheetflowError, warning
 from .tables import Table
 
 
 @dataclass
 class UndoResult:
-    run_id: str                       # the run that was undone
-    plan: Plan                        # the undo's own changes
+    run_id: str  # the run that was undone
+    plan: Plan  # the undo's own changes
     skipped: list[Problem] = field(default_factory=list)
     written: bool = False
 
 
-def undo(address: str | Path, run_id: str | None = None, *, now: dt.datetime | None = None,
-         book: Book | None = None) -> UndoResult:
+def undo(
+    address: str | Path,
+    run_id: str | None = None,
+    *,
+    now: dt.datetime | None = None,
+    book: Book | None = None,
+) -> UndoResult:
     book = book or open_book(address)
     started = time.monotonic()
     with book.lease():
@@ -46,8 +51,9 @@ def undo(address: str | Path, run_id: str | None = None, *, now: dt.datetime | N
         run_ids = [r for r in df["run_id"].tolist() if isinstance(r, str)]
         target = run_id or _last_undoable(df)
         if target is None or target not in run_ids:
-            raise SheetflowError(f'no changes of run "{run_id}" in Activity' if run_id
-                                 else "no run left to undo in Activity")
+            raise SheetflowError(
+                f'no changes of run "{run_id}" in Activity' if run_id else "no run left to undo in Activity"
+            )
         if (df["rule"] == f"undo {target}").any():
             raise SheetflowError(f"run {target} was already undone")
         now = now or dt.datetime.now(dt.timezone.utc)
@@ -61,8 +67,12 @@ def undo(address: str | Path, run_id: str | None = None, *, now: dt.datetime | N
             _restore(loaded.tables, activity, i, target, loaded.tables.locale, result)
         plan.problems += result.skipped
         if plan.changes:
-            patches = build_patches(plan, loaded.tables, write_state=False,
-                                    elapsed=dt.timedelta(seconds=time.monotonic() - started))
+            patches = build_patches(
+                plan,
+                loaded.tables,
+                write_state=False,
+                elapsed=dt.timedelta(seconds=time.monotonic() - started),
+            )
             book.write(patches, backups=int(loaded.settings.number("backups") or 10))
             result.written = True
         return result
@@ -71,7 +81,11 @@ def undo(address: str | Path, run_id: str | None = None, *, now: dt.datetime | N
 def _last_undoable(df) -> str | None:
     undone = {r[5:] for r in df["rule"].tolist() if isinstance(r, str) and r.startswith("undo ")}
     for rid, rule in zip(reversed(df["run_id"].tolist()), reversed(df["rule"].tolist())):
-        if isinstance(rid, str) and rid not in undone and not (isinstance(rule, str) and rule.startswith("undo ")):
+        if (
+            isinstance(rid, str)
+            and rid not in undone
+            and not (isinstance(rule, str) and rule.startswith("undo "))
+        ):
             return rid
     return None
 
@@ -94,14 +108,28 @@ def _restore(tables, activity: Table, i: int, target: str, locale: Locale, resul
     current = as_text(to_cell(table.df[column].iloc[pos]))
     wrote = row["new"] if isinstance(row["new"], str) else None
     if (current or None) != (wrote or None):
-        result.skipped.append(warning(table.ref(pos, column), f"changed since run {target} "
-                                      f'(now "{current or ""}", the run wrote "{wrote or ""}"); left as it is'))
+        result.skipped.append(
+            warning(
+                table.ref(pos, column),
+                f"changed since run {target} "
+                f'(now "{current or ""}", the run wrote "{wrote or ""}"); left as it is',
+            )
+        )
         return
     old_text = row["old"] if isinstance(row["old"], str) else None
     try:
         old = parse_as(old_text, table.types.get(column, ColumnType.TEXT), locale)
     except Unreadable:
         old = old_text
-    result.plan.changes.append(CellChange(spec.name, pos, record, column, to_cell(table.df[column].iloc[pos]),
-                                          old, f"undo {target}", table.ref(pos, column)))
-
+    result.plan.changes.append(
+        CellChange(
+            spec.name,
+            pos,
+            record,
+            column,
+            to_cell(table.df[column].iloc[pos]),
+            old,
+            f"undo {target}",
+            table.ref(pos, column),
+        )
+    )

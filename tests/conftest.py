@@ -32,6 +32,7 @@ def make_book(path: Path, sheets: dict[str, list[list[Any]]]) -> Path:
 def read_sheet(path: Path, name: str) -> list[list[Any]]:
     """A sheet's cells as python-calamine reads them (an independent reader, not sheetflow's)."""
     import python_calamine as pc
+
     book = pc.CalamineWorkbook.from_path(str(path))
     try:
         return book.get_sheet_by_name(name).to_python()
@@ -43,4 +44,5 @@ def read_sheet(path: Path, name: str) -> list[list[Any]]:
 def book(tmp_path: Path):
     def _make(sheets: dict[str, list[list[Any]]], name: str = "crm.xlsx") -> Path:
         return make_book(tmp_path / name, sheets)
+
     return _make

@@ -6,9 +6,9 @@ import datetime as dt
 import json
 
 import pytest
+from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
-from conftest import read_sheet as sheet
 from sheetflow.cli import main
 from sheetflow.pipeline import run
 from sheetflow.sla import Schedule
@@ -18,8 +18,6 @@ DAY0 = dt.datetime(2026, 3, 2, 9, 0)  # a Monday
 
 def day(n: int) -> dt.datetime:
     return DAY0 + dt.timedelta(days=n)
-
-
 
 
 def tasks(path) -> list[tuple[str, str]]:
@@ -44,31 +42,92 @@ def append(path, sheet_name: str, row: list) -> None:
 
 AUTOMATIONS = [
     ["rule", "table", "trigger", "when", "action", "params", "delay", "enabled"],
-    ["Big lead", "Contacts", "new", "company_size >= 100", "create_task", "text=Call {{ first_name }}; due=2d", None, True],
-    ["Follow up", "Contacts", "new", 'lifecycle_stage != "customer"', "create_task", "text=Follow up", "2d", True],
-    ["Renewal", "Deals", "date:renewal_date-30d", 'stage = "Won"', "create_task", "text=Renewal for {{ name }}", None, True],
-    ["Stalled", "Deals", "idle:rotting", 'stage not in ("Won", "Lost")', "create_task", "text=Stalled: {{ name }}", None, True],
-    ["Unhappy", "Contacts", "changed:nps", "nps <= 6", "create_task", "text=Call back, NPS {{ nps }}", None, True],
+    [
+        "Big lead",
+        "Contacts",
+        "new",
+        "company_size >= 100",
+        "create_task",
+        "text=Call {{ first_name }}; due=2d",
+        None,
+        True,
+    ],
+    [
+        "Follow up",
+        "Contacts",
+        "new",
+        'lifecycle_stage != "customer"',
+        "create_task",
+        "text=Follow up",
+        "2d",
+        True,
+    ],
+    [
+        "Renewal",
+        "Deals",
+        "date:renewal_date-30d",
+        'stage = "Won"',
+        "create_task",
+        "text=Renewal for {{ name }}",
+        None,
+        True,
+    ],
+    [
+        "Stalled",
+        "Deals",
+        "idle:rotting",
+        'stage not in ("Won", "Lost")',
+        "create_task",
+        "text=Stalled: {{ name }}",
+        None,
+        True,
+    ],
+    [
+        "Unhappy",
+        "Contacts",
+        "changed:nps",
+        "nps <= 6",
+        "create_task",
+        "text=Call back, NPS {{ nps }}",
+        None,
+        True,
+    ],
     ["Proposal sent", "Deals", "entered:Proposal", "", "set", "next_step=Send contract", None, True],
-    ["Contract task", "Deals", "changed:next_step", "next_step is not empty", "create_task", "text={{ next_step }}", None, True],
+    [
+        "Contract task",
+        "Deals",
+        "changed:next_step",
+        "next_step is not empty",
+        "create_task",
+        "text={{ next_step }}",
+        None,
+        True,
+    ],
     ["Switched off", "Contacts", "every_run", "", "create_task", "text=never", None, False],
 ]
 
 
 @pytest.fixture
 def crm(book):
-    return book({
-        "Settings": [["key", "value"], ["timezone", "America/Sao_Paulo"], ["fallback_owner", "Ana"]],
-        "Contacts": [["id", "first_name", "company_size", "lifecycle_stage", "nps", "owner"],
-                     ["C-1", "Ana", 200, "lead", 9, "Bob"], ["C-2", "Bia", 10, "lead", None, None]],
-        "Deals": [["id", "name", "stage", "created_at", "renewal_date", "next_step", "owner"],
-                  ["D-1", "Acme renewal", "Won", day(-100), day(35), None, "Bob"],
-                  ["D-2", "Stuck deal", "Proposal", day(-20), None, None, "Bob"],
-                  ["D-3", "Young deal", "Qualified", day(-5), None, None, "Bob"],
-                  ["D-4", "Old renewal", "Won", day(-300), day(60), None, "Bob"]],
-        "Stages": [["stage", "rotting_days"], ["Qualified", 14], ["Proposal", 14], ["Won", None]],
-        "Automations": AUTOMATIONS,
-    })
+    return book(
+        {
+            "Settings": [["key", "value"], ["timezone", "America/Sao_Paulo"], ["fallback_owner", "Ana"]],
+            "Contacts": [
+                ["id", "first_name", "company_size", "lifecycle_stage", "nps", "owner"],
+                ["C-1", "Ana", 200, "lead", 9, "Bob"],
+                ["C-2", "Bia", 10, "lead", None, None],
+            ],
+            "Deals": [
+                ["id", "name", "stage", "created_at", "renewal_date", "next_step", "owner"],
+                ["D-1", "Acme renewal", "Won", day(-100), day(35), None, "Bob"],
+                ["D-2", "Stuck deal", "Proposal", day(-20), None, None, "Bob"],
+                ["D-3", "Young deal", "Qualified", day(-5), None, None, "Bob"],
+                ["D-4", "Old renewal", "Won", day(-300), day(60), None, "Bob"],
+            ],
+            "Stages": [["stage", "rotting_days"], ["Qualified", 14], ["Proposal", 14], ["Won", None]],
+            "Automations": AUTOMATIONS,
+        }
+    )
 
 
 def test_time_travel(crm):
@@ -104,8 +163,10 @@ def test_time_travel(crm):
     assert sorted(tasks(crm)[3:]) == [("Contract task", "D-3"), ("Renewal", "D-1")]
     assert sheet(crm, "Deals")[3][5] == "Send contract"
     activity = sheet(crm, "Activity")
-    assert any(r[3] == "D-3" and r[4] == "next_step" and r[7] == 'Automation "Proposal sent": set next_step'
-               for r in activity)
+    assert any(
+        r[3] == "D-3" and r[4] == "next_step" and r[7] == 'Automation "Proposal sent": set next_step'
+        for r in activity
+    )
     assert not r10.plan.errors
     run(crm, now=day(11))  # nothing fires twice
     assert len(tasks(crm)) == 5
@@ -127,21 +188,34 @@ def _state(path, section: str) -> dict[str, str]:
 
 
 def test_repeat_true_fires_every_run(book):
-    path = book({"Contacts": [["id", "last_activity_at"], ["C-1", day(-30)]],
-                 "Automations": [AUTOMATIONS[0], ["Idle", "Contacts", "idle:14d", "", "create_task", "text=x", None, True],
-                                 ["Idle again", "Contacts", "idle:14d", "", "create_task", "text=y; repeat=true", None, True]]})
+    path = book(
+        {
+            "Contacts": [["id", "last_activity_at"], ["C-1", day(-30)]],
+            "Automations": [
+                AUTOMATIONS[0],
+                ["Idle", "Contacts", "idle:14d", "", "create_task", "text=x", None, True],
+                ["Idle again", "Contacts", "idle:14d", "", "create_task", "text=y; repeat=true", None, True],
+            ],
+        }
+    )
     for n in range(3):
         run(path, now=day(n))
     assert sorted(tasks(path)) == sorted([("Idle", "C-1")] + [("Idle again", "C-1")] * 3)
 
 
 def test_loop_guard_stops_rules_that_trigger_each_other(book):
-    path = book({"Contacts": [["id", "a", "b"], ["C-1", "p", "on"]],
-                 "Automations": [AUTOMATIONS[0],
-                                 ["R1", "Contacts", "changed:b", 'a = "p"', "set", "a=q", None, True],
-                                 ["R2", "Contacts", "changed:b", 'a = "q"', "set", "a=p", None, True],
-                                 ["R3", "Contacts", "changed:a", 'b = "on"', "set", "b=off", None, True],
-                                 ["R4", "Contacts", "changed:a", 'b = "off"', "set", "b=on", None, True]]})
+    path = book(
+        {
+            "Contacts": [["id", "a", "b"], ["C-1", "p", "on"]],
+            "Automations": [
+                AUTOMATIONS[0],
+                ["R1", "Contacts", "changed:b", 'a = "p"', "set", "a=q", None, True],
+                ["R2", "Contacts", "changed:b", 'a = "q"', "set", "a=p", None, True],
+                ["R3", "Contacts", "changed:a", 'b = "on"', "set", "b=off", None, True],
+                ["R4", "Contacts", "changed:a", 'b = "off"', "set", "b=on", None, True],
+            ],
+        }
+    )
     run(path, now=day(0))
     edit(path, "Contacts", "B2", "q")  # the user changes a: R3 -> R2 -> R4 -> R1 -> R3 -> ...
     result = run(path, now=day(1))
@@ -151,41 +225,67 @@ def test_loop_guard_stops_rules_that_trigger_each_other(book):
 
 
 def test_bad_automation_rows_name_their_cells(book, capsys):
-    path = book({"Contacts": [["id", "title"], ["C-1", "x"]],
-                 "Automations": [AUTOMATIONS[0],
-                                 ["a", "Contacts", "chnged:title", "", "create_task", "text=x", None, True],
-                                 ["b", "Contacts", "changed:titel", "", "create_task", "text=x", None, True],
-                                 ["c", "Contacts", "new", "", "create_tsk", "text=x", None, True],
-                                 ["d", "Contacts", "new", "", "create_task", "", None, True],
-                                 ["e", "Contacts", "new", "", "set", "colour=red", None, True],
-                                 ["f", "Contacts", "new", "", "create_task", "text=x", "soon", True],
-                                 ["g", "Contacts", "date:title+3d", "", "create_task", "text=x", None, True],
-                                 ["h", "Contacts", "new", "", "enroll", "sequence=nurture", None, True]]})
+    path = book(
+        {
+            "Contacts": [["id", "title"], ["C-1", "x"]],
+            "Automations": [
+                AUTOMATIONS[0],
+                ["a", "Contacts", "chnged:title", "", "create_task", "text=x", None, True],
+                ["b", "Contacts", "changed:titel", "", "create_task", "text=x", None, True],
+                ["c", "Contacts", "new", "", "create_tsk", "text=x", None, True],
+                ["d", "Contacts", "new", "", "create_task", "", None, True],
+                ["e", "Contacts", "new", "", "set", "colour=red", None, True],
+                ["f", "Contacts", "new", "", "create_task", "text=x", "soon", True],
+                ["g", "Contacts", "date:title+3d", "", "create_task", "text=x", None, True],
+                ["h", "Contacts", "new", "", "enroll", "sequence=nurture", None, True],
+            ],
+        }
+    )
     assert main(["check", str(path)]) == 1
     code = main(["run", str(path), "--now", "2026-03-02T09:00"])
     out = capsys.readouterr().out
     assert code == 1
-    for expected in ['Automations!C2: unknown trigger "chnged:title" — did you mean "changed"?',
-                     'Automations!C3: unknown column "titel" — did you mean "title"?',
-                     'Automations!E4: unknown action "create_tsk" — did you mean "create_task"?',
-                     "Automations!F5: create_task needs text=...",
-                     'Automations!F6: unknown column "colour"',
-                     'Automations!G7: cannot read the delay "soon"',
-                     "Automations!C8: title is not a date column",
-                     'Automations!F9: unknown sequence "nurture"']:
+    for expected in [
+        'Automations!C2: unknown trigger "chnged:title" — did you mean "changed"?',
+        'Automations!C3: unknown column "titel" — did you mean "title"?',
+        'Automations!E4: unknown action "create_tsk" — did you mean "create_task"?',
+        "Automations!F5: create_task needs text=...",
+        'Automations!F6: unknown column "colour"',
+        'Automations!G7: cannot read the delay "soon"',
+        "Automations!C8: title is not a date column",
+        'Automations!F9: unknown sequence "nurture"',
+    ]:
         assert expected in out, expected
 
 
 def test_sla_due_dates_in_business_hours_and_one_escalation(book):
-    path = book({
-        "Settings": [["key", "value"], ["business_hours", "Mon-Fri 09:00-18:00"], ["sla_hours_urgent", 4],
-                     ["sla_hours_normal", 16], ["fallback_owner", "Ana"]],
-        "Holidays": [["date", "name"], [dt.date(2026, 3, 3), "Carnaval"]],
-        "Tickets": [["id", "subject", "severity", "status", "opened_at", "owner", "due_at"],
-                    ["T-1", "Down", "urgent", "open", dt.datetime(2026, 3, 2, 16, 0), "Bob", None],
-                    ["T-2", "Question", "normal", "open", dt.datetime(2026, 3, 6, 17, 0), None, None],
-                    ["T-3", "Old", "normal", "resolved", dt.datetime(2026, 2, 1, 9, 0), None, None],
-                    ["T-4", "Agreed", "urgent", "open", dt.datetime(2026, 3, 2, 9, 0), None, dt.datetime(2026, 3, 20)]]})
+    path = book(
+        {
+            "Settings": [
+                ["key", "value"],
+                ["business_hours", "Mon-Fri 09:00-18:00"],
+                ["sla_hours_urgent", 4],
+                ["sla_hours_normal", 16],
+                ["fallback_owner", "Ana"],
+            ],
+            "Holidays": [["date", "name"], [dt.date(2026, 3, 3), "Carnaval"]],
+            "Tickets": [
+                ["id", "subject", "severity", "status", "opened_at", "owner", "due_at"],
+                ["T-1", "Down", "urgent", "open", dt.datetime(2026, 3, 2, 16, 0), "Bob", None],
+                ["T-2", "Question", "normal", "open", dt.datetime(2026, 3, 6, 17, 0), None, None],
+                ["T-3", "Old", "normal", "resolved", dt.datetime(2026, 2, 1, 9, 0), None, None],
+                [
+                    "T-4",
+                    "Agreed",
+                    "urgent",
+                    "open",
+                    dt.datetime(2026, 3, 2, 9, 0),
+                    None,
+                    dt.datetime(2026, 3, 20),
+                ],
+            ],
+        }
+    )
     run(path, now=dt.datetime(2026, 3, 2, 17, 0))
     due = {r[0]: r[6] for r in sheet(path, "Tickets")[1:]}
     # T-1: 2h on Monday, Tuesday is a holiday, 2h more on Wednesday
@@ -220,22 +320,37 @@ def test_dry_run_shows_tasks_and_pending_delayed_actions(crm, capsys):
 
 
 SEQUENCE_BOOK = {
-    "Settings": [["key", "value"], ["timezone", "UTC"], ["sender_email", "crm@example.com"],
-                 ["sender_name", "Equipe"], ["send_window", "always"]],
+    "Settings": [
+        ["key", "value"],
+        ["timezone", "UTC"],
+        ["sender_email", "crm@example.com"],
+        ["sender_name", "Equipe"],
+        ["send_window", "always"],
+    ],
     "Scoring": [["rule", "when", "points"], ["VP", 'title contains "vp"', 50]],
-    "Contacts": [["id", "first_name", "email", "title", "lifecycle_stage", "unsubscribed", "replied_at"],
-                 ["C-1", "Ana", "ana@acme.com", "Analyst", "lead", None, None],
-                 ["C-2", "Bia", "bia@acme.com", "Analyst", "lead", None, None],
-                 ["C-3", "Caio", "caio@acme.com", "Analyst", "lead", None, None],
-                 ["C-4", "Duda", "duda@acme.com", "Analyst", "lead", None, None]],
-    "Automations": [AUTOMATIONS[0], ["Nurture hot leads", "Contacts", "score_reached:40", "", "enroll",
-                                     "sequence=nurture", None, True]],
-    "Sequences": [["sequence", "step", "delay_days", "template", "stop_when"],
-                  ["nurture", 1, 0, "hello", None],
-                  ["nurture", 2, 2, "tips", 'lifecycle_stage = "customer"'],
-                  ["nurture", 3, 5, "last", None]],
-    "Templates": [["name", "subject", "body"], ["hello", "Olá {{ first_name }}", "Oi {{ first_name }}!"],
-                  ["tips", "Dicas", "Dicas para {{ first_name }}"], ["last", "Última", "Tchau {{ first_name }}"]],
+    "Contacts": [
+        ["id", "first_name", "email", "title", "lifecycle_stage", "unsubscribed", "replied_at"],
+        ["C-1", "Ana", "ana@acme.com", "Analyst", "lead", None, None],
+        ["C-2", "Bia", "bia@acme.com", "Analyst", "lead", None, None],
+        ["C-3", "Caio", "caio@acme.com", "Analyst", "lead", None, None],
+        ["C-4", "Duda", "duda@acme.com", "Analyst", "lead", None, None],
+    ],
+    "Automations": [
+        AUTOMATIONS[0],
+        ["Nurture hot leads", "Contacts", "score_reached:40", "", "enroll", "sequence=nurture", None, True],
+    ],
+    "Sequences": [
+        ["sequence", "step", "delay_days", "template", "stop_when"],
+        ["nurture", 1, 0, "hello", None],
+        ["nurture", 2, 2, "tips", 'lifecycle_stage = "customer"'],
+        ["nurture", 3, 5, "last", None],
+    ],
+    "Templates": [
+        ["name", "subject", "body"],
+        ["hello", "Olá {{ first_name }}", "Oi {{ first_name }}!"],
+        ["tips", "Dicas", "Dicas para {{ first_name }}"],
+        ["last", "Última", "Tchau {{ first_name }}"],
+    ],
 }
 
 
@@ -248,22 +363,25 @@ def test_sequence_over_time_with_stops(book, tmp_path):
         assert not result.plan.errors, result.plan.errors
         return {(e.to.split("@")[0], e.template) for e in result.plan.emails if e.due}
 
-    assert sent(0) == set()                                   # baseline
+    assert sent(0) == set()  # baseline
     for row in (2, 3, 4, 5):
-        edit(path, "Contacts", f"D{row}", "VP")               # everyone becomes hot: score 50
+        edit(path, "Contacts", f"D{row}", "VP")  # everyone becomes hot: score 50
     assert sent(1) == {("ana", "hello"), ("bia", "hello"), ("caio", "hello"), ("duda", "hello")}
-    edit(path, "Contacts", "E3", "customer")                  # Bia: stop_when of step 2 holds
-    edit(path, "Contacts", "F4", True)                        # Caio unsubscribes
-    edit(path, "Contacts", "G5", day(2))                      # Duda replies
-    assert sent(2) == set()                                   # step 2 is due on day 3
+    edit(path, "Contacts", "E3", "customer")  # Bia: stop_when of step 2 holds
+    edit(path, "Contacts", "F4", True)  # Caio unsubscribes
+    edit(path, "Contacts", "G5", day(2))  # Duda replies
+    assert sent(2) == set()  # step 2 is due on day 3
     assert sent(3) == {("ana", "tips")}
     assert sent(5) == set()
-    assert sent(10) == {("ana", "last")}                      # due on day 8, sent once on day 10
+    assert sent(10) == {("ana", "last")}  # due on day 8, sent once on day 10
     assert sent(11) == set() and sent(40) == set()
     enrollments = {k: json.loads(v) for k, v in _state(path, "sequences").items()}
     assert {k: (v["status"], v.get("reason")) for k, v in enrollments.items()} == {
-        "nurture|C-1": ("finished", None), "nurture|C-2": ("stopped", "stop_when holds"),
-        "nurture|C-3": ("stopped", "unsubscribed"), "nurture|C-4": ("stopped", "replied")}
+        "nurture|C-1": ("finished", None),
+        "nurture|C-2": ("stopped", "stop_when holds"),
+        "nurture|C-3": ("stopped", "unsubscribed"),
+        "nurture|C-4": ("stopped", "replied"),
+    }
     emails = sheet(path, "Emails")
     assert len(emails) - 1 == 6 and all(r[8] == "sent" for r in emails[1:])
     assert len(list(outbox.glob("*.eml"))) == 6

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 import python_calamine as pc
+from conftest import CORPUS, NOW
+from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
-from conftest import read_sheet as sheet
-from conftest import CORPUS, NOW
 from sheetflow.cli import main
 from sheetflow.pipeline import run
 from sheetflow.undo import undo
@@ -21,7 +21,9 @@ from sheetflow.undo import undo
 WORKBOOKS = CORPUS / "workbooks"
 CHECK = CORPUS / "tools" / "check_preserved.py"
 ALL = sorted(p.name for p in WORKBOOKS.glob("*.xls[xm]"))
-LOSSES = {row["file"]: row for row in csv.DictReader((WORKBOOKS / "OPENPYXL_3.1.5_ROUNDTRIP_LOSSES.csv").open())}
+LOSSES = {
+    row["file"]: row for row in csv.DictReader((WORKBOOKS / "OPENPYXL_3.1.5_ROUNDTRIP_LOSSES.csv").open())
+}
 # files sheetflow must refuse with a clear message, touching nothing
 REFUSED = {
     "poi__SampleSS.strict.xlsx": "Strict Open XML",
@@ -49,7 +51,9 @@ def test_corpus_workbook_survives_init_and_run(name, tmp_path, capsys):
         return
     assert code == 0
     assert run(path, now=NOW).written
-    done = subprocess.run([sys.executable, str(CHECK), str(original), str(path)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(CHECK), str(original), str(path)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     contacts = sheet(path, "Contacts")
     assert len(contacts) == 61 and all(isinstance(r[14], float) for r in contacts[1:])  # score written
@@ -61,8 +65,12 @@ def test_corpus_workbook_survives_init_and_run(name, tmp_path, capsys):
 
 
 def test_undo_restores_only_cells_nobody_changed_since(book):
-    path = book({"Scoring": [["rule", "when", "points"], ["vp", 'title contains "vp"', 10]],
-                 "Contacts": [["id", "title", "score"], ["C-1", "VP", 1], ["C-2", "VP", 2], [None, "VP", None]]})
+    path = book(
+        {
+            "Scoring": [["rule", "when", "points"], ["vp", 'title contains "vp"', 10]],
+            "Contacts": [["id", "title", "score"], ["C-1", "VP", 1], ["C-2", "VP", 2], [None, "VP", None]],
+        }
+    )
     first = run(path, now=NOW)
     assert [r[2] for r in sheet(path, "Contacts")[1:]] == [10, 10, 10]
     wb = load_workbook(path)
@@ -96,8 +104,11 @@ def test_init_on_existing_workbook_adds_only_missing_sheets(tmp_path):
         assert sheet(path, n) == rows
     assert {"Contacts", "Scoring", "Settings", "Activity"} <= set(names)
     assert sheet(path, "Contacts")[0][:3] == ["id", "first_name", "last_name"]
-    done = subprocess.run([sys.executable, str(CHECK), str(WORKBOOKS / "poi__SimpleMacro.xlsm"), str(path)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(CHECK), str(WORKBOOKS / "poi__SimpleMacro.xlsm"), str(path)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout
     wb = load_workbook(path)
     assert wb["Contacts"].freeze_panes == "A2"
@@ -112,8 +123,10 @@ def test_init_on_existing_keeps_a_portuguese_sheet_and_adds_portuguese_ones(book
     assert sheet(path, "Contatos") == [["Nome", "E-mail"], ["Ana", "ana@x.com.br"]]
 
 
-@pytest.mark.skipif(not (shutil.which("soffice") or shutil.which("libreoffice")),
-                    reason="LibreOffice not installed (apt-get install libreoffice-calc-nogui)")
+@pytest.mark.skipif(
+    not (shutil.which("soffice") or shutil.which("libreoffice")),
+    reason="LibreOffice not installed (apt-get install libreoffice-calc-nogui)",
+)
 def test_libreoffice_opens_every_written_corpus_workbook(tmp_path):
     written = []
     for name in ALL:
@@ -127,8 +140,21 @@ def test_libreoffice_opens_every_written_corpus_workbook(tmp_path):
     out = tmp_path / "csv"
     soffice = shutil.which("soffice") or shutil.which("libreoffice")
     profile = tmp_path / "lo-profile"
-    done = subprocess.run([soffice, f"-env:UserInstallation=file://{profile}", "--headless", "--convert-to", "csv",
-                           "--outdir", str(out), *map(str, written)], capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            soffice,
+            f"-env:UserInstallation=file://{profile}",
+            "--headless",
+            "--convert-to",
+            "csv",
+            "--outdir",
+            str(out),
+            *map(str, written),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     missing = [p.name for p in written if not (out / (p.stem + ".csv")).exists()]
     assert missing == [], f"LibreOffice could not open: {missing}\n{done.stdout}\n{done.stderr}"

@@ -21,9 +21,9 @@ pytest.importorskip("sheetflow.automations")
 pytest.importorskip("aiosmtpd")
 
 import python_calamine as pc  # noqa: E402
+from conftest import NOW, ROOT, make_book  # noqa: E402
 from openpyxl import load_workbook  # noqa: E402
 
-from conftest import NOW, ROOT, make_book  # noqa: E402
 from sheetflow.mail import email_key  # noqa: E402
 from sheetflow.mail.testing import LocalSmtp  # noqa: E402
 from sheetflow.pipeline import run  # noqa: E402
@@ -38,22 +38,36 @@ NOW_ARG = NOW.isoformat(timespec="minutes")
 def prepared(tmp_path_factory) -> Path:
     """A workbook whose first run is done (baseline) and to which 50 new contacts were added since."""
     folder = tmp_path_factory.mktemp("prepared")
-    path = make_book(folder / "crm.xlsx", {
-        "Settings": [["key", "value"], ["timezone", "America/Sao_Paulo"], ["sender_name", "Equipe Ágil"],
-                     ["sender_email", "vendas@acme.com.br"], ["send_window", "always"],
-                     ["daily_email_limit", 1000]],
-        "Templates": [["name", "subject", "body"],
-                      ["welcome", "Olá, {{ first_name }}!", "Oi {{ first_name }}, bem-vindo(a)."]],
-        "Automations": [["rule", "table", "trigger", "when", "action", "params"],
-                        ["Welcome", "Contacts", "new", "", "send_email", "template=welcome"]],
-        "Contacts": [["id", "first_name", "email"], ["C-000", "Base", "base@acme.com.br"]],
-    })
+    path = make_book(
+        folder / "crm.xlsx",
+        {
+            "Settings": [
+                ["key", "value"],
+                ["timezone", "America/Sao_Paulo"],
+                ["sender_name", "Equipe Ágil"],
+                ["sender_email", "vendas@acme.com.br"],
+                ["send_window", "always"],
+                ["daily_email_limit", 1000],
+            ],
+            "Templates": [
+                ["name", "subject", "body"],
+                ["welcome", "Olá, {{ first_name }}!", "Oi {{ first_name }}, bem-vindo(a)."],
+            ],
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action", "params"],
+                ["Welcome", "Contacts", "new", "", "send_email", "template=welcome"],
+            ],
+            "Contacts": [["id", "first_name", "email"], ["C-000", "Base", "base@acme.com.br"]],
+        },
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHEETFLOW_TRANSPORT", "files")
-        run(path, now=NOW)                      # first run: existing records are the baseline
+        run(path, now=NOW)  # first run: existing records are the baseline
     wb = load_workbook(path)
     for i in range(1, N + 1):
-        wb["Contacts"].append([f"C-{i:03d}", ["João", "Luíza", "Conceição"][i % 3], f"pessoa{i}@cliente.com.br"])
+        wb["Contacts"].append(
+            [f"C-{i:03d}", ["João", "Luíza", "Conceição"][i % 3], f"pessoa{i}@cliente.com.br"]
+        )
     wb.save(path)
     shutil.rmtree(folder / ".sheetflow", ignore_errors=True)
     shutil.rmtree(folder / "outbox", ignore_errors=True)
@@ -71,8 +85,14 @@ def sheetflow(path: Path, env: dict[str, str], crash: str | None = None) -> subp
     full.update(env, PYTHONPATH=str(ROOT))
     if crash:
         full["SHEETFLOW_CRASH_AT"] = crash
-    return subprocess.run([sys.executable, "-m", "sheetflow", "run", str(path), "--now", NOW_ARG],
-                          capture_output=True, text=True, env=full, cwd=path.parent, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sheetflow", "run", str(path), "--now", NOW_ARG],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=path.parent,
+        timeout=300,
+    )
 
 
 def emails_log(path: Path) -> list[dict[str, object]]:
@@ -85,9 +105,9 @@ def emails_log(path: Path) -> list[dict[str, object]]:
 
 
 def check_workbook(path: Path, unconfirmed: set[str] = frozenset()) -> list[dict[str, object]]:
-    load_workbook(path)                                            # opens
+    load_workbook(path)  # opens
     log = emails_log(path)
-    assert len(log) == N and {r["key"] for r in log} == KEYS         # one row per key
+    assert len(log) == N and {r["key"] for r in log} == KEYS  # one row per key
     for row in log:
         expected = "unconfirmed" if row["key"] in unconfirmed else "sent"
         assert row["status"] == expected, row
@@ -96,12 +116,23 @@ def check_workbook(path: Path, unconfirmed: set[str] = frozenset()) -> list[dict
     rows = book.get_sheet_by_name("Contacts").to_python()
     book.close()
     column = rows[0].index("last_emailed_at")
-    assert all(r[column] for r in rows[2:]) and not rows[1][column]    # baseline contact was not emailed
+    assert all(r[column] for r in rows[2:]) and not rows[1][column]  # baseline contact was not emailed
     return log
 
 
-SMTP_POINTS = ["planned", "journaled", "written", "claimed:1", "claimed:33", "body:17", "accepted:17", "sent:17",
-               "sent:50", "final-write", "done"]
+SMTP_POINTS = [
+    "planned",
+    "journaled",
+    "written",
+    "claimed:1",
+    "claimed:33",
+    "body:17",
+    "accepted:17",
+    "sent:17",
+    "sent:50",
+    "final-write",
+    "done",
+]
 
 
 @pytest.mark.parametrize("point", SMTP_POINTS)
@@ -112,10 +143,10 @@ def test_smtp_run_killed_then_rerun_sends_each_email_once(prepared, tmp_path, po
         assert crashed.returncode == -signal.SIGKILL, crashed.stderr
         rerun = sheetflow(path, server.env())
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        again = sheetflow(path, server.env())                       # and nothing more after that
+        again = sheetflow(path, server.env())  # and nothing more after that
         assert again.returncode == 0 and "nothing to change" in again.stdout
         received = server.keys()
-    assert sorted(received) == sorted(KEYS)                          # every planned email exactly once
+    assert sorted(received) == sorted(KEYS)  # every planned email exactly once
     # after the 250 but before the journal commit nobody can know: that one is "unconfirmed" (it did arrive)
     unconfirmed = {next(k for k in received[16:17])} if point == "accepted:17" else set()
     log = check_workbook(path, unconfirmed)

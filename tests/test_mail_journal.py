@@ -10,8 +10,8 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import NOW, ROOT
+
 from sheetflow.book.xlsx import XlsxBook
 from sheetflow.cli import main
 from sheetflow.mail.journal import Journal
@@ -19,9 +19,20 @@ from sheetflow.plan import PlannedEmail
 
 
 def emails(n: int, prefix: str = "K") -> list[PlannedEmail]:
-    return [PlannedEmail(f"{prefix}{i}", "Contacts", f"C-{i}", "R", "t", f"p{i}@acme.com", subject=f"s{i}",
-                         message=f"Subject: s{i}\r\nX-Sheetflow-Key: {prefix}{i}\r\n\r\nbody {i}\r\n".encode(),
-                         message_id=f"<{prefix}{i}@acme.com>") for i in range(1, n + 1)]
+    return [
+        PlannedEmail(
+            f"{prefix}{i}",
+            "Contacts",
+            f"C-{i}",
+            "R",
+            "t",
+            f"p{i}@acme.com",
+            subject=f"s{i}",
+            message=f"Subject: s{i}\r\nX-Sheetflow-Key: {prefix}{i}\r\n\r\nbody {i}\r\n".encode(),
+            message_id=f"<{prefix}{i}@acme.com>",
+        )
+        for i in range(1, n + 1)
+    ]
 
 
 def test_a_claim_is_exclusive_and_the_token_decides(tmp_path):
@@ -32,10 +43,10 @@ def test_a_claim_is_exclusive_and_the_token_decides(tmp_path):
     assert token and b.claim("K1", "R2", NOW) is None
     assert not b.mark_sending("K1", "not-the-token")
     assert a.mark_sending("K1", token)
-    assert not a.mark_sending("K1", token)                 # only from claimed
+    assert not a.mark_sending("K1", token)  # only from claimed
     assert a.finish("K1", token, "sent", sent_at=NOW, detail="250 ok")
     assert a.entry("K1").status == "sent" and a.entry("K1").sent_at == NOW.isoformat()
-    a.queue(emails(1), "R3", "smtp")                       # queueing again never reopens a sent key
+    a.queue(emails(1), "R3", "smtp")  # queueing again never reopens a sent key
     assert a.entry("K1").status == "sent" and a.claim("K1", "R3", NOW) is None
 
 
@@ -44,16 +55,20 @@ def test_recovery_rules(tmp_path):
     j = Journal.open(path)
     j.queue(emails(5), "R1", "smtp")
     tokens = {k: j.claim(k, "R1", NOW) for k in ("K1", "K2", "K3", "K4")}
-    j.mark_sending("K2", tokens["K2"])                     # smtp: final dot may have been handed over
+    j.mark_sending("K2", tokens["K2"])  # smtp: final dot may have been handed over
     eml = tmp_path / "K3.eml"
     eml.write_bytes(b"x")
     j.db.execute("UPDATE emails SET transport='files' WHERE key IN ('K3', 'K4')")
-    j.mark_sending("K3", tokens["K3"], str(eml))           # files: renamed into place before the crash
-    j.mark_sending("K4", tokens["K4"], str(tmp_path / "K4.eml"))   # files: never renamed
+    j.mark_sending("K3", tokens["K3"], str(eml))  # files: renamed into place before the crash
+    j.mark_sending("K4", tokens["K4"], str(tmp_path / "K4.eml"))  # files: never renamed
     from sheetflow.mail.transports import confirm
+
     changed = j.recover("R2", confirm)
     assert changed == {"K1": "queued", "K2": "unconfirmed", "K3": "sent", "K4": "queued"}
-    assert "may or may not have been delivered" in j.entry("K2").detail and "<K2@acme.com>" in j.entry("K2").detail
+    assert (
+        "may or may not have been delivered" in j.entry("K2").detail
+        and "<K2@acme.com>" in j.entry("K2").detail
+    )
     assert j.entry("K2").sent_at == NOW.isoformat() and j.entry("K3").sent_at == NOW.isoformat()
     assert j.entry("K5").status == "queued"
     # the runner that held K1 is alive after all: its claim is gone, so it must not hand K1 over
@@ -118,6 +133,7 @@ RUNNER = textwrap.dedent("""
 @pytest.mark.slow
 def test_two_runners_on_one_journal_send_each_key_once(tmp_path):
     from sheetflow.mail.testing import LocalSmtp
+
     pytest.importorskip("aiosmtpd")
     keys = [f"K{i:03d}" for i in range(60)]
     journal_path = tmp_path / ".sheetflow" / "crm.xlsx.mail.sqlite"
@@ -128,9 +144,17 @@ def test_two_runners_on_one_journal_send_each_key_once(tmp_path):
     go = tmp_path / "go"
     with LocalSmtp() as server:
         env = {**server.env(), "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-        procs = [subprocess.Popen([sys.executable, str(script), str(journal_path), str(go), json.dumps(keys), str(n)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-                 for n in (1, 2)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(script), str(journal_path), str(go), json.dumps(keys), str(n)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=tmp_path,
+            )
+            for n in (1, 2)
+        ]
         time.sleep(0.5)
         go.touch()
         outs = []
@@ -139,7 +163,7 @@ def test_two_runners_on_one_journal_send_each_key_once(tmp_path):
             assert p.returncode == 0, err
             outs.append(json.loads(out.strip().splitlines()[-1]))
         received = server.keys()
-    assert sorted(received) == keys                                     # every key, exactly once
+    assert sorted(received) == keys  # every key, exactly once
     sent_by = [{k for k, s in o.items() if s == "sent"} for o in outs]
     assert not (sent_by[0] & sent_by[1]) and sent_by[0] | sent_by[1] == set(keys)
     print("split between the runners:", len(sent_by[0]), len(sent_by[1]))

@@ -15,41 +15,72 @@ from pathlib import Path
 
 import pytest
 import python_calamine as pc
+from conftest import NOW
+from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
-from conftest import read_sheet as sheet
-from conftest import NOW
 from sheetflow import engine
 from sheetflow.cli import main
 from sheetflow.mail import email_key, request_email, request_notification
 from sheetflow.names import normalize
 from sheetflow.pipeline import run, send
 
-SETTINGS = [["key", "value"], ["timezone", "America/Sao_Paulo"], ["locale", "pt-BR"],
-            ["sender_name", "Equipe Ágil"], ["sender_email", "vendas@acme.com.br"],
-            ["reply_to", "contato@acme.com.br"], ["send_window", "Mon-Fri 09:00-18:00"],
-            ["daily_email_limit", 100]]
+SETTINGS = [
+    ["key", "value"],
+    ["timezone", "America/Sao_Paulo"],
+    ["locale", "pt-BR"],
+    ["sender_name", "Equipe Ágil"],
+    ["sender_email", "vendas@acme.com.br"],
+    ["reply_to", "contato@acme.com.br"],
+    ["send_window", "Mon-Fri 09:00-18:00"],
+    ["daily_email_limit", 100],
+]
 REPS = [["name", "email"], ["Ana Souza", "ana@acme.com.br"], ["Bruno", None]]
-CONTACTS = [["id", "first_name", "last_name", "email", "owner", "unsubscribed", "company"],
-            ["C-1", "João", "Conceição", "joao@cliente.com.br", "Ana Souza", None, "Padaria Pão"],
-            ["C-2", "Bia", "Lima", "bia@cliente.com.br", "Ana Souza", None, "Café Serra"],
-            ["C-3", "Eve", "X", "eve@cliente.com.br", None, True, None],
-            ["C-4", "Bob", "Y", "bob@x", None, None, None],
-            ["C-5", "Bia (dup)", "Lima", "BIA@cliente.com.br", None, None, None]]
-TEMPLATES = [["name", "subject", "body"],
-             ["welcome", "Olá, {{ first_name }}! Bem-vindo(a)", "Oi {{ first_name }},\n\n"
-              "{{ owner.name | default('nossa equipe') }} cuida da {{ company | default('sua empresa') }}.\n"],
-             ["deal", "Proposta {{ name }}", "Oi {{ contact.first_name }}, proposta de {{ amount }} ({{ owner.name }})."]]
+CONTACTS = [
+    ["id", "first_name", "last_name", "email", "owner", "unsubscribed", "company"],
+    ["C-1", "João", "Conceição", "joao@cliente.com.br", "Ana Souza", None, "Padaria Pão"],
+    ["C-2", "Bia", "Lima", "bia@cliente.com.br", "Ana Souza", None, "Café Serra"],
+    ["C-3", "Eve", "X", "eve@cliente.com.br", None, True, None],
+    ["C-4", "Bob", "Y", "bob@x", None, None, None],
+    ["C-5", "Bia (dup)", "Lima", "BIA@cliente.com.br", None, None, None],
+]
+TEMPLATES = [
+    ["name", "subject", "body"],
+    [
+        "welcome",
+        "Olá, {{ first_name }}! Bem-vindo(a)",
+        "Oi {{ first_name }},\n\n"
+        "{{ owner.name | default('nossa equipe') }} cuida da {{ company | default('sua empresa') }}.\n",
+    ],
+    [
+        "deal",
+        "Proposta {{ name }}",
+        "Oi {{ contact.first_name }}, proposta de {{ amount }} ({{ owner.name }}).",
+    ],
+]
 
 
 def emails_log(path: Path) -> list[dict[str, object]]:
     """The Emails sheet (``E-mails`` in a Portuguese workbook) by canonical column."""
     names = pc.CalamineWorkbook.from_path(str(path)).sheet_names
     rows = sheet(path, "Emails" if "Emails" in names else "E-mails")
-    header = [{"enfileirado_em": "queued_at", "enviado_em": "sent_at", "para": "to", "modelo": "template",
-               "assunto": "subject", "tabela": "table", "id_registro": "record_id", "regra": "rule",
-               "situação": "status", "detalhe": "detail", "id_mensagem": "message_id", "chave": "key"}.get(
-        normalize(h) if normalize(h) != "situacao" else "situação", h) for h in rows[0]]
+    header = [
+        {
+            "enfileirado_em": "queued_at",
+            "enviado_em": "sent_at",
+            "para": "to",
+            "modelo": "template",
+            "assunto": "subject",
+            "tabela": "table",
+            "id_registro": "record_id",
+            "regra": "rule",
+            "situação": "status",
+            "detalhe": "detail",
+            "id_mensagem": "message_id",
+            "chave": "key",
+        }.get(normalize(h) if normalize(h) != "situacao" else "situação", h)
+        for h in rows[0]
+    ]
     return [dict(zip(header, r)) for r in rows[1:]]
 
 
@@ -94,6 +125,7 @@ def crm(book):
 
 # ---------------------------------------------------------------- planning
 
+
 def test_dry_run_renders_every_email_and_changes_nothing(crm, asks, capsys, tmp_path):
     asks.append(("Contacts", everyone, "welcome", "Welcome", "new", "contact"))
     before = sha(crm)
@@ -105,7 +137,8 @@ def test_dry_run_renders_every_email_and_changes_nothing(crm, asks, capsys, tmp_
     assert (by_id["C-3"].status, by_id["C-3"].detail) == ("skipped", "unsubscribed (Contacts!F4)")
     assert by_id["C-4"].status == "skipped" and by_id["C-4"].detail.startswith('invalid address: "bob@x"')
     assert by_id["C-5"].status == "skipped" and by_id["C-5"].detail.startswith(
-        'duplicate: BIA@cliente.com.br already gets "welcome" in this run (Contacts C-2')
+        'duplicate: BIA@cliente.com.br already gets "welcome" in this run (Contacts C-2'
+    )
     assert [e.key for e in run(crm, now=NOW, dry_run=True).plan.emails] == [e.key for e in plan.emails]
     # the CLI lists to, subject and first lines; --outbox writes the full .eml previews
     outbox = tmp_path / "preview"
@@ -126,17 +159,34 @@ def test_run_sends_logs_and_never_twice(crm, asks):
     result = run(crm, now=NOW)
     assert result.written and result.emails.count("sent") == 2
     log = {r["record_id"]: r for r in emails_log(crm)}
-    assert list(emails_log(crm)[0]) == ["queued_at", "sent_at", "to", "template", "subject", "table",
-                                        "record_id", "rule", "status", "detail", "message_id", "key"]
-    assert {k: v["status"] for k, v in log.items()} == {"C-1": "sent", "C-2": "sent", "C-3": "skipped",
-                                                         "C-4": "skipped", "C-5": "skipped"}
+    assert list(emails_log(crm)[0]) == [
+        "queued_at",
+        "sent_at",
+        "to",
+        "template",
+        "subject",
+        "table",
+        "record_id",
+        "rule",
+        "status",
+        "detail",
+        "message_id",
+        "key",
+    ]
+    assert {k: v["status"] for k, v in log.items()} == {
+        "C-1": "sent",
+        "C-2": "sent",
+        "C-3": "skipped",
+        "C-4": "skipped",
+        "C-5": "skipped",
+    }
     assert log["C-1"]["sent_at"] == NOW and log["C-1"]["message_id"] == f"<{log['C-1']['key']}@acme.com.br>"
     assert log["C-1"]["subject"] == "Olá, João! Bem-vindo(a)"
     outbox = crm.parent / "outbox"
     assert sorted(p.stem for p in outbox.glob("*.eml")) == sorted([log["C-1"]["key"], log["C-2"]["key"]])
     contacts = {r[0]: r for r in sheet(crm, "Contacts")[1:]}
     header = sheet(crm, "Contacts")[0]
-    assert header[-1] == "Último e-mail em"      # the managed column, labelled in the workbook's language
+    assert header[-1] == "Último e-mail em"  # the managed column, labelled in the workbook's language
     assert contacts["C-1"][-1] == NOW and contacts["C-3"][-1] in ("", None)
     activity = [r for r in sheet(crm, "Atividade")[1:] if r[4] == "last_emailed_at"]
     assert sorted(r[3] for r in activity) == ["C-1", "C-2"] and activity[0][7] == "Email: Welcome (welcome)"
@@ -150,11 +200,20 @@ def test_run_sends_logs_and_never_twice(crm, asks):
 
 
 def test_deals_write_to_their_contact_and_owner(book, asks):
-    path = book({"Settings": SETTINGS, "Reps": REPS, "Contacts": CONTACTS, "Templates": TEMPLATES,
-                 "Deals": [["id", "contact_id", "name", "stage", "amount", "owner"],
-                           ["D-1", "C-1", "Pão 2027", "Proposal", 2500, "Ana Souza"],
-                           ["D-2", "C-9", "Orphan", "Proposal", 10, "Bruno"],
-                           ["D-3", None, "No contact", "Proposal", 10, None]]})
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Reps": REPS,
+            "Contacts": CONTACTS,
+            "Templates": TEMPLATES,
+            "Deals": [
+                ["id", "contact_id", "name", "stage", "amount", "owner"],
+                ["D-1", "C-1", "Pão 2027", "Proposal", 2500, "Ana Souza"],
+                ["D-2", "C-9", "Orphan", "Proposal", 10, "Bruno"],
+                ["D-3", None, "No contact", "Proposal", 10, None],
+            ],
+        }
+    )
     asks.append(("Deals", everyone, "deal", "Proposal sent", "entered:Proposal@2026-11-23", "contact"))
     asks.append(("Deals", everyone, "deal", "Tell owner", "entered:Proposal@2026-11-23", "owner"))
     plan = run(path, now=NOW, dry_run=True).plan
@@ -170,10 +229,14 @@ def test_deals_write_to_their_contact_and_owner(book, asks):
 
 
 def test_notifications_are_one_digest_per_rep_per_run(crm, asks):
-    asks.notes.extend([("Ana Souza", "Overdue ticket", ["Tickets T-1: 3 h late"], "SLA", "T-1@2026-11-23"),
-                       ("ana souza", "New lead", ["Contacts C-2 is yours"], "Assign", "C-2"),
-                       ("Bruno", "New lead", ["Contacts C-3"], "Assign", "C-3")])
-    plan = run(crm, now=NOW.replace(hour=22), dry_run=True).plan     # outside the window: still due
+    asks.notes.extend(
+        [
+            ("Ana Souza", "Overdue ticket", ["Tickets T-1: 3 h late"], "SLA", "T-1@2026-11-23"),
+            ("ana souza", "New lead", ["Contacts C-2 is yours"], "Assign", "C-2"),
+            ("Bruno", "New lead", ["Contacts C-3"], "Assign", "C-3"),
+        ]
+    )
+    plan = run(crm, now=NOW.replace(hour=22), dry_run=True).plan  # outside the window: still due
     ana = [e for e in plan.emails if e.record_id.lower() == "ana souza"]
     assert len(ana) == 1 and ana[0].due and ana[0].to == "ana@acme.com.br"
     assert ana[0].subject == "2 novidades do sheetflow"
@@ -185,17 +248,29 @@ def test_notifications_are_one_digest_per_rep_per_run(crm, asks):
 
 
 def test_empty_merge_field_skips_that_email_with_a_reason(book, asks):
-    path = book({"Settings": SETTINGS, "Templates": [["name", "subject", "body"], ["t", "Hi {{ first_name }}", "x"]],
-                 "Contacts": [["id", "first_name", "email"], ["C-1", None, "a@acme.com"], ["C-2", "B", "b@acme.com"]]})
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Templates": [["name", "subject", "body"], ["t", "Hi {{ first_name }}", "x"]],
+            "Contacts": [
+                ["id", "first_name", "email"],
+                ["C-1", None, "a@acme.com"],
+                ["C-2", "B", "b@acme.com"],
+            ],
+        }
+    )
     asks.append(("Contacts", everyone, "t", "R", "new", "contact"))
     plan = run(path, now=NOW, dry_run=True).plan
     skipped = plan.emails[0]
-    assert skipped.status == "skipped" and 'merge field "first_name" is empty for Contacts C-1' in skipped.detail
+    assert (
+        skipped.status == "skipped" and 'merge field "first_name" is empty for Contacts C-1' in skipped.detail
+    )
     assert plan.emails[1].due
     assert any(p.where == "Contacts!A2" and "first_name" in p.message for p in plan.problems)
 
 
 # ---------------------------------------------------------------- when emails go out
+
 
 def test_outside_the_window_emails_wait_and_send_picks_them_up(crm, asks, capsys):
     asks.append(("Contacts", lambda r: r["id"] in ("C-1", "C-2"), "welcome", "Welcome", "new", "contact"))
@@ -204,7 +279,9 @@ def test_outside_the_window_emails_wait_and_send_picks_them_up(crm, asks, capsys
     assert result.written and result.emails is None
     log = emails_log(crm)
     assert [r["status"] for r in log] == ["planned", "planned"]
-    assert log[0]["detail"] == ("outside the send window (Mon-Fri 09:00-18:00); a run inside it sends this email")
+    assert log[0]["detail"] == (
+        "outside the send window (Mon-Fri 09:00-18:00); a run inside it sends this email"
+    )
     assert not (crm.parent / "outbox").exists()
     # still outside: nothing to write
     before = sha(crm)
@@ -213,15 +290,23 @@ def test_outside_the_window_emails_wait_and_send_picks_them_up(crm, asks, capsys
     assert main(["send", str(crm), "--now", "2026-11-30T09:30"]) == 0
     assert "emails sent 2" in capsys.readouterr().out
     log = emails_log(crm)
-    assert [r["status"] for r in log] == ["sent", "sent"] and log[0]["sent_at"] == dt.datetime(2026, 11, 30, 9, 30)
+    assert [r["status"] for r in log] == ["sent", "sent"] and log[0]["sent_at"] == dt.datetime(
+        2026, 11, 30, 9, 30
+    )
     assert log[0]["queued_at"] == saturday and len(log) == 2
     assert sheet(crm, "Execuções")[-1][3] == "send"
 
 
 def test_daily_limit_counts_the_log(book, asks):
     settings = [r if r[0] != "daily_email_limit" else ["daily_email_limit", 3] for r in SETTINGS]
-    crm = book({"Settings": settings, "Reps": REPS, "Contacts": CONTACTS,
-                "Templates": TEMPLATES + [["note", "Nota para {{ first_name }}", "Oi"]]})
+    crm = book(
+        {
+            "Settings": settings,
+            "Reps": REPS,
+            "Contacts": CONTACTS,
+            "Templates": TEMPLATES + [["note", "Nota para {{ first_name }}", "Oi"]],
+        }
+    )
     asks.append(("Contacts", lambda r: r["id"] == "C-1", "welcome", "Welcome", "new", "contact"))
     assert run(crm, now=NOW).emails.count("sent") == 1
     asks.clear()
@@ -230,9 +315,12 @@ def test_daily_limit_counts_the_log(book, asks):
     result = run(crm, now=NOW + dt.timedelta(hours=1))
     assert result.emails.count("sent") == 2
     waiting = [r for r in emails_log(crm) if r["status"] == "planned"]
-    assert len(waiting) == 1 and waiting[0]["detail"] == "daily limit of 3 emails reached; a later run sends this email"
+    assert (
+        len(waiting) == 1
+        and waiting[0]["detail"] == "daily limit of 3 emails reached; a later run sends this email"
+    )
     asks.clear()
-    assert send(crm, now=NOW + dt.timedelta(hours=2)).emails is None       # same day: still over the limit
+    assert send(crm, now=NOW + dt.timedelta(hours=2)).emails is None  # same day: still over the limit
     result = send(crm, now=NOW + dt.timedelta(days=1))
     assert result.emails.count("sent") == 1
     assert [r["status"] for r in emails_log(crm)] == ["sent"] * 4
@@ -241,7 +329,7 @@ def test_daily_limit_counts_the_log(book, asks):
 
 def test_an_unsubscribe_after_planning_stops_the_email(crm, asks):
     asks.append(("Contacts", lambda r: r["id"] == "C-1", "welcome", "Welcome", "new", "contact"))
-    run(crm, now=dt.datetime(2026, 11, 28, 10, 0))               # Saturday: planned
+    run(crm, now=dt.datetime(2026, 11, 28, 10, 0))  # Saturday: planned
     wb = load_workbook(crm)
     wb["Contacts"]["F2"] = True
     wb.save(crm)
@@ -255,22 +343,59 @@ def test_an_unsubscribe_after_planning_stops_the_email(crm, asks):
 def test_earlier_permanent_failure_suppresses_the_address(crm, asks):
     wb = load_workbook(crm)
     ws = wb.create_sheet("Emails")
-    ws.append(["queued_at", "sent_at", "to", "template", "subject", "table", "record_id", "rule", "status",
-               "detail", "message_id", "key"])
-    ws.append([NOW, None, "joao@cliente.com.br", "x", "x", "Contacts", "C-1", "Old", "failed",
-               "recipient refused: 550 5.1.1 user unknown", None, "Eold"])
-    ws.append([NOW, None, "bia@cliente.com.br", "x", "x", "Contacts", "C-2", "Old", "bounced", None, None, "Eold2"])
+    ws.append(
+        [
+            "queued_at",
+            "sent_at",
+            "to",
+            "template",
+            "subject",
+            "table",
+            "record_id",
+            "rule",
+            "status",
+            "detail",
+            "message_id",
+            "key",
+        ]
+    )
+    ws.append(
+        [
+            NOW,
+            None,
+            "joao@cliente.com.br",
+            "x",
+            "x",
+            "Contacts",
+            "C-1",
+            "Old",
+            "failed",
+            "recipient refused: 550 5.1.1 user unknown",
+            None,
+            "Eold",
+        ]
+    )
+    ws.append(
+        [NOW, None, "bia@cliente.com.br", "x", "x", "Contacts", "C-2", "Old", "bounced", None, None, "Eold2"]
+    )
     wb.save(crm)
     asks.append(("Contacts", lambda r: r["id"] in ("C-1", "C-2"), "welcome", "Welcome", "new", "contact"))
     plan = run(crm, now=NOW, dry_run=True).plan
     details = {e.record_id: e.detail for e in plan.emails}
-    assert details["C-1"].startswith("an earlier email to this address failed permanently (Emails!I2: recipient refused")
+    assert details["C-1"].startswith(
+        "an earlier email to this address failed permanently (Emails!I2: recipient refused"
+    )
     assert details["C-2"].startswith("an earlier email to this address failed permanently (Emails!I3")
 
 
 def test_missing_sender_keeps_emails_planned_with_an_error(book, asks):
-    path = book({"Settings": [["key", "value"], ["send_window", "always"]], "Templates": TEMPLATES,
-                 "Contacts": CONTACTS})
+    path = book(
+        {
+            "Settings": [["key", "value"], ["send_window", "always"]],
+            "Templates": TEMPLATES,
+            "Contacts": CONTACTS,
+        }
+    )
     asks.append(("Contacts", lambda r: r["id"] == "C-1", "welcome", "Welcome", "new", "contact"))
     result = run(path, now=NOW)
     assert result.emails is None and any("sender_email is empty" in str(p) for p in result.plan.errors)
@@ -279,15 +404,26 @@ def test_missing_sender_keeps_emails_planned_with_an_error(book, asks):
 
 
 def test_header_injection_through_data_is_skipped_or_flattened(book, asks):
-    path = book({"Settings": SETTINGS, "Templates": [["name", "subject", "body"], ["t", "Oi {{ first_name }}", "x"]],
-                 "Contacts": [["id", "first_name", "email"],
-                              ["C-1", "Eve\r\nBcc: evil@x.com", "eve@acme.com"],
-                              ["C-2", "Mal", "mal@acme.com\r\nBcc: evil@x.com"],
-                              ["C-3", "Lista", "a@acme.com, b@acme.com"]]})
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Templates": [["name", "subject", "body"], ["t", "Oi {{ first_name }}", "x"]],
+            "Contacts": [
+                ["id", "first_name", "email"],
+                ["C-1", "Eve\r\nBcc: evil@x.com", "eve@acme.com"],
+                ["C-2", "Mal", "mal@acme.com\r\nBcc: evil@x.com"],
+                ["C-3", "Lista", "a@acme.com, b@acme.com"],
+            ],
+        }
+    )
     asks.append(("Contacts", everyone, "t", "R", "new", "contact"))
     result = run(path, now=NOW)
     log = {r["record_id"]: r for r in emails_log(path)}
-    assert log["C-1"]["status"] == "sent" and log["C-2"]["status"] == "skipped" and log["C-3"]["status"] == "skipped"
+    assert (
+        log["C-1"]["status"] == "sent"
+        and log["C-2"]["status"] == "skipped"
+        and log["C-3"]["status"] == "skipped"
+    )
     files = list((path.parent / "outbox").glob("*.eml"))
     assert len(files) == 1 and result.emails.count("sent") == 1
     msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
@@ -296,6 +432,7 @@ def test_header_injection_through_data_is_skipped_or_flattened(book, asks):
 
 
 # ---------------------------------------------------------------- the journal decides
+
 
 def journal(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(str(path.parent / ".sheetflow" / f"{path.name}.mail.sqlite"))
@@ -308,7 +445,7 @@ def test_a_restored_workbook_never_resends_what_the_journal_sent(crm, asks):
     first = list((crm.parent / "outbox").glob("*.eml"))
     assert len(first) == 1
     first[0].unlink()
-    crm.write_bytes(original)          # e.g. restored from a backup: the Emails row is gone
+    crm.write_bytes(original)  # e.g. restored from a backup: the Emails row is gone
     result = run(crm, now=NOW + dt.timedelta(hours=1))
     assert result.emails is None and not list((crm.parent / "outbox").glob("*.eml"))
     row = emails_log(crm)[0]
@@ -318,16 +455,60 @@ def test_a_restored_workbook_never_resends_what_the_journal_sent(crm, asks):
 def test_sending_row_unknown_to_the_journal_becomes_unconfirmed(crm, asks):
     wb = load_workbook(crm)
     ws = wb.create_sheet("Emails")
-    ws.append(["queued_at", "sent_at", "to", "template", "subject", "table", "record_id", "rule", "status",
-               "detail", "message_id", "key"])
-    ws.append([NOW, None, "joao@cliente.com.br", "welcome", "x", "Contacts", "C-1", "Welcome", "sending",
-               None, None, "Elost"])
-    ws.append([NOW, None, "bia@cliente.com.br", "welcome", "x", "Contacts", "C-2", "Welcome", "planned",
-               None, None, "Eplanned"])
+    ws.append(
+        [
+            "queued_at",
+            "sent_at",
+            "to",
+            "template",
+            "subject",
+            "table",
+            "record_id",
+            "rule",
+            "status",
+            "detail",
+            "message_id",
+            "key",
+        ]
+    )
+    ws.append(
+        [
+            NOW,
+            None,
+            "joao@cliente.com.br",
+            "welcome",
+            "x",
+            "Contacts",
+            "C-1",
+            "Welcome",
+            "sending",
+            None,
+            None,
+            "Elost",
+        ]
+    )
+    ws.append(
+        [
+            NOW,
+            None,
+            "bia@cliente.com.br",
+            "welcome",
+            "x",
+            "Contacts",
+            "C-2",
+            "Welcome",
+            "planned",
+            None,
+            None,
+            "Eplanned",
+        ]
+    )
     wb.save(crm)
     result = send(crm, now=NOW)
     log = {r["key"]: r for r in emails_log(crm)}
-    assert log["Elost"]["status"] == "unconfirmed" and "may or may not have gone out" in log["Elost"]["detail"]
+    assert (
+        log["Elost"]["status"] == "unconfirmed" and "may or may not have gone out" in log["Elost"]["detail"]
+    )
     assert log["Eplanned"]["status"] == "sent" and result.emails.count("sent") == 1
     assert [p.stem for p in (crm.parent / "outbox").glob("*.eml")] == ["Eplanned"]
     with journal(crm) as db:
@@ -336,8 +517,10 @@ def test_sending_row_unknown_to_the_journal_becomes_unconfirmed(crm, asks):
 
 # ---------------------------------------------------------------- the send window itself
 
+
 def test_send_window_forms():
     from sheetflow.mail.window import parse_window
+
     monday_10, monday_20 = dt.datetime(2026, 11, 23, 10, 0), dt.datetime(2026, 11, 23, 20, 0)
     saturday_10, tuesday_03 = dt.datetime(2026, 11, 28, 10, 0), dt.datetime(2026, 11, 24, 3, 0)
     w = parse_window("Mon-Fri 09:00-18:00")
@@ -345,9 +528,13 @@ def test_send_window_forms():
     pt = parse_window("Seg-Sex 9h-12h 14h-18h; Sáb 09:00-12:00")
     assert pt.contains(monday_10) and pt.contains(saturday_10) and not pt.contains(monday_10.replace(hour=13))
     night = parse_window("Mon 22:00-06:00")
-    assert night.contains(monday_20.replace(hour=23)) and night.contains(tuesday_03) and not night.contains(monday_10)
+    assert (
+        night.contains(monday_20.replace(hour=23))
+        and night.contains(tuesday_03)
+        and not night.contains(monday_10)
+    )
     assert parse_window("always").always and parse_window("").contains(saturday_10)
-    assert parse_window("Fri-Mon 10:00-11:00").contains(dt.datetime(2026, 11, 29, 10, 30))   # wraps the week
+    assert parse_window("Fri-Mon 10:00-11:00").contains(dt.datetime(2026, 11, 29, 10, 30))  # wraps the week
     for bad in ("Mon-Fri", "Mon-Frx 09:00-10:00", "Mon 25:00-26:00"):
         with pytest.raises(ValueError):
             parse_window(bad)

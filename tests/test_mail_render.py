@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from sheetflow.mail.render import (MAX_OUTPUT_CHARS, Fields, RenderError, TemplateSet, environment, html_to_text,
-                                   one_line, render)
-from sheetflow.pipeline import check, load
 from sheetflow.book import open_book
+from sheetflow.mail.render import (
+    MAX_OUTPUT_CHARS,
+    Fields,
+    RenderError,
+    TemplateSet,
+    environment,
+    html_to_text,
+    one_line,
+    render,
+)
+from sheetflow.pipeline import check, load
 
 
 def tset(book, templates, **sheets):
@@ -17,13 +25,25 @@ def tset(book, templates, **sheets):
 
 
 def test_merge_fields_default_filter_and_owner(book):
-    templates, _ = tset(book, [["hi", "Olá, {{ first_name }}!", "Oi {{ first_name | default('pessoa') }}, "
-                                "{{ owner.name | default('a equipe') }} / {{ owner.email }}"]])
-    subject, text, html = templates.render("hi", {"first_name": "João", "owner": Fields("owner", {
-        "name": "Ana", "email": "ana@x.com"})})
+    templates, _ = tset(
+        book,
+        [
+            [
+                "hi",
+                "Olá, {{ first_name }}!",
+                "Oi {{ first_name | default('pessoa') }}, "
+                "{{ owner.name | default('a equipe') }} / {{ owner.email }}",
+            ]
+        ],
+    )
+    subject, text, html = templates.render(
+        "hi", {"first_name": "João", "owner": Fields("owner", {"name": "Ana", "email": "ana@x.com"})}
+    )
     assert (subject, text, html) == ("Olá, João!", "Oi João, Ana / ana@x.com", None)
-    subject, text, _ = templates.render("HI", {"first_name": "Bia", "owner": Fields("owner", {"email": "e@x.com"})})
-    assert text == "Oi Bia, a equipe / e@x.com"     # names match like headers; default() covers a gap
+    subject, text, _ = templates.render(
+        "HI", {"first_name": "Bia", "owner": Fields("owner", {"email": "e@x.com"})}
+    )
+    assert text == "Oi Bia, a equipe / e@x.com"  # names match like headers; default() covers a gap
     templates, _ = tset(book, [["o", "x", "{{ owner }}"]])
     assert templates.render("o", {"owner": Fields("owner", {"name": "Ana"}, "Ana")})[1] == "Ana"
 
@@ -37,15 +57,17 @@ def test_a_missing_merge_field_is_an_error_naming_template_and_field(book):
         templates.render("hi", {"first_name": "x", "owner": Fields("owner", {"email": "a@b.co"})})
     assert e.value.field == "owner.name" and 'template "hi" body' in str(e.value)
     with pytest.raises(RenderError) as e:
-        templates.render("hi", {"first_name": "x"})      # no owner at all: chained, still strict
+        templates.render("hi", {"first_name": "x"})  # no owner at all: chained, still strict
     assert e.value.field == "owner"
     with pytest.raises(RenderError, match='no template "helo"'):
         templates.render("helo", {})
 
 
 def test_html_bodies_are_escaped_and_get_a_text_alternative(book):
-    body = ('<html><body><p>Hi <b>{{ first_name }}</b>,</p><p>see <a href="https://x.com/p">our offer</a>'
-            '<br>bye</p><ul><li>one</li><li>two</li></ul><script>alert(1)</script></body></html>')
+    body = (
+        '<html><body><p>Hi <b>{{ first_name }}</b>,</p><p>see <a href="https://x.com/p">our offer</a>'
+        "<br>bye</p><ul><li>one</li><li>two</li></ul><script>alert(1)</script></body></html>"
+    )
     templates, _ = tset(book, [["promo", "Offer", body]])
     subject, text, html = templates.render("promo", {"first_name": "<script>x</script>"})
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x" not in html
@@ -55,9 +77,13 @@ def test_html_bodies_are_escaped_and_get_a_text_alternative(book):
 
 def test_sandbox_blocks_python_internals_and_caps_work(book):
     env = environment()
-    for source in ("{{ ''.__class__.__mro__ }}", "{{ first_name.__class__ }}",
-                   "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-                   "{{ 'x' * 10000000 }}", "{{ 10 ** 10000 }}"):
+    for source in (
+        "{{ ''.__class__.__mro__ }}",
+        "{{ first_name.__class__ }}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{{ 'x' * 10000000 }}",
+        "{{ 10 ** 10000 }}",
+    ):
         with pytest.raises(RenderError):
             render(env.from_string(source), {"first_name": "a"})
     with pytest.raises(RenderError, match="longer than"):
@@ -81,25 +107,31 @@ def test_default_template_files_and_language(book):
     templates, _ = tset(book, [["welcome", "Sheet wins {{ first_name }}", "x"]])
     assert templates.render("welcome", {"first_name": "A"})[0] == "Sheet wins A"
     assert "follow_up" in templates.sources and "notification" in templates.sources
-    path = book({"Configurações": [["chave", "valor"], ["locale", "pt-BR"]], "Contatos": [["id", "Nome"]]},
-                name="pt.xlsx")
+    path = book(
+        {"Configurações": [["chave", "valor"], ["locale", "pt-BR"]], "Contatos": [["id", "Nome"]]},
+        name="pt.xlsx",
+    )
     pt = TemplateSet.load(load(open_book(path).read()).tables)
     subject, text, _ = pt.render("welcome", {"first_name": "Luíza"})
     assert subject == "Boas-vindas, Luíza!" and text.startswith("Olá Luíza,")
 
 
 def test_check_finds_unknown_fields_attributes_and_missing_templates(book):
-    path = book({
-        "Contacts": [["id", "first_name", "email"]],
-        "Reps": [["name", "email"]],
-        "Templates": [["name", "subject", "body"],
-                      ["a", "Hi {{ frist_name }}", "ok"],
-                      ["b", "Hi", "{{ owner.nmae }}"],
-                      ["c", "Hi", "{% for %}"],
-                      ["d", "", "body"],
-                      ["ok", "Hi {{ first_name | default('x') }}", "{{ owner.name }} {{ sender_name }}"]],
-        "Sequences": [["sequence", "step", "delay_days", "template"], ["onboarding", 1, 0, "wellcome"]],
-    })
+    path = book(
+        {
+            "Contacts": [["id", "first_name", "email"]],
+            "Reps": [["name", "email"]],
+            "Templates": [
+                ["name", "subject", "body"],
+                ["a", "Hi {{ frist_name }}", "ok"],
+                ["b", "Hi", "{{ owner.nmae }}"],
+                ["c", "Hi", "{% for %}"],
+                ["d", "", "body"],
+                ["ok", "Hi {{ first_name | default('x') }}", "{{ owner.name }} {{ sender_name }}"],
+            ],
+            "Sequences": [["sequence", "step", "delay_days", "template"], ["onboarding", 1, 0, "wellcome"]],
+        }
+    )
     messages = [str(p) for p in check(path) if p.is_error]
     text = "\n".join(messages)
     assert 'Templates!B2: template "a" uses unknown field "frist_name" — did you mean "first_name"?' in text
@@ -112,14 +144,17 @@ def test_check_finds_unknown_fields_attributes_and_missing_templates(book):
 
 def test_render_time_and_template_size_are_capped(book, monkeypatch, tmp_path):
     import sheetflow.mail.render as render_module
+
     env = environment()
-    monkeypatch.setattr(render_module, "MAX_RENDER_SECONDS", -1.0)     # every render is already too late
+    monkeypatch.setattr(render_module, "MAX_RENDER_SECONDS", -1.0)  # every render is already too late
     with pytest.raises(RenderError, match="took longer than"):
         render(env.from_string("{% for i in range(10) %}{{ i }}{% endfor %}"), {})
     monkeypatch.undo()
-    folder = tmp_path / "email"           # a cell holds at most 32,767 characters; files can be bigger
+    folder = tmp_path / "email"  # a cell holds at most 32,767 characters; files can be bigger
     folder.mkdir()
-    (folder / "big.txt").write_text("Subject: Hi\n\n" + "x" * (render_module.MAX_TEMPLATE_CHARS + 1), encoding="utf-8")
+    (folder / "big.txt").write_text(
+        "Subject: Hi\n\n" + "x" * (render_module.MAX_TEMPLATE_CHARS + 1), encoding="utf-8"
+    )
     path = book({"Contacts": [["id"]]})
     templates = TemplateSet.load(load(open_book(path).read()).tables, folder)
     with pytest.raises(RenderError, match='template "big" body is longer than'):

@@ -6,17 +6,15 @@ import datetime as dt
 import json
 
 import pytest
+from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
-from conftest import read_sheet as sheet
 from sheetflow.cli import main
 from sheetflow.packs import DEFAULT_PACKS, available, read_pack
 from sheetflow.pipeline import check, run
 from sheetflow.starter import create_starter
 
 DAY0 = dt.datetime(2026, 11, 23, 10, 0)
-
-
 
 
 def records(path, name):
@@ -82,16 +80,38 @@ def test_packs_on_demo_data(demo):
     rotting = {r["stage"]: r["rotting_days"] for r in records(demo, "Stages")}
     in_window = lambda d: d is not None and today - dt.timedelta(days=7) <= d <= today  # noqa: E731
     expected = {
-        "Renewal in 30 days": {d["id"] for d in deals if d["stage"] == "Won" and as_date(d["renewal_date"])
-                               and in_window(as_date(d["renewal_date"]) - dt.timedelta(days=30))},
-        "Upsell after 6 months": {d["id"] for d in deals if d["stage"] == "Won" and d["amount"] >= 5000
-                                  and in_window(as_date(d["created_at"]) + dt.timedelta(days=180))},
-        "Stalled deal": {d["id"] for d in deals if d["stage"] not in ("Won", "Lost") and rotting.get(d["stage"])
-                         and (today - as_date(d["stage_changed_at"] or d["created_at"])).days >= rotting[d["stage"]]},
-        "Idle customer task": {c["id"] for c in contacts if c["lifecycle_stage"] == "customer"
-                               and (today - as_date(c["last_activity_at"] or c["created_at"])).days >= 120},
-        "Ticket waiting 2 days": {t["id"] for t in tickets if t["status"] == "open" and not t["owner"]
-                                  and (today - as_date(t["opened_at"])).days >= 2},
+        "Renewal in 30 days": {
+            d["id"]
+            for d in deals
+            if d["stage"] == "Won"
+            and as_date(d["renewal_date"])
+            and in_window(as_date(d["renewal_date"]) - dt.timedelta(days=30))
+        },
+        "Upsell after 6 months": {
+            d["id"]
+            for d in deals
+            if d["stage"] == "Won"
+            and d["amount"] >= 5000
+            and in_window(as_date(d["created_at"]) + dt.timedelta(days=180))
+        },
+        "Stalled deal": {
+            d["id"]
+            for d in deals
+            if d["stage"] not in ("Won", "Lost")
+            and rotting.get(d["stage"])
+            and (today - as_date(d["stage_changed_at"] or d["created_at"])).days >= rotting[d["stage"]]
+        },
+        "Idle customer task": {
+            c["id"]
+            for c in contacts
+            if c["lifecycle_stage"] == "customer"
+            and (today - as_date(c["last_activity_at"] or c["created_at"])).days >= 120
+        },
+        "Ticket waiting 2 days": {
+            t["id"]
+            for t in tickets
+            if t["status"] == "open" and not t["owner"] and (today - as_date(t["opened_at"])).days >= 2
+        },
     }
     tasks = records(demo, "Tasks")
     for rule, ids in expected.items():
@@ -99,8 +119,13 @@ def test_packs_on_demo_data(demo):
     assert sum(len(v) for v in expected.values()) > 5  # the demo data really exercises the packs
     # the packs' emails: reactivation emails to idle customers, alerts in the reps' daily digest
     reactivation = {e.record_id for e in first.plan.emails if e.template == "reactivation" and e.due}
-    assert reactivation and reactivation == {c["id"] for c in contacts if c["lifecycle_stage"] == "customer" and not c["unsubscribed"]
-                            and (today - as_date(c["last_activity_at"] or c["created_at"])).days >= 90}
+    assert reactivation and reactivation == {
+        c["id"]
+        for c in contacts
+        if c["lifecycle_stage"] == "customer"
+        and not c["unsubscribed"]
+        and (today - as_date(c["last_activity_at"] or c["created_at"])).days >= 90
+    }
     digests = "\n".join(e.text for e in first.plan.emails if e.table == "Reps")
     big_stalled = [d for d in deals if d["id"] in expected["Stalled deal"] and d["amount"] >= 10000]
     assert big_stalled and all(f"Big deal {d['name']} is stalled" in digests for d in big_stalled)
@@ -116,9 +141,11 @@ def test_packs_on_demo_data(demo):
     ws.cell(3, nps_col).value = 3
     wb.save(demo)
     second = run(demo, now=DAY0 + dt.timedelta(days=1))
-    new_tasks = records(demo, "Tasks")[len(tasks):]
-    assert {(t["rule"], t["record_id"]) for t in new_tasks} >= {("Kick-off call", "C-00001"),
-                                                                  ("Negative feedback task", "C-00002")}
+    new_tasks = records(demo, "Tasks")[len(tasks) :]
+    assert {(t["rule"], t["record_id"]) for t in new_tasks} >= {
+        ("Kick-off call", "C-00001"),
+        ("Negative feedback task", "C-00002"),
+    }
     enrolled = {r[1]: json.loads(r[2]) for r in sheet(demo, "_sheetflow_state") if r[0] == "sequences"}
     assert enrolled["onboarding|C-00001"]["status"] in ("active", "finished")
     assert not second.plan.errors, second.plan.errors

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import python_calamine as pc
+from conftest import CORPUS, NOW, ROOT
+from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
-from conftest import read_sheet as sheet
-from conftest import CORPUS, NOW, ROOT
 from sheetflow.book.xlsx import XlsxBook
 from sheetflow.cli import main
 from sheetflow.pipeline import check, run
@@ -24,18 +24,34 @@ SETTINGS = [["key", "value"], ["timezone", "UTC"], ["mql_threshold", 30], ["sql_
 SCORING = [
     ["rule", "when", "points", "enabled"],
     ["Decision maker", 'title contains "director" or title contains "vp"', 20, True],
-    ["Mid-size", "company_size >= 50 and company_size < 1000", 15, None],   # blank enabled = enabled
+    ["Mid-size", "company_size >= 50 and company_size < 1000", 15, None],  # blank enabled = enabled
     ["Recent", "days_since(last_activity_at) <= 14", 10, True],
     ["Free mailbox", 'domain(email) in ("gmail.com", "hotmail.com")', -10, True],
     ["Switched off", "company_size > 0", 1000, False],
 ]
 CONTACTS = [
     ["id", "first_name", "email", "title", "company_size", "last_activity_at", "lifecycle_stage"],
-    ["C-00001", "Ana", "ana@acme.com", "Sales Director", 120, dt.datetime(2026, 11, 20), ""],       # 20+15+10 = 45 -> mql
-    ["C-00002", "Bob", "bob@gmail.com", "Analyst", 10, dt.datetime(2026, 1, 1), "lead"],             # -10
-    ["C-00003", "Caio", "caio@big.com.br", "VP Sales", 500, dt.datetime(2026, 11, 22), "lead"],      # 45 -> mql
-    [None, "Dee", "dee@x.com", "VP Marketing", 60, dt.datetime(2026, 11, 23), "customer"],          # 45, stays customer
-    ["", "Eve", "eve@hotmail.com", "", None, None, "sql"],                                           # -10, stays sql
+    [
+        "C-00001",
+        "Ana",
+        "ana@acme.com",
+        "Sales Director",
+        120,
+        dt.datetime(2026, 11, 20),
+        "",
+    ],  # 20+15+10 = 45 -> mql
+    ["C-00002", "Bob", "bob@gmail.com", "Analyst", 10, dt.datetime(2026, 1, 1), "lead"],  # -10
+    ["C-00003", "Caio", "caio@big.com.br", "VP Sales", 500, dt.datetime(2026, 11, 22), "lead"],  # 45 -> mql
+    [
+        None,
+        "Dee",
+        "dee@x.com",
+        "VP Marketing",
+        60,
+        dt.datetime(2026, 11, 23),
+        "customer",
+    ],  # 45, stays customer
+    ["", "Eve", "eve@hotmail.com", "", None, None, "sql"],  # -10, stays sql
 ]
 
 
@@ -55,6 +71,7 @@ def by_id(rows: list[list[object]]) -> dict[str, dict[str, object]]:
 
 # ---------------------------------------------------------------- scoring, lifecycle, ids
 
+
 def test_scoring_lifecycle_and_ids(crm):
     result = run(crm, now=NOW)
     assert result.written and not result.plan.errors
@@ -63,8 +80,13 @@ def test_scoring_lifecycle_and_ids(crm):
     scores = {k: v["score"] for k, v in contacts.items()}
     assert scores == {"C-00001": 45, "C-00002": -10, "C-00003": 45, "C-00004": 45, "C-00005": -10}
     stages = {k: v["lifecycle_stage"] for k, v in contacts.items()}
-    assert stages == {"C-00001": "mql", "C-00002": "lead", "C-00003": "mql", "C-00004": "customer",
-                      "C-00005": "sql"}
+    assert stages == {
+        "C-00001": "mql",
+        "C-00002": "lead",
+        "C-00003": "mql",
+        "C-00004": "customer",
+        "C-00005": "sql",
+    }
 
 
 def test_score_column_is_added_when_missing_and_other_cells_untouched(crm):
@@ -76,17 +98,33 @@ def test_score_column_is_added_when_missing_and_other_cells_untouched(crm):
 
 
 def test_sql_threshold_jumps_a_lead_straight_to_sql(book):
-    path = book({"Settings": SETTINGS, "Scoring": [["rule", "when", "points"], ["big", "", 70]],
-                 "Contacts": [["id", "lifecycle_stage"], ["C-1", "lead"], ["C-2", "mql"], ["C-3", "customer"],
-                              ["C-4", "opportunity"], ["C-5", None]]})
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Scoring": [["rule", "when", "points"], ["big", "", 70]],
+            "Contacts": [
+                ["id", "lifecycle_stage"],
+                ["C-1", "lead"],
+                ["C-2", "mql"],
+                ["C-3", "customer"],
+                ["C-4", "opportunity"],
+                ["C-5", None],
+            ],
+        }
+    )
     run(path, now=NOW)
     stages = {k: v["lifecycle_stage"] for k, v in by_id(sheet(path, "Contacts")).items()}
     assert stages == {"C-1": "sql", "C-2": "sql", "C-3": "customer", "C-4": "opportunity", "C-5": "sql"}
 
 
 def test_thresholds_never_move_a_contact_backwards(book):
-    path = book({"Settings": SETTINGS, "Scoring": [["rule", "when", "points"], ["low", "", 1]],
-                 "Contacts": [["id", "lifecycle_stage", "score"], ["C-1", "sql", 90], ["C-2", "mql", 90]]})
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Scoring": [["rule", "when", "points"], ["low", "", 1]],
+            "Contacts": [["id", "lifecycle_stage", "score"], ["C-1", "sql", 90], ["C-2", "mql", 90]],
+        }
+    )
     run(path, now=NOW)
     rows = by_id(sheet(path, "Contacts"))
     assert rows["C-1"]["lifecycle_stage"] == "sql" and rows["C-1"]["score"] == 1
@@ -94,9 +132,17 @@ def test_thresholds_never_move_a_contact_backwards(book):
 
 
 def test_decimal_comma_points_in_a_portuguese_workbook(book):
-    path = book({"Configurações": [["chave", "valor"], ["locale", "pt-BR"], ["limite_mql", "2,5"]],
-                 "Pontuação": [["regra", "quando", "pontos"], ["meio", 'cargo contains "diretor"', "2,5"]],
-                 "Contatos": [["id", "cargo", "estágio"], ["C-1", "Diretora Comercial", ""], ["C-2", "Analista", ""]]})
+    path = book(
+        {
+            "Configurações": [["chave", "valor"], ["locale", "pt-BR"], ["limite_mql", "2,5"]],
+            "Pontuação": [["regra", "quando", "pontos"], ["meio", 'cargo contains "diretor"', "2,5"]],
+            "Contatos": [
+                ["id", "cargo", "estágio"],
+                ["C-1", "Diretora Comercial", ""],
+                ["C-2", "Analista", ""],
+            ],
+        }
+    )
     result = run(path, now=NOW)
     assert not result.plan.errors
     rows = by_id(sheet(path, "Contatos"))
@@ -124,6 +170,7 @@ def test_duplicate_ids_are_reported_with_both_cells(book):
 
 
 # ---------------------------------------------------------------- dry run, idempotence, logs, state
+
 
 def test_dry_run_leaves_the_file_byte_for_byte_unchanged(crm):
     before, mtime = sha(crm), crm.stat().st_mtime_ns
@@ -174,13 +221,19 @@ def test_a_new_record_later_updates_state_and_scores_only_it(crm):
     wb["Contacts"].append(["C-00009", "Fay", "fay@acme.com", "Director", 70, None, ""])
     wb.save(crm)
     result = run(crm, now=NOW + dt.timedelta(days=1))
-    assert {(c.record_id, c.column) for c in result.plan.changes} == {("C-00009", "score"),
-                                                                      ("C-00009", "lifecycle_stage")}
+    assert {(c.record_id, c.column) for c in result.plan.changes} == {
+        ("C-00009", "score"),
+        ("C-00009", "lifecycle_stage"),
+    }
 
 
 def test_formula_like_values_are_written_as_text(book):
-    path = book({"Scoring": [["rule", "when", "points"], ["x", "", 5]],
-                 "Contacts": [["id", "first_name"], ["placeholder", "a"], ["@SUM(A1)", "b"]]})
+    path = book(
+        {
+            "Scoring": [["rule", "when", "points"], ["x", "", 5]],
+            "Contacts": [["id", "first_name"], ["placeholder", "a"], ["@SUM(A1)", "b"]],
+        }
+    )
     wb = load_workbook(path)
     wb["Contacts"]["A2"].value = "=1+1"
     wb["Contacts"]["A2"].data_type = "s"  # typed as text by the user, not a formula
@@ -195,10 +248,19 @@ def test_formula_like_values_are_written_as_text(book):
 
 # ---------------------------------------------------------------- errors
 
+
 def test_bad_rule_does_not_stop_the_other_rules(book, capsys):
-    path = book({"Scoring": [["rule", "when", "points"], ["typo", 'titel contains "x"', 5],
-                             ["ok", 'title contains "vp"', 7], ["no points", "", None]],
-                 "Contacts": [["id", "title"], ["C-1", "VP"], ["C-2", "Analyst"]]})
+    path = book(
+        {
+            "Scoring": [
+                ["rule", "when", "points"],
+                ["typo", 'titel contains "x"', 5],
+                ["ok", 'title contains "vp"', 7],
+                ["no points", "", None],
+            ],
+            "Contacts": [["id", "title"], ["C-1", "VP"], ["C-2", "Analyst"]],
+        }
+    )
     code = main(["run", str(path), "--now", "2026-11-23T10:00"])
     out = capsys.readouterr().out
     assert code == 1
@@ -212,21 +274,39 @@ def test_bad_rule_does_not_stop_the_other_rules(book, capsys):
 
 
 def test_check_reports_every_problem_with_its_cell(book, capsys):
-    path = book({"Scoring": [["rule", "when", "points"], ["a", 'company_siz > 5', 1], ["b", '(title = "x"', 1]],
-                 "Assignment": [["rule", "table", "when", "assign_to", "method"],
-                                ["r", "Contatcs", "", "all", "round_robbin"]],
-                 "Automations": [["rule", "table", "trigger", "when", "action"], ["x", "Contacts", "chnged:title", "", "send_mail"]],
-                 "Templates": [["name", "subject", "body"], ["hi", "Hi {{ frist_name }}", "{% if %}"]],
-                 "Settings": [["key", "value"], ["timezone", "Mars/Base"], ["mql_threshold", "lots"]],
-                 "Contacts": [["id", "title", "company_size", "first_name"], ["C-1", "x", "many", "Ana"]]})
+    path = book(
+        {
+            "Scoring": [["rule", "when", "points"], ["a", "company_siz > 5", 1], ["b", '(title = "x"', 1]],
+            "Assignment": [
+                ["rule", "table", "when", "assign_to", "method"],
+                ["r", "Contatcs", "", "all", "round_robbin"],
+            ],
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action"],
+                ["x", "Contacts", "chnged:title", "", "send_mail"],
+            ],
+            "Templates": [["name", "subject", "body"], ["hi", "Hi {{ frist_name }}", "{% if %}"]],
+            "Settings": [["key", "value"], ["timezone", "Mars/Base"], ["mql_threshold", "lots"]],
+            "Contacts": [["id", "title", "company_size", "first_name"], ["C-1", "x", "many", "Ana"]],
+        }
+    )
     code = main(["check", str(path)])
     out = capsys.readouterr().out.replace("\n", " ")
     assert code == 1
-    for expected in ['Scoring!B2: unknown column "company_siz" — did you mean "company_size"?',
-                     "Scoring!B3:", 'Assignment!B2: unknown table "Contatcs"', 'did you mean "round_robin"?',
-                     'Automations!C2: unknown trigger "chnged:title"', 'did you mean "send_email"?',
-                     'unknown field "frist_name"', 'did you mean "first_name"?', "Templates!C2",
-                     'unknown time zone "Mars/Base"', "Settings!B3", 'Contacts!C2: "many" is not a number']:
+    for expected in [
+        'Scoring!B2: unknown column "company_siz" — did you mean "company_size"?',
+        "Scoring!B3:",
+        'Assignment!B2: unknown table "Contatcs"',
+        'did you mean "round_robin"?',
+        'Automations!C2: unknown trigger "chnged:title"',
+        'did you mean "send_email"?',
+        'unknown field "frist_name"',
+        'did you mean "first_name"?',
+        "Templates!C2",
+        'unknown time zone "Mars/Base"',
+        "Settings!B3",
+        'Contacts!C2: "many" is not a number',
+    ]:
         assert expected in out, expected
 
 
@@ -268,6 +348,7 @@ def test_unreadable_file_is_a_clear_error(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- busy workbooks
+
 
 def test_workbook_open_in_excel_is_busy(crm, capsys):
     (crm.parent / f"~${crm.name}").write_bytes(b"owner")
@@ -316,13 +397,30 @@ def test_backups_are_kept_and_rotated(crm):
 
 # ---------------------------------------------------------------- init, demo, runner.py
 
+
 def test_init_creates_every_contract_sheet_with_dropdowns(tmp_path):
     path = tmp_path / "new.xlsx"
     assert main(["init", str(path)]) == 0
     wb = load_workbook(path)
     assert wb.sheetnames[0] == "Start here"
-    for name in ("Contacts", "Deals", "Tickets", "Reps", "Stages", "Scoring", "Assignment", "Automations",
-                 "Sequences", "Templates", "Settings", "Emails", "Activity", "Tasks", "Runs", "Report"):
+    for name in (
+        "Contacts",
+        "Deals",
+        "Tickets",
+        "Reps",
+        "Stages",
+        "Scoring",
+        "Assignment",
+        "Automations",
+        "Sequences",
+        "Templates",
+        "Settings",
+        "Emails",
+        "Activity",
+        "Tasks",
+        "Runs",
+        "Report",
+    ):
         assert name in wb.sheetnames, name
     scoring = wb["Scoring"]
     assert [c.value for c in scoring[1]] == ["rule", "when", "points", "enabled"]
@@ -360,47 +458,125 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 
 def test_runner_py_is_the_same_cli(tmp_path):
     path = tmp_path / "r.xlsx"
-    done = subprocess.run([sys.executable, str(ROOT / "runner.py"), "init", str(path), "--example"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "runner.py"), "init", str(path), "--example"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
-    done = subprocess.run([sys.executable, str(ROOT / "runner.py"), "run", str(path), "--dry-run"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "runner.py"), "run", str(path), "--dry-run"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0 and "dry run" in done.stdout
 
 
 # ---------------------------------------------------------------- real dirty data
 
+
 def test_odoo_demo_leads(book):
     with (CORPUS / "crm" / "odoo15_crm_lead_demo.csv").open(newline="", encoding="utf-8") as f:
         leads = list(csv.DictReader(f))
     header = ["id", "first_name", "company", "email", "phone", "title", "country", "source", "created_at"]
-    rows = [header] + [[None, r["contact_name"], r["partner_name"], r["email_from"], r["phone"], r["function"],
-                        r["country_code"], r["source"], r["create_date"]] for r in leads]
-    path = book({"Contacts": rows, "Settings": SETTINGS, "Scoring": [
-        ["rule", "when", "points"], ["manager", 'title contains "manager"', 10],
-        ["no email", "email is empty", -5], ["french", 'country = "fr"', 3]]})
+    rows = [header] + [
+        [
+            None,
+            r["contact_name"],
+            r["partner_name"],
+            r["email_from"],
+            r["phone"],
+            r["function"],
+            r["country_code"],
+            r["source"],
+            r["create_date"],
+        ]
+        for r in leads
+    ]
+    path = book(
+        {
+            "Contacts": rows,
+            "Settings": SETTINGS,
+            "Scoring": [
+                ["rule", "when", "points"],
+                ["manager", 'title contains "manager"', 10],
+                ["no email", "email is empty", -5],
+                ["french", 'country = "fr"', 3],
+            ],
+        }
+    )
     result = run(path, now=NOW)
     assert not result.plan.errors
     contacts = sheet(path, "Contacts")
     assert len(contacts) == len(leads) + 1
     assert len({r[0] for r in contacts[1:]}) == len(leads)  # every lead got its own id
-    expected = [(10 if "manager" in r["function"].lower() else 0) + (-5 if not r["email_from"].strip() else 0)
-                + (3 if r["country_code"].strip().lower() == "fr" else 0) for r in leads]
+    expected = [
+        (10 if "manager" in r["function"].lower() else 0)
+        + (-5 if not r["email_from"].strip() else 0)
+        + (3 if r["country_code"].strip().lower() == "fr" else 0)
+        for r in leads
+    ]
     assert [r[-1] for r in contacts[1:]] == expected
 
 
 def test_report_sheet_is_rebuilt_each_run(book):
-    path = book({"Settings": SETTINGS, "Scoring": SCORING, "Contacts": CONTACTS,
-                 "Reps": [["name", "email", "active"], ["Ana", "", True], ["Bob", "", True]],
-                 "Assignment": [["rule", "table", "when", "assign_to", "method"], ["All", "Contacts", "", "all", "round_robin"]],
-                 "Report": [["my old notes", "x"], ["to be replaced", 1], [], [], [], [], [], [], [], [], [], [],
-                            [], [], [], [], [], [], [], [], [], [], [], [], [], [], [], [], [], ["far below"]]})
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Scoring": SCORING,
+            "Contacts": CONTACTS,
+            "Reps": [["name", "email", "active"], ["Ana", "", True], ["Bob", "", True]],
+            "Assignment": [
+                ["rule", "table", "when", "assign_to", "method"],
+                ["All", "Contacts", "", "all", "round_robin"],
+            ],
+            "Report": [
+                ["my old notes", "x"],
+                ["to be replaced", 1],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                ["far below"],
+            ],
+        }
+    )
     run(path, now=NOW)
     rows = sheet(path, "Report")
     flat = [r for r in rows if any(v not in ("", None) for v in r)]
     assert flat[0][0] == "sheetflow report"
     stages = [r[:2] for r in flat]
-    assert ["mql", 2.0] in stages and ["lead", 1.0] in stages and ["sql", 1.0] in stages and ["customer", 1.0] in stages
+    assert (
+        ["mql", 2.0] in stages
+        and ["lead", 1.0] in stages
+        and ["sql", 1.0] in stages
+        and ["customer", 1.0] in stages
+    )
     reps = {r[0]: r for r in flat if r[0] in ("Ana", "Bob")}
     assert reps["Ana"][6] + reps["Bob"][6] == 5  # assigned this run
     assert not any("far below" in str(v) or "my old notes" in str(v) for r in rows for v in r)

@@ -57,7 +57,7 @@ X = {"x": NS}
 # Files this module must refuse, and the words the refusal has to contain.
 REFUSED = {
     "poi__SampleSS.strict.xlsx": "Strict Open XML",
-    "calamine__issue252.xlsx": "damaged",      # xl/_rels/workbook.xml.rels is garbage behind a bad CRC
+    "calamine__issue252.xlsx": "damaged",  # xl/_rels/workbook.xml.rels is garbage behind a bad CRC
 }
 
 
@@ -77,6 +77,7 @@ OPENPYXL_UNLOADABLE = _openpyxl_unloadable()
 # Independent helpers (they read the package directly, not through the module under test)
 # --------------------------------------------------------------------------------------------------------------
 
+
 def _xml(zf: zipfile.ZipFile, name: str) -> etree._Element:
     return etree.fromstring(zf.read(name))
 
@@ -92,7 +93,11 @@ def _rels(zf: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]:
         if rel.get("TargetMode") == "External":
             continue
         target = rel.get("Target")
-        path = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
+        path = (
+            target.lstrip("/")
+            if target.startswith("/")
+            else posixpath.normpath(posixpath.join(folder, target))
+        )
         out[rel.get("Id")] = (rel.get("Type"), path)
     return out
 
@@ -104,8 +109,15 @@ def _sheets(path: Path) -> list[dict]:
         out = []
         for el in _xml(zf, "xl/workbook.xml").iterfind("x:sheets/x:sheet", X):
             kind, part = rels[el.get(f"{{{NS_R}}}id")]
-            out.append({"name": el.get("name"), "state": el.get("state", "visible"), "part": part,
-                        "kind": kind.rsplit("/", 1)[-1], "sheet_id": el.get("sheetId")})
+            out.append(
+                {
+                    "name": el.get("name"),
+                    "state": el.get("state", "visible"),
+                    "part": part,
+                    "kind": kind.rsplit("/", 1)[-1],
+                    "sheet_id": el.get("sheetId"),
+                }
+            )
         return out
 
 
@@ -150,17 +162,25 @@ def _pick_overwrite_cell(path: Path, part: str) -> tuple[int, int] | None:
     with zipfile.ZipFile(path) as zf:
         root = _xml(zf, part)
         blocked = [_range(_xml(zf, t).get("ref")) for t in _table_parts(path, part)]
-    blocked += [_range(f.get("ref")) for f in root.iter(f"{{{NS}}}f") if f.get("t") in ("array", "dataTable")
-                and f.get("ref")]
+    blocked += [
+        _range(f.get("ref"))
+        for f in root.iter(f"{{{NS}}}f")
+        if f.get("t") in ("array", "dataTable") and f.get("ref")
+    ]
     merged = [_range(m.get("ref")) for m in root.iterfind("x:mergeCells/x:mergeCell", X)]
     candidates = {"n": None, "s": None}
     for c in root.iterfind("x:sheetData/x:row/x:c", X):
         kind = c.get("t", "n")
-        if kind in candidates and candidates[kind] is None and c.find("x:f", X) is None \
-                and c.find("x:v", X) is not None:
+        if (
+            kind in candidates
+            and candidates[kind] is None
+            and c.find("x:f", X) is None
+            and c.find("x:v", X) is not None
+        ):
             cell = _ref(c.get("r"))
-            if not any(_inside(cell, b) for b in blocked) and \
-                    not any(_inside(cell, m) and cell != m[:2] for m in merged):   # top-left of a merge is fine
+            if not any(_inside(cell, b) for b in blocked) and not any(
+                _inside(cell, m) and cell != m[:2] for m in merged
+            ):  # top-left of a merge is fine
                 candidates[kind] = cell
         if candidates["n"]:
             break
@@ -174,7 +194,11 @@ def _last_row(path: Path, part: str) -> int:
 
 
 def _calamine_rows(path: Path, sheet: str) -> list[list]:
-    return calamine.CalamineWorkbook.from_path(str(path)).get_sheet_by_name(sheet).to_python(skip_empty_area=False)
+    return (
+        calamine.CalamineWorkbook.from_path(str(path))
+        .get_sheet_by_name(sheet)
+        .to_python(skip_empty_area=False)
+    )
 
 
 def _calamine_value(rows: list[list], r: int, c: int):
@@ -208,8 +232,12 @@ def _part_text(path: Path, name: str) -> str:
 
 
 def _check_preserved(original: Path, result: Path) -> None:
-    run = subprocess.run([sys.executable, str(CHECKER), str(original), str(result)], capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(CHECKER), str(original), str(result)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -225,18 +253,37 @@ def _same_value(got, want) -> bool:
 # Corpus round trip
 # --------------------------------------------------------------------------------------------------------------
 
+
 def _appended_values(k: int) -> list:
-    return ["=SUM(A1:A9) is text, not a formula", -17.25 - k, k % 2 == 0, dt.date(2024, 2, 27) + dt.timedelta(days=k),
-            dt.datetime(2024, 5, 17, 14, 30, 15 + k), "Ação São Paulo"]
+    return [
+        "=SUM(A1:A9) is text, not a formula",
+        -17.25 - k,
+        k % 2 == 0,
+        dt.date(2024, 2, 27) + dt.timedelta(days=k),
+        dt.datetime(2024, 5, 17, 14, 30, 15 + k),
+        "Ação São Paulo",
+    ]
 
 
 def _new_sheet_patches() -> list[SheetPatch]:
-    header = {(1, 1): "Lead", (1, 2): "Stage", (1, 3): "Next call", (2, 1): "Ana", (2, 2): "New",
-              (2, 3): dt.date(2024, 7, 1)}
-    spec = NewSheet(freeze_rows=1, col_widths={1: 24.5, 2: 12, 3: 14}, bold_rows={1},
-                    validations=[Validation("B2:B5000", options=["New", "Won", "Lost"])])
-    return [SheetPatch("Sheetflow Log", header, new=spec),
-            SheetPatch("_sheetflow_state", {(1, 1): "state", (1, 2): 3}, new=NewSheet(state="veryHidden"))]
+    header = {
+        (1, 1): "Lead",
+        (1, 2): "Stage",
+        (1, 3): "Next call",
+        (2, 1): "Ana",
+        (2, 2): "New",
+        (2, 3): dt.date(2024, 7, 1),
+    }
+    spec = NewSheet(
+        freeze_rows=1,
+        col_widths={1: 24.5, 2: 12, 3: 14},
+        bold_rows={1},
+        validations=[Validation("B2:B5000", options=["New", "Won", "Lost"])],
+    )
+    return [
+        SheetPatch("Sheetflow Log", header, new=spec),
+        SheetPatch("_sheetflow_state", {(1, 1): "state", (1, 2): 3}, new=NewSheet(state="veryHidden")),
+    ]
 
 
 def _target(path: Path) -> tuple[dict | None, dict | None]:
@@ -304,8 +351,13 @@ def _calamine_can_read(path: Path, sheet: str) -> bool:
 
 
 def _assert_untouched_entries_identical(original: Path, result: Path, target_part: str | None) -> None:
-    may_change = {"xl/workbook.xml", "xl/_rels/workbook.xml.rels", "[Content_Types].xml", "xl/styles.xml",
-                  "xl/calcChain.xml"}
+    may_change = {
+        "xl/workbook.xml",
+        "xl/_rels/workbook.xml.rels",
+        "[Content_Types].xml",
+        "xl/styles.xml",
+        "xl/calcChain.xml",
+    }
     if target_part:
         may_change |= {target_part, *_table_parts(original, target_part)}
     with zipfile.ZipFile(original) as before, zipfile.ZipFile(result) as after:
@@ -313,7 +365,7 @@ def _assert_untouched_entries_identical(original: Path, result: Path, target_par
         kept = [n for n in old_names if n in new_names]
         assert set(old_names) - set(kept) <= {"xl/calcChain.xml"}
         assert new_names[: len(kept)] == kept, "zip entry order changed"
-        assert all(n.startswith("xl/worksheets/sheet") for n in new_names[len(kept):])
+        assert all(n.startswith("xl/worksheets/sheet") for n in new_names[len(kept) :])
         assert after.testzip() is None
         for n in kept:
             if n in may_change:
@@ -322,7 +374,9 @@ def _assert_untouched_entries_identical(original: Path, result: Path, target_par
             assert _raw(result, n) == _raw(original, n), f"{n}: compressed bytes or compression type changed"
 
 
-def _assert_calamine_reads(result: Path, sheet: str | None, expected: dict, new_sheets: list[SheetPatch]) -> None:
+def _assert_calamine_reads(
+    result: Path, sheet: str | None, expected: dict, new_sheets: list[SheetPatch]
+) -> None:
     rows = _calamine_rows(result, sheet) if sheet else []
     for (r, c), want in expected.items():
         got = _calamine_value(rows, r, c)
@@ -335,7 +389,9 @@ def _assert_calamine_reads(result: Path, sheet: str | None, expected: dict, new_
 
 
 def _assert_openpyxl_reads(result: Path, sheet: str | None, expected: dict, with_new_sheets: bool) -> None:
-    with warnings.catch_warnings():  # openpyxl warns about the extensions it does not support; not our concern
+    with (
+        warnings.catch_warnings()
+    ):  # openpyxl warns about the extensions it does not support; not our concern
         warnings.simplefilter("ignore", UserWarning)
         _openpyxl_reads(result, sheet, expected, with_new_sheets)
 
@@ -346,14 +402,17 @@ def _openpyxl_reads(result: Path, sheet: str | None, expected: dict, with_new_sh
         rows = [r for r, _ in expected]
         values = {}
         if sheet:
-            for r, row in enumerate(wb[sheet].iter_rows(min_row=min(rows), max_row=max(rows), values_only=True),
-                                    start=min(rows)):
+            for r, row in enumerate(
+                wb[sheet].iter_rows(min_row=min(rows), max_row=max(rows), values_only=True), start=min(rows)
+            ):
                 for c, value in enumerate(row, start=1):
                     values[(r, c)] = value
         for (r, c), want in expected.items():
             if isinstance(want, dt.date) and not isinstance(want, dt.datetime):
                 want = dt.datetime.combine(want, dt.time())
-            assert _same_value(values.get((r, c)), want), f"{sheet}!{r},{c}: {values.get((r, c))!r} != {want!r}"
+            assert _same_value(values.get((r, c)), want), (
+                f"{sheet}!{r},{c}: {values.get((r, c))!r} != {want!r}"
+            )
         if with_new_sheets:
             assert wb["_sheetflow_state"].sheet_state == "veryHidden"
             assert wb["Sheetflow Log"].sheet_state == "visible"
@@ -364,6 +423,7 @@ def _openpyxl_reads(result: Path, sheet: str | None, expected: dict, with_new_sh
 # --------------------------------------------------------------------------------------------------------------
 # Workbooks built for one behaviour
 # --------------------------------------------------------------------------------------------------------------
+
 
 def _corpus_copy(name: str, tmp_path: Path) -> Path:
     if not (CORPUS / name).is_file():
@@ -405,8 +465,11 @@ def test_date1904_corpus(tmp_path: Path) -> None:
     path = _corpus_copy("calamine__date_1904.xlsx", tmp_path)
     assert date1904(path) is True
     out = tmp_path / "out.xlsx"
-    patch_workbook(path, out, [SheetPatch("Sheet1", {(30, 1): dt.date(2024, 1, 2),
-                                                     (30, 2): dt.datetime(2024, 1, 2, 6, 0)})])
+    patch_workbook(
+        path,
+        out,
+        [SheetPatch("Sheet1", {(30, 1): dt.date(2024, 1, 2), (30, 2): dt.datetime(2024, 1, 2, 6, 0)})],
+    )
     cell = _cell(_sheet_xml(out, "Sheet1"), "A30")
     assert cell.findtext("x:v", namespaces=X) == str((dt.date(2024, 1, 2) - dt.date(1904, 1, 1)).days)
     rows = _calamine_rows(out, "Sheet1")
@@ -418,18 +481,36 @@ def test_date1904_corpus(tmp_path: Path) -> None:
 def test_1900_serials_follow_excel(tmp_path: Path) -> None:
     path = _book(tmp_path, lambda ws, wb: None)
     out = tmp_path / "out.xlsx"
-    patch_workbook(path, out, [SheetPatch("Contacts", {(1, 1): dt.date(1900, 1, 1), (2, 1): dt.date(1900, 3, 1),
-                                                       (3, 1): dt.date(2024, 1, 1),
-                                                       (4, 1): dt.datetime(2024, 1, 1, 12, 0)})])
+    patch_workbook(
+        path,
+        out,
+        [
+            SheetPatch(
+                "Contacts",
+                {
+                    (1, 1): dt.date(1900, 1, 1),
+                    (2, 1): dt.date(1900, 3, 1),
+                    (3, 1): dt.date(2024, 1, 1),
+                    (4, 1): dt.datetime(2024, 1, 1, 12, 0),
+                },
+            )
+        ],
+    )
     root = _sheet_xml(out, "Contacts")
-    assert [_cell(root, f"A{r}").findtext("x:v", namespaces=X) for r in (1, 2, 3, 4)] == ["1", "61", "45292",
-                                                                                           "45292.5"]
+    assert [_cell(root, f"A{r}").findtext("x:v", namespaces=X) for r in (1, 2, 3, 4)] == [
+        "1",
+        "61",
+        "45292",
+        "45292.5",
+    ]
     with pytest.raises(PatchError, match=r"Contacts!A1.*1899"):
         patch_workbook(path, tmp_path / "bad.xlsx", [SheetPatch("Contacts", {(1, 1): dt.date(1899, 12, 1)})])
 
 
 def test_overwriting_formula_prunes_calc_chain(tmp_path: Path) -> None:
-    path = _corpus_copy("poi__WithThreeCharts.xlsx", tmp_path)   # Sheet1 E1:E6 shared formula, calcChain E6..E1
+    path = _corpus_copy(
+        "poi__WithThreeCharts.xlsx", tmp_path
+    )  # Sheet1 E1:E6 shared formula, calcChain E6..E1
     out = tmp_path / "out.xlsx"
     patch_workbook(path, out, [SheetPatch("Sheet1", {(6, 5): 1.5, (3, 5): "manual"})])
     chain = etree.fromstring(_part_text(out, "xl/calcChain.xml").encode())
@@ -442,7 +523,7 @@ def test_overwriting_formula_prunes_calc_chain(tmp_path: Path) -> None:
 
 
 def test_calc_chain_removed_when_empty(tmp_path: Path) -> None:
-    path = _corpus_copy("poi__DataValidationEvaluations.xlsx", tmp_path)   # one formula: Sheet1!I7
+    path = _corpus_copy("poi__DataValidationEvaluations.xlsx", tmp_path)  # one formula: Sheet1!I7
     out = tmp_path / "out.xlsx"
     patch_workbook(path, out, [SheetPatch("Sheet1", {(7, 9): 7})])
     with zipfile.ZipFile(out) as zf:
@@ -456,8 +537,11 @@ def test_calc_chain_removed_when_empty(tmp_path: Path) -> None:
 def test_shared_formula_master_refused(tmp_path: Path) -> None:
     path = _corpus_copy("poi__WithThreeCharts.xlsx", tmp_path)
     out = tmp_path / "out.xlsx"
-    with pytest.raises(PatchError, match=r"^Sheet1!E1 holds a shared formula that other cells use; sheetflow will "
-                                         r"not overwrite it$"):
+    with pytest.raises(
+        PatchError,
+        match=r"^Sheet1!E1 holds a shared formula that other cells use; sheetflow will "
+        r"not overwrite it$",
+    ):
         patch_workbook(path, out, [SheetPatch("Sheet1", {(1, 5): 2})])
     assert not out.exists()
 
@@ -477,10 +561,12 @@ def test_array_formula_refused(tmp_path: Path) -> None:
 
 def test_protected_sheet_refused(tmp_path: Path) -> None:
     path = _corpus_copy("poi__sheetProtection_allLocked.xlsx", tmp_path)
-    with pytest.raises(PatchError, match='^sheet "Foglio1" is protected; unprotect it in Excel or let sheetflow '
-                                         'write elsewhere$'):
+    with pytest.raises(
+        PatchError,
+        match='^sheet "Foglio1" is protected; unprotect it in Excel or let sheetflow write elsewhere$',
+    ):
         patch_workbook(path, tmp_path / "out.xlsx", [SheetPatch("Foglio1", {(1, 1): "x"})])
-    patch_workbook(path, tmp_path / "ok.xlsx", [SheetPatch("Foglio2", {(1, 1): "x"})])   # unprotected: fine
+    patch_workbook(path, tmp_path / "ok.xlsx", [SheetPatch("Foglio2", {(1, 1): "x"})])  # unprotected: fine
     assert _sheet_xml(tmp_path / "ok.xlsx", "Foglio1").find("x:sheetProtection", X).get("sheet") == "1"
 
 
@@ -506,8 +592,21 @@ def _table_ref(path: Path) -> tuple[str, str]:
 def test_table_grows_with_rows_written_below(tmp_path: Path) -> None:
     path = _table_book(tmp_path)
     out = tmp_path / "out.xlsx"
-    patch_workbook(path, out, [SheetPatch("Contacts", {(4, 1): "Caio", (4, 3): 1, (5, 2): "d@example.com",
-                                                       (9, 1): "far below: not part of the table"})])
+    patch_workbook(
+        path,
+        out,
+        [
+            SheetPatch(
+                "Contacts",
+                {
+                    (4, 1): "Caio",
+                    (4, 3): 1,
+                    (5, 2): "d@example.com",
+                    (9, 1): "far below: not part of the table",
+                },
+            )
+        ],
+    )
     assert _table_ref(out) == ("A1:C5", "A1:C5")
     wb = openpyxl.load_workbook(out)
     assert wb["Contacts"].tables["Leads"].ref == "A1:C5"
@@ -540,9 +639,13 @@ def test_table_corpus_growth(tmp_path: Path) -> None:
 
 def test_table_header_rename_refused(tmp_path: Path) -> None:
     path = _table_book(tmp_path)
-    with pytest.raises(PatchError, match='Contacts!B1 is the header of column "Email" of the Excel table "Leads"'):
+    with pytest.raises(
+        PatchError, match='Contacts!B1 is the header of column "Email" of the Excel table "Leads"'
+    ):
         patch_workbook(path, tmp_path / "out.xlsx", [SheetPatch("Contacts", {(1, 2): "E-mail"})])
-    patch_workbook(path, tmp_path / "same.xlsx", [SheetPatch("Contacts", {(1, 2): "Email"})])  # same text: fine
+    patch_workbook(
+        path, tmp_path / "same.xlsx", [SheetPatch("Contacts", {(1, 2): "Email"})]
+    )  # same text: fine
 
 
 def test_merged_cells(tmp_path: Path) -> None:
@@ -551,7 +654,9 @@ def test_merged_cells(tmp_path: Path) -> None:
         ws.merge_cells("A1:C2")
 
     path = _book(tmp_path, build)
-    with pytest.raises(PatchError, match=r"Contacts!B2 is inside the merged cells A1:C2; only its top-left cell A1"):
+    with pytest.raises(
+        PatchError, match=r"Contacts!B2 is inside the merged cells A1:C2; only its top-left cell A1"
+    ):
         patch_workbook(path, tmp_path / "out.xlsx", [SheetPatch("Contacts", {(2, 2): "x"})])
     out = tmp_path / "ok.xlsx"
     patch_workbook(path, out, [SheetPatch("Contacts", {(1, 1): "New title"})])
@@ -559,7 +664,7 @@ def test_merged_cells(tmp_path: Path) -> None:
 
 
 def test_merged_cells_corpus(tmp_path: Path) -> None:
-    path = _corpus_copy("poi__57893-many-merges.xlsx", tmp_path)      # 50,000 merged ranges
+    path = _corpus_copy("poi__57893-many-merges.xlsx", tmp_path)  # 50,000 merged ranges
     root = _sheet_xml(path, "Sheet1")
     r1, c1, r2, c2 = _range(root.find("x:mergeCells/x:mergeCell", X).get("ref"))
     inner = (r2, c2) if (r2, c2) != (r1, c1) else None
@@ -577,8 +682,11 @@ def test_replace_drops_old_rows(tmp_path: Path) -> None:
 
     path = _book(tmp_path, build)
     out = tmp_path / "out.xlsx"
-    patch_workbook(path, out, [SheetPatch("_state", {(1, 1): "key", (1, 2): "value", (2, 1): "run", (2, 2): 7},
-                                          replace=True)])
+    patch_workbook(
+        path,
+        out,
+        [SheetPatch("_state", {(1, 1): "key", (1, 2): "value", (2, 1): "run", (2, 2): 7}, replace=True)],
+    )
     assert _calamine_rows(out, "_state") == [["key", "value"], ["run", 7.0]]
     root = _sheet_xml(out, "_state")
     assert len(root.findall("x:sheetData/x:row", X)) == 2
@@ -604,16 +712,25 @@ def test_inline_strings(tmp_path: Path) -> None:
     path = _book(tmp_path, lambda ws, wb: ws.append(["x"]))
     out = tmp_path / "out.xlsx"
     long_text = "ç" * 40_000
-    cells = {(2, 1): "  leading and trailing  ", (2, 2): "line 1\nline 2", (2, 3): long_text,
-             (2, 4): "=1+1", (2, 5): "+55 11 9999", (2, 6): "-minus", (2, 7): "@handle",
-             (2, 8): "bell\x07 and nul\x00 stripped", (2, 9): "literal _x0041_ stays", (2, 10): "𝛼 beyond BMP"}
+    cells = {
+        (2, 1): "  leading and trailing  ",
+        (2, 2): "line 1\nline 2",
+        (2, 3): long_text,
+        (2, 4): "=1+1",
+        (2, 5): "+55 11 9999",
+        (2, 6): "-minus",
+        (2, 7): "@handle",
+        (2, 8): "bell\x07 and nul\x00 stripped",
+        (2, 9): "literal _x0041_ stays",
+        (2, 10): "𝛼 beyond BMP",
+    }
     patch_workbook(path, out, [SheetPatch("Contacts", cells)])
     root = _sheet_xml(out, "Contacts")
     first = _cell(root, "A2")
     assert first.get("t") == "inlineStr" and first.find("x:f", X) is None
     t = first.find("x:is/x:t", X)
     assert t.get("{http://www.w3.org/XML/1998/namespace}space") == "preserve"
-    with zipfile.ZipFile(path) as before, zipfile.ZipFile(out) as after:   # strings never go to sharedStrings
+    with zipfile.ZipFile(path) as before, zipfile.ZipFile(out) as after:  # strings never go to sharedStrings
         shared = [n for n in before.namelist() if "sharedstrings" in n.lower()]
         assert shared == [n for n in after.namelist() if "sharedstrings" in n.lower()]
         assert all(before.read(n) == after.read(n) for n in shared)
@@ -659,15 +776,31 @@ def test_style_preserved_on_overwrite(tmp_path: Path) -> None:
     path = _book(tmp_path, build)
     before = _sheet_xml(path, "Contacts")
     out = tmp_path / "out.xlsx"
-    patch_workbook(path, out, [SheetPatch("Contacts", {(1, 1): 2.5, (2, 1): "text", (3, 1): dt.date(2024, 3, 4),
-                                                       (1, 2): dt.date(2024, 3, 5), (4, 1): None})])
+    patch_workbook(
+        path,
+        out,
+        [
+            SheetPatch(
+                "Contacts",
+                {
+                    (1, 1): 2.5,
+                    (2, 1): "text",
+                    (3, 1): dt.date(2024, 3, 4),
+                    (1, 2): dt.date(2024, 3, 5),
+                    (4, 1): None,
+                },
+            )
+        ],
+    )
     after = _sheet_xml(out, "Contacts")
     assert _cell(after, "A1").get("s") == _cell(before, "A1").get("s")
     assert _cell(after, "A2").get("s") == _cell(before, "A2").get("s")
-    assert _cell(after, "B1").get("s") == _cell(before, "B1").get("s")   # already a date format: kept
+    assert _cell(after, "B1").get("s") == _cell(before, "B1").get("s")  # already a date format: kept
     ws = openpyxl.load_workbook(out)["Contacts"]
     for ref in ("A1", "A2", "A3"):
-        assert ws[ref].font.b and ws[ref].font.color.rgb == "00FF0000" and ws[ref].fill.fgColor.rgb == "00FFFF00"
+        assert (
+            ws[ref].font.b and ws[ref].font.color.rgb == "00FF0000" and ws[ref].fill.fgColor.rgb == "00FFFF00"
+        )
     assert ws["A1"].number_format == "0.00" and ws["A1"].value == 2.5
     assert ws["A3"].number_format == "yyyy-mm-dd" and ws["A3"].value == dt.datetime(2024, 3, 4)
     assert ws["B1"].number_format == "dd/mm/yyyy" and ws["B1"].value == dt.datetime(2024, 3, 5)
@@ -691,7 +824,7 @@ def test_clearing_keeps_style(tmp_path: Path) -> None:
 def test_new_cells_take_column_style(tmp_path: Path) -> None:
     def build(ws, wb):
         ws.append(["When"])
-        ws.column_dimensions["A"].number_format = "dd/mm/yyyy"   # <col min="1" max="1" style=...>
+        ws.column_dimensions["A"].number_format = "dd/mm/yyyy"  # <col min="1" max="1" style=...>
 
     path = _book(tmp_path, build)
     out = tmp_path / "out.xlsx"
@@ -704,11 +837,19 @@ def test_repeated_runs_do_not_grow_styles(tmp_path: Path) -> None:
     path = _book(tmp_path, lambda ws, wb: ws.append(["x"]))
     first, second = tmp_path / "1.xlsx", tmp_path / "2.xlsx"
     cells = {(2, 1): dt.date(2024, 1, 1), (2, 2): dt.datetime(2024, 1, 1, 9, 30)}
-    patch_workbook(path, first, [SheetPatch("Contacts", cells), SheetPatch("Log", {(1, 1): "h"},
-                                                                           new=NewSheet(bold_rows={1}))])
-    patch_workbook(first, second, [SheetPatch("Contacts", {(3, 1): dt.date(2024, 1, 2),
-                                                           (3, 2): dt.datetime(2024, 1, 1, 10, 0)}),
-                                   SheetPatch("Log2", {(1, 1): "h"}, new=NewSheet(bold_rows={1}))])
+    patch_workbook(
+        path,
+        first,
+        [SheetPatch("Contacts", cells), SheetPatch("Log", {(1, 1): "h"}, new=NewSheet(bold_rows={1}))],
+    )
+    patch_workbook(
+        first,
+        second,
+        [
+            SheetPatch("Contacts", {(3, 1): dt.date(2024, 1, 2), (3, 2): dt.datetime(2024, 1, 1, 10, 0)}),
+            SheetPatch("Log2", {(1, 1): "h"}, new=NewSheet(bold_rows={1})),
+        ],
+    )
     assert _part_text(first, "xl/styles.xml") == _part_text(second, "xl/styles.xml")
     styles = etree.fromstring(_part_text(second, "xl/styles.xml").encode())
     xfs = styles.find("x:cellXfs", X)
@@ -721,20 +862,40 @@ def test_repeated_runs_do_not_grow_styles(tmp_path: Path) -> None:
 def test_new_sheet_structure(tmp_path: Path) -> None:
     path = _book(tmp_path, lambda ws, wb: ws.append(["x"]))
     out = tmp_path / "out.xlsx"
-    spec = NewSheet(freeze_rows=1, col_widths={2: 30, 1: 10}, bold_rows={1},
-                    validations=[Validation("B2:B500", options=['Say "hi"', "Won"], allow_other=True),
-                                 Validation("C2:C500", source="=Contacts!$A$1:$A$9")])
-    patch_workbook(path, out, [SheetPatch("Log", {(1, 1): "Lead", (1, 2): "Stage", (2, 1): "Ana"}, new=spec),
-                               SheetPatch("Hidden state", {(1, 1): "k"}, new=NewSheet(state="hidden"))])
+    spec = NewSheet(
+        freeze_rows=1,
+        col_widths={2: 30, 1: 10},
+        bold_rows={1},
+        validations=[
+            Validation("B2:B500", options=['Say "hi"', "Won"], allow_other=True),
+            Validation("C2:C500", source="=Contacts!$A$1:$A$9"),
+        ],
+    )
+    patch_workbook(
+        path,
+        out,
+        [
+            SheetPatch("Log", {(1, 1): "Lead", (1, 2): "Stage", (2, 1): "Ana"}, new=spec),
+            SheetPatch("Hidden state", {(1, 1): "k"}, new=NewSheet(state="hidden")),
+        ],
+    )
     root = _sheet_xml(out, "Log")
     order = [etree.QName(el).localname for el in root]
-    assert order == ["dimension", "sheetViews", "sheetFormatPr", "cols", "sheetData", "dataValidations",
-                     "pageMargins"]
+    assert order == [
+        "dimension",
+        "sheetViews",
+        "sheetFormatPr",
+        "cols",
+        "sheetData",
+        "dataValidations",
+        "pageMargins",
+    ]
     pane = root.find("x:sheetViews/x:sheetView/x:pane", X)
     assert (pane.get("ySplit"), pane.get("topLeftCell"), pane.get("state")) == ("1", "A2", "frozen")
     assert root.find("x:sheetViews/x:sheetView", X).get("tabSelected") is None
-    assert [(c.get("min"), c.get("width"), c.get("customWidth")) for c in root.iterfind("x:cols/x:col", X)] == \
-        [("1", "10.0", "1"), ("2", "30.0", "1")]
+    assert [
+        (c.get("min"), c.get("width"), c.get("customWidth")) for c in root.iterfind("x:cols/x:col", X)
+    ] == [("1", "10.0", "1"), ("2", "30.0", "1")]
     dvs = root.findall("x:dataValidations/x:dataValidation", X)
     assert dvs[0].findtext("x:formula1", namespaces=X) == '"Say ""hi"",Won"'
     assert dvs[0].get("showErrorMessage") == "0" and dvs[0].get("showDropDown") is None
@@ -749,8 +910,9 @@ def test_new_sheet_structure(tmp_path: Path) -> None:
     assert wb["Log"].data_validations.dataValidation[0].type == "list"
     workbook = _part_text(out, "xl/workbook.xml")
     assert re.search(r'<sheet (xmlns:r="[^"]+" )?name="Log" sheetId="2" r:id="rId\d+"/>', workbook)
-    assert re.search(r'<sheet (xmlns:r="[^"]+" )?name="Hidden state" sheetId="3" state="hidden" r:id="rId\d+"/>',
-                     workbook)
+    assert re.search(
+        r'<sheet (xmlns:r="[^"]+" )?name="Hidden state" sheetId="3" state="hidden" r:id="rId\d+"/>', workbook
+    )
 
 
 def test_new_sheet_validation_errors(tmp_path: Path) -> None:
@@ -763,20 +925,30 @@ def test_new_sheet_validation_errors(tmp_path: Path) -> None:
     ]
     for validation, message in cases:
         with pytest.raises(PatchError, match=message):
-            patch_workbook(path, tmp_path / "out.xlsx", [SheetPatch("Log", {}, new=NewSheet(
-                validations=[validation]))])
+            patch_workbook(
+                path, tmp_path / "out.xlsx", [SheetPatch("Log", {}, new=NewSheet(validations=[validation]))]
+            )
     with pytest.raises(PatchError, match="state must be"):
         patch_workbook(path, tmp_path / "out.xlsx", [SheetPatch("Log", {}, new=NewSheet(state="Hidden"))])
 
 
 def test_rows_and_cells_inserted_in_order(tmp_path: Path) -> None:
-    body = ('<dimension ref="B2:D10"/><sheetData>'
-            '<row r="2" spans="2:4" ht="30" customHeight="1"><c r="B2"><v>1</v></c><c r="D2"><v>3</v></c></row>'
-            '<row r="10" spans="2:4"><c r="D10"><v>10</v></c></row></sheetData>')
+    body = (
+        '<dimension ref="B2:D10"/><sheetData>'
+        '<row r="2" spans="2:4" ht="30" customHeight="1"><c r="B2"><v>1</v></c><c r="D2"><v>3</v></c></row>'
+        '<row r="10" spans="2:4"><c r="D10"><v>10</v></c></row></sheetData>'
+    )
     path = _with_sheet_data(tmp_path, body)
     out = tmp_path / "out.xlsx"
-    patch_workbook(path, out, [SheetPatch("Contacts", {(2, 3): 2, (2, 1): 0, (2, 6): 5, (5, 2): "five",
-                                                       (1, 1): "top", (12, 1): "end"})])
+    patch_workbook(
+        path,
+        out,
+        [
+            SheetPatch(
+                "Contacts", {(2, 3): 2, (2, 1): 0, (2, 6): 5, (5, 2): "five", (1, 1): "top", (12, 1): "end"}
+            )
+        ],
+    )
     root = _sheet_xml(out, "Contacts")
     rows = root.findall("x:sheetData/x:row", X)
     assert [r.get("r") for r in rows] == ["1", "2", "5", "10", "12"]
@@ -790,11 +962,13 @@ def test_rows_and_cells_inserted_in_order(tmp_path: Path) -> None:
 
 def test_prefixed_main_namespace_kept(tmp_path: Path) -> None:
     path = _book(tmp_path, lambda ws, wb: None)
-    xml = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n<x:worksheet xmlns:x="{NS}" '
-           f'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" mc:Ignorable="x14ac" '
-           f'xmlns:x14ac="http://schemas.microsoft.com/office/spreadsheetml/2009/9/ac"><x:dimension ref="A1"/>'
-           f'<x:sheetData><x:row r="1" x14ac:dyDescent="0.25"><x:c r="A1"><x:v>1</x:v></x:c></x:row></x:sheetData>'
-           f'</x:worksheet>')
+    xml = (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n<x:worksheet xmlns:x="{NS}" '
+        f'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" mc:Ignorable="x14ac" '
+        f'xmlns:x14ac="http://schemas.microsoft.com/office/spreadsheetml/2009/9/ac"><x:dimension ref="A1"/>'
+        f'<x:sheetData><x:row r="1" x14ac:dyDescent="0.25"><x:c r="A1"><x:v>1</x:v></x:c></x:row></x:sheetData>'
+        f"</x:worksheet>"
+    )
     _replace_part(path, "xl/worksheets/sheet1.xml", xml.encode())
     out = tmp_path / "out.xlsx"
     patch_workbook(path, out, [SheetPatch("Contacts", {(2, 2): "b"})])
@@ -806,12 +980,15 @@ def test_prefixed_main_namespace_kept(tmp_path: Path) -> None:
 
 
 def test_untouched_entries_keep_compressed_bytes(tmp_path: Path) -> None:
-    path = _corpus_copy("poi__ExcelWithAttachments.xlsm", tmp_path)    # VBA + OLE embeddings
+    path = _corpus_copy("poi__ExcelWithAttachments.xlsm", tmp_path)  # VBA + OLE embeddings
     out = tmp_path / "out.xlsm"
     patch_workbook(path, out, [SheetPatch(_sheets(path)[0]["name"], {(1, 1): "x"})])
     with zipfile.ZipFile(path) as zf:
-        names = [n for n in zf.namelist() if n.startswith(("xl/embeddings/", "xl/vbaProject.bin", "xl/media/",
-                                                            "docProps/"))]
+        names = [
+            n
+            for n in zf.namelist()
+            if n.startswith(("xl/embeddings/", "xl/vbaProject.bin", "xl/media/", "docProps/"))
+        ]
     assert names
     for n in names:
         assert _raw(out, n) == _raw(path, n), n
@@ -857,39 +1034,57 @@ def test_workbook_structure_lock_blocks_new_sheets_only(tmp_path: Path) -> None:
 
 def test_large_sheet_patch(tmp_path: Path) -> None:
     """A sheet big enough for its rows to be changed as bytes (_RawRows), compressed in parallel pieces."""
-    rows = "".join(f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>lead {r}</t></is></c><c r="B{r}"><v>{r}</v></c>'
-                   f'<c r="C{r}"><v>{r * 0.5}</v></c><c r="D{r}" t="b"><v>1</v></c></row>'
-                   for r in range(1, 100_001))
+    rows = "".join(
+        f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>lead {r}</t></is></c><c r="B{r}"><v>{r}</v></c>'
+        f'<c r="C{r}"><v>{r * 0.5}</v></c><c r="D{r}" t="b"><v>1</v></c></row>'
+        for r in range(1, 100_001)
+    )
     path = _with_sheet_data(tmp_path, f'<dimension ref="A1:D100000"/><sheetData>{rows}</sheetData>')
-    cells = {(r, 5): f"score {r}" for r in range(2, 100_001, 100)}          # scattered updates
-    cells.update({(r, c): r * c for r in range(100_001, 102_001) for c in range(1, 5)})   # new log rows
+    cells = {(r, 5): f"score {r}" for r in range(2, 100_001, 100)}  # scattered updates
+    cells.update({(r, c): r * c for r in range(100_001, 102_001) for c in range(1, 5)})  # new log rows
     cells[(50_000, 2)] = dt.date(2024, 1, 1)
     out = tmp_path / "out.xlsx"
     patch_workbook(path, out, [SheetPatch("Contacts", cells)])
     data = _calamine_rows(out, "Contacts")
-    assert len(data) == 102_000 and data[102_000 - 1][3] == 102_000 * 4 and data[49_999][1] == dt.date(2024, 1, 1)
+    assert (
+        len(data) == 102_000
+        and data[102_000 - 1][3] == 102_000 * 4
+        and data[49_999][1] == dt.date(2024, 1, 1)
+    )
     assert data[1001][4] == "score 1002" and data[1002][:5] == ["lead 1003", 1003.0, 501.5, True, ""]
     with zipfile.ZipFile(out) as zf:
         assert zf.testzip() is None
     assert _sheet_xml(out, "Contacts").find("x:dimension", X).get("ref") == "A1:E102000"
 
 
-@pytest.mark.skipif(not (shutil.which("soffice") or shutil.which("libreoffice")),
-                    reason="LibreOffice not installed (apt-get install libreoffice-calc-nogui)")
+@pytest.mark.skipif(
+    not (shutil.which("soffice") or shutil.which("libreoffice")),
+    reason="LibreOffice not installed (apt-get install libreoffice-calc-nogui)",
+)
 def test_libreoffice_opens_patched_file(tmp_path: Path) -> None:
     path = _table_book(tmp_path)
     out = tmp_path / "patched.xlsx"
-    patch_workbook(path, out, [SheetPatch("Contacts", {(4, 1): "Caio", (4, 3): dt.date(2024, 1, 1)}),
-                               SheetPatch("Log", {(1, 1): "h"}, new=NewSheet(freeze_rows=1, bold_rows={1}))])
+    patch_workbook(
+        path,
+        out,
+        [
+            SheetPatch("Contacts", {(4, 1): "Caio", (4, 3): dt.date(2024, 1, 1)}),
+            SheetPatch("Log", {(1, 1): "h"}, new=NewSheet(freeze_rows=1, bold_rows={1})),
+        ],
+    )
     office = shutil.which("soffice") or shutil.which("libreoffice")
-    run = subprocess.run([office, "--headless", "--convert-to", "csv", "--outdir", str(tmp_path), str(out)],
-                         capture_output=True, text=True, timeout=180)
+    run = subprocess.run(
+        [office, "--headless", "--convert-to", "csv", "--outdir", str(tmp_path), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode == 0, run.stderr
     assert "Caio" in (tmp_path / "patched.csv").read_text(encoding="utf-8", errors="replace")
 
 
 def test_empty_patch_copies_everything(tmp_path: Path) -> None:
-    path = _corpus_copy("xlwings__examples_database_database.xlsm", tmp_path)   # button + ActiveX + VBA
+    path = _corpus_copy("xlwings__examples_database_database.xlsm", tmp_path)  # button + ActiveX + VBA
     out = tmp_path / "out.xlsm"
     patch_workbook(path, out, [SheetPatch("Playlist", {})])
     with zipfile.ZipFile(path) as zf:
@@ -904,8 +1099,11 @@ def test_numpy_scalars_from_dataframes(tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
     path = _book(tmp_path, lambda ws, wb: None)
     out = tmp_path / "out.xlsx"
-    patch_workbook(path, out, [SheetPatch("Contacts", {(1, 1): np.bool_(True), (1, 2): np.int64(7),
-                                                       (1, 3): np.float64(2.5)})])
+    patch_workbook(
+        path,
+        out,
+        [SheetPatch("Contacts", {(1, 1): np.bool_(True), (1, 2): np.int64(7), (1, 3): np.float64(2.5)})],
+    )
     assert _calamine_rows(out, "Contacts")[0] == [True, 7.0, 2.5]
     with pytest.raises(PatchError, match=r"Contacts!A2: cannot write nan"):
         patch_workbook(path, tmp_path / "bad.xlsx", [SheetPatch("Contacts", {(2, 1): np.float64("nan")})])
@@ -926,10 +1124,28 @@ class _Level(enum.IntEnum):
 
 def _mixed_values() -> list:
     """Every kind of value, with text that needs escaping, xml:space="preserve" or cleaning."""
-    return ["=SUM(A1:A9) is text, not a formula", "  a & b < c > d \"q\" 'a'  ", -17.25, -3, True, False,
-            dt.date(2024, 2, 29), dt.datetime(2024, 5, 17, 14, 30, 15), None, "tab\there", "line\nbreak\r\nCRLF",
-            "literal _x0041_ stays", "ünïcødé 𝛼 ç", "", 0, 1e-300, 12345678901234, _Text("str subclass & <b>"),
-            _Level.HIGH, "bell\x07 stripped"]
+    return [
+        "=SUM(A1:A9) is text, not a formula",
+        "  a & b < c > d \"q\" 'a'  ",
+        -17.25,
+        -3,
+        True,
+        False,
+        dt.date(2024, 2, 29),
+        dt.datetime(2024, 5, 17, 14, 30, 15),
+        None,
+        "tab\there",
+        "line\nbreak\r\nCRLF",
+        "literal _x0041_ stays",
+        "ünïcødé 𝛼 ç",
+        "",
+        0,
+        1e-300,
+        12345678901234,
+        _Text("str subclass & <b>"),
+        _Level.HIGH,
+        "bell\x07 stripped",
+    ]
 
 
 def _expected_calamine(value):
@@ -955,21 +1171,25 @@ def _assert_rows_read_back(path: Path, sheet: str, rows: dict[int, list]) -> Non
     for r, values in rows.items():
         for c, value in enumerate(values, start=1):
             got = _calamine_value(data, r, c)
-            assert _same_value(got, _expected_calamine(value)), f"calamine {sheet}!{r},{c}: {got!r} != {value!r}"
+            assert _same_value(got, _expected_calamine(value)), (
+                f"calamine {sheet}!{r},{c}: {got!r} != {value!r}"
+            )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         ws = openpyxl.load_workbook(path)[sheet]
     for r, values in rows.items():
         for c, value in enumerate(values, start=1):
             got = ws.cell(r, c).value
-            assert _same_value(got, _expected_openpyxl(value)), f"openpyxl {sheet}!{r},{c}: {got!r} != {value!r}"
+            assert _same_value(got, _expected_openpyxl(value)), (
+                f"openpyxl {sheet}!{r},{c}: {got!r} != {value!r}"
+            )
 
 
 def _assert_lxml_fixpoint(path: Path, sheet: str) -> None:
     """The part is exactly what lxml writes for its own tree: rows generated as text match lxml byte for byte."""
     part = next(s["part"] for s in _sheets(path) if s["name"] == sheet)
     data = zipfile.ZipFile(path).read(part)
-    body = data[data.index(b"<worksheet"):]
+    body = data[data.index(b"<worksheet") :]
     # lxml writes <t></t> for an element whose text is "" (an empty string value) but reads it back as no text
     assert etree.tostring(etree.fromstring(body), encoding="UTF-8") == body.replace(b"<t></t>", b"<t/>")
 
@@ -986,56 +1206,80 @@ def rows_mode(request, monkeypatch) -> str:
 def test_appended_rows_of_every_kind(tmp_path: Path, rows_mode: str) -> None:
     path = _book(tmp_path, lambda ws, wb: [ws.append(["Name", "Score"]), ws.append(["Ana", 3])])
     values = _mixed_values()
-    rows = {3 + k: values[k:] + values[:k] for k in range(4)}   # every value in several columns
+    rows = {3 + k: values[k:] + values[:k] for k in range(4)}  # every value in several columns
     log_rows = {1: ["When", "What"], **{2 + k: values[k:] + values[:k] for k in range(3)}}
     cells = {(r, c): v for r, vs in rows.items() for c, v in enumerate(vs, start=1)}
     log = {(r, c): v for r, vs in log_rows.items() for c, v in enumerate(vs, start=1)}
     out = tmp_path / "out.xlsx"
-    patch_workbook(path, out, [SheetPatch("Contacts", cells),
-                               SheetPatch("Log", log, new=NewSheet(freeze_rows=1, bold_rows={1}))])
+    patch_workbook(
+        path,
+        out,
+        [SheetPatch("Contacts", cells), SheetPatch("Log", log, new=NewSheet(freeze_rows=1, bold_rows={1}))],
+    )
     _assert_rows_read_back(out, "Contacts", {1: ["Name", "Score"], 2: ["Ana", 3], **rows})
     _assert_rows_read_back(out, "Log", log_rows)
     _assert_lxml_fixpoint(out, "Log")
     if rows_mode == "tree":
         _assert_lxml_fixpoint(out, "Contacts")
     root = _sheet_xml(out, "Log")
-    assert [c.get("r") for c in root.find("x:sheetData/x:row", X)] == ["A1", "B1"]   # None values: no cell
+    assert [c.get("r") for c in root.find("x:sheetData/x:row", X)] == ["A1", "B1"]  # None values: no cell
     t = _cell(root, "B2").find("x:is/x:t", X)
     assert t.get("{http://www.w3.org/XML/1998/namespace}space") == "preserve"
     assert _cell(root, "A2").find("x:f", X) is None and _cell(root, "A2").get("t") == "inlineStr"
     wb = openpyxl.load_workbook(out)
     assert wb["Log"]["A1"].font.b and not wb["Log"]["A2"].font.b
-    assert wb["Log"]["G2"].number_format == "yyyy-mm-dd" and wb["Log"]["H2"].number_format == "yyyy-mm-dd hh:mm"
+    assert (
+        wb["Log"]["G2"].number_format == "yyyy-mm-dd" and wb["Log"]["H2"].number_format == "yyyy-mm-dd hh:mm"
+    )
     assert _sheet_xml(out, "Contacts").find("x:dimension", X).get("ref") == "A1:T6"
 
 
 def test_every_character_escaped_like_lxml(tmp_path: Path) -> None:
     """Generated text must be what lxml would write: check every character XML can hold."""
-    legal = "".join(chr(i) for i in range(0x20, 0x11000) if not 0xD800 <= i <= 0xDFFF and i not in (0xFFFE, 0xFFFF))
-    chunks = ["\t\n\r" + legal[i:i + 10_000] for i in range(0, len(legal), 10_000)]
+    legal = "".join(
+        chr(i) for i in range(0x20, 0x11000) if not 0xD800 <= i <= 0xDFFF and i not in (0xFFFE, 0xFFFF)
+    )
+    chunks = ["\t\n\r" + legal[i : i + 10_000] for i in range(0, len(legal), 10_000)]
     path = _book(tmp_path, lambda ws, wb: None)
     out = tmp_path / "out.xlsx"
-    patch_workbook(path, out, [SheetPatch("Chars", {(r, 1): text for r, text in enumerate(chunks, start=1)},
-                                          new=NewSheet())])
+    patch_workbook(
+        path,
+        out,
+        [SheetPatch("Chars", {(r, 1): text for r, text in enumerate(chunks, start=1)}, new=NewSheet())],
+    )
     _assert_lxml_fixpoint(out, "Chars")
     root = _sheet_xml(out, "Chars")
     assert [t.text for t in root.iterfind("x:sheetData/x:row/x:c/x:is/x:t", X)] == chunks
 
 
 def test_rows_stay_sorted_when_overwriting_and_appending(tmp_path: Path, rows_mode: str) -> None:
-    body = ('<dimension ref="B2:D10"/><sheetData>'
-            '<row r="2"><c r="B2"><v>1</v></c><c r="D2"><v>3</v></c></row>'
-            '<row r="5"><c r="A5" t="inlineStr"><is><t>five</t></is></c></row>'
-            '<row r="10" spans="2:4"><c r="D10"><v>10</v></c></row></sheetData>')
+    body = (
+        '<dimension ref="B2:D10"/><sheetData>'
+        '<row r="2"><c r="B2"><v>1</v></c><c r="D2"><v>3</v></c></row>'
+        '<row r="5"><c r="A5" t="inlineStr"><is><t>five</t></is></c></row>'
+        '<row r="10" spans="2:4"><c r="D10"><v>10</v></c></row></sheetData>'
+    )
     path = _with_sheet_data(tmp_path, body)
-    cells = {(12, 2): "tail 12", (2, 3): "between B2 and D2", (7, 1): "gap 7", (1, 4): "first", (10, 2): "ten B",
-             (11, 1): "tail 11", (5, 1): "overwritten", (3, 2): 3.5, (10, 4): None, (2, 5): "after D2",
-             (6, 1): None, (12, 1): dt.date(2024, 1, 1), (4, 3): True}
+    cells = {
+        (12, 2): "tail 12",
+        (2, 3): "between B2 and D2",
+        (7, 1): "gap 7",
+        (1, 4): "first",
+        (10, 2): "ten B",
+        (11, 1): "tail 11",
+        (5, 1): "overwritten",
+        (3, 2): 3.5,
+        (10, 4): None,
+        (2, 5): "after D2",
+        (6, 1): None,
+        (12, 1): dt.date(2024, 1, 1),
+        (4, 3): True,
+    }
     out = tmp_path / "out.xlsx"
     patch_workbook(path, out, [SheetPatch("Contacts", cells)])
     root = _sheet_xml(out, "Contacts")
     rows = root.findall("x:sheetData/x:row", X)
-    assert [r.get("r") for r in rows] == ["1", "2", "3", "4", "5", "7", "10", "11", "12"]   # row 6: only None
+    assert [r.get("r") for r in rows] == ["1", "2", "3", "4", "5", "7", "10", "11", "12"]  # row 6: only None
     for row in rows:
         refs = [c.get("r") for c in row]
         assert all(_ref(ref)[0] == int(row.get("r")) for ref in refs)
@@ -1052,6 +1296,7 @@ def test_rows_stay_sorted_when_overwriting_and_appending(tmp_path: Path, rows_mo
 
 
 # The same patches through both ways of changing existing rows: the canonical XML must be the same.
+
 
 def _c14n(data: bytes) -> bytes:
     return etree.tostring(etree.fromstring(data), method="c14n")
@@ -1115,59 +1360,90 @@ _PLAIN_ROWS = (
     '<row r="4" ht="20" customHeight="1">\n  <c r="B4" t="s" vm="1"><v>0</v></c>\n'
     '  <c r="D4" s="3">\n    <v>4</v>\n  </c>\n</row>\n'
     '<row r="6" x14ac:dyDescent="0.25"><c r=\'A6\' s=\'1\'><v>6</v></c><c r="B6"></c></row>\n'
-    '<row r="7"><c r="A7"><v>7</v></c></row>')
+    '<row r="7"><c r="A7"><v>7</v></c></row>'
+)
 
 
 def _plain_sheet(prefix: str = "", rows: str = _PLAIN_ROWS) -> str:
     p = f"{prefix}:" if prefix else ""
     rows = re.sub(r"<(/?)(row|c|v|is|t)\b", rf"<\1{p}\2", rows) if p else rows
     xmlns = f"xmlns:{prefix}" if prefix else "xmlns"
-    return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n<{p}worksheet {xmlns}'
-            f'="{NS}" xmlns:mc="{_MC}" mc:Ignorable="x14ac" xmlns:x14ac="{_X14AC}"><{p}dimension ref="A1:D7"/>'
-            f'<{p}sheetData>\n{rows}\n</{p}sheetData><{p}pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75"'
-            f' header="0.3" footer="0.3"/></{p}worksheet>')
+    return (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n<{p}worksheet {xmlns}'
+        f'="{NS}" xmlns:mc="{_MC}" mc:Ignorable="x14ac" xmlns:x14ac="{_X14AC}"><{p}dimension ref="A1:D7"/>'
+        f'<{p}sheetData>\n{rows}\n</{p}sheetData><{p}pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75"'
+        f' header="0.3" footer="0.3"/></{p}worksheet>'
+    )
 
 
 def _plain_patches() -> list[SheetPatch]:
-    return [SheetPatch("Contacts", {
-        (1, 2): "text over a number", (1, 3): None, (1, 5): 5,
-        (2, 1): dt.date(2024, 1, 2), (2, 2): "new between", (2, 3): dt.datetime(2024, 1, 2, 3, 4),
-        (3, 2): "in a formatted row", (3, 4): dt.date(2024, 3, 4),
-        (4, 2): True, (4, 3): -2.5, (4, 4): None,
-        (5, 1): "gap row", (6, 1): 60, (6, 2): "was empty", (6, 3): "after",
-        (7, 2): 7.5, (9, 2): "tail"})]
+    return [
+        SheetPatch(
+            "Contacts",
+            {
+                (1, 2): "text over a number",
+                (1, 3): None,
+                (1, 5): 5,
+                (2, 1): dt.date(2024, 1, 2),
+                (2, 2): "new between",
+                (2, 3): dt.datetime(2024, 1, 2, 3, 4),
+                (3, 2): "in a formatted row",
+                (3, 4): dt.date(2024, 3, 4),
+                (4, 2): True,
+                (4, 3): -2.5,
+                (4, 4): None,
+                (5, 1): "gap row",
+                (6, 1): 60,
+                (6, 2): "was empty",
+                (6, 3): "after",
+                (7, 2): 7.5,
+                (9, 2): "tail",
+            },
+        )
+    ]
 
 
 @pytest.mark.parametrize("prefix", ["", "x"])
 def test_rows_as_bytes_match_rows_as_elements(tmp_path: Path, monkeypatch, prefix: str) -> None:
     path = _styled_book(tmp_path, _plain_sheet(prefix))
     tree, raw, seen = _both_ways(tmp_path, monkeypatch, path, _plain_patches)
-    assert seen == {"split": 1, "fallback": 0}   # really changed as bytes
+    assert seen == {"split": 1, "fallback": 0}  # really changed as bytes
     data = _calamine_rows(raw, "Contacts")
     assert data[0][:5] == ["h & é", "text over a number", "", "", 5.0]
     assert data[1][:3] == [dt.date(2024, 1, 2), "new between", dt.datetime(2024, 1, 2, 3, 4)]
     assert data[2][1] == "in a formatted row" and data[3][1:4] == [True, -2.5, ""]
     assert data[4][0] == "gap row" and data[5][:3] == [60.0, "was empty", "after"] and data[8][1] == "tail"
     root = _sheet_xml(raw, "Contacts")
-    assert root.find(".//x:row[@r='2']", X).get("spans") is None                   # malformed: dropped
+    assert root.find(".//x:row[@r='2']", X).get("spans") is None  # malformed: dropped
     assert root.find(".//x:row[@r='1']", X).get("spans") == "1:5"
     assert _cell(root, "A2").get("cm") is None and _cell(root, "B4").get("vm") is None
-    assert _cell(root, "B3").get("s") == "2"                                         # the row's style
+    assert _cell(root, "B3").get("s") == "2"  # the row's style
     text = _part_text(raw, "xl/worksheets/sheet1.xml")
-    assert "h &amp; &#233;" in text and "<row r=\"7\"><c r=\"A7\"><v>7</v></c>" in text.replace("x:", "")
+    assert "h &amp; &#233;" in text and '<row r="7"><c r="A7"><v>7</v></c>' in text.replace("x:", "")
 
 
-@pytest.mark.parametrize("rows", [
-    _PLAIN_ROWS.replace('<c r="B4"', '<c'),                                     # a cell without reference
-    _PLAIN_ROWS.replace('<row r="7">', '<row r="7"><extLst/>'),                 # an extension list in a row
-    _PLAIN_ROWS.replace('<c r="A1"', '<c r="F1"'),                              # cells out of order
-    _PLAIN_ROWS.replace('<c r="C2" s="2"/>', '<c r="C2" s="one"/>'),           # a style that is no number
-    _PLAIN_ROWS.replace('<c r="C2" s="2"/>', '<c r="C2" s="&#50;"/>'),         # a character reference in a tag
-])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        _PLAIN_ROWS.replace('<c r="B4"', "<c"),  # a cell without reference
+        _PLAIN_ROWS.replace('<row r="7">', '<row r="7"><extLst/>'),  # an extension list in a row
+        _PLAIN_ROWS.replace('<c r="A1"', '<c r="F1"'),  # cells out of order
+        _PLAIN_ROWS.replace('<c r="C2" s="2"/>', '<c r="C2" s="one"/>'),  # a style that is no number
+        _PLAIN_ROWS.replace('<c r="C2" s="2"/>', '<c r="C2" s="&#50;"/>'),  # a character reference in a tag
+    ],
+)
 def test_rows_not_plain_are_parsed_after_all(tmp_path: Path, monkeypatch, rows: str) -> None:
     path = _styled_book(tmp_path, _plain_sheet(rows=rows))
-    make = lambda: [SheetPatch("Contacts", {key: value for key, value in _plain_patches()[0].cells.items()  # noqa: E731
-                                            if key[1] != 1})]
+    make = lambda: [
+        SheetPatch(
+            "Contacts",
+            {
+                key: value
+                for key, value in _plain_patches()[0].cells.items()  # noqa: E731
+                if key[1] != 1
+            },
+        )
+    ]
     if 's="one"' in rows:  # the elements fail on it (as before: a damaged file), so do the bytes
         for threshold in (1 << 30, 0):
             monkeypatch.setattr(xlsxpatch, "_RAW_ROWS_MIN_BYTES", threshold)
@@ -1178,8 +1454,16 @@ def test_rows_not_plain_are_parsed_after_all(tmp_path: Path, monkeypatch, rows: 
     assert seen == {"split": 1, "fallback": 1}
 
 
-@pytest.mark.parametrize("extra", ["<!-- a comment -->", '<c r="Z1"><f>1+1</f><v>2</v></c>', "<?pi ?>",
-                                   'spans="1:&#49;"', "<x14ac:other/>"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "<!-- a comment -->",
+        '<c r="Z1"><f>1+1</f><v>2</v></c>',
+        "<?pi ?>",
+        'spans="1:&#49;"',
+        "<x14ac:other/>",
+    ],
+)
 def test_sheets_not_plain_are_parsed(tmp_path: Path, monkeypatch, extra: str) -> None:
     if extra.startswith("<c"):
         rows = _PLAIN_ROWS.replace('<row r="7">', f'<row r="7">{extra}')
@@ -1194,8 +1478,12 @@ def test_sheets_not_plain_are_parsed(tmp_path: Path, monkeypatch, extra: str) ->
 
 def test_rows_as_bytes_replace_and_damage(tmp_path: Path, monkeypatch) -> None:
     path = _styled_book(tmp_path, _plain_sheet())
-    _, raw, seen = _both_ways(tmp_path, monkeypatch, path, lambda: [
-        SheetPatch("Contacts", {(1, 1): "key", (2, 2): dt.date(2024, 1, 1)}, replace=True)])
+    _, raw, seen = _both_ways(
+        tmp_path,
+        monkeypatch,
+        path,
+        lambda: [SheetPatch("Contacts", {(1, 1): "key", (2, 2): dt.date(2024, 1, 1)}, replace=True)],
+    )
     assert seen["split"] == 1 and _calamine_rows(raw, "Contacts") == [["key", ""], ["", dt.date(2024, 1, 1)]]
     broken = _styled_book(tmp_path, _plain_sheet().replace("<v>7</v>", "<v>7</t>"))
     monkeypatch.setattr(xlsxpatch, "_RAW_ROWS_MIN_BYTES", 0)
@@ -1230,16 +1518,20 @@ def test_corpus_rows_as_bytes(tmp_path: Path, monkeypatch, name: str) -> None:
 # Work done out of order (big sheets are parsed in the background) must look sequential
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_first_refusal_in_patch_order_is_reported(tmp_path: Path) -> None:
-    path = _corpus_copy("poi__sheetProtection_allLocked.xlsx", tmp_path)     # Foglio1 is protected
+    path = _corpus_copy("poi__sheetProtection_allLocked.xlsx", tmp_path)  # Foglio1 is protected
     bad_log = SheetPatch("Log", {(1, 1): math.nan}, new=NewSheet())
     with pytest.raises(PatchError, match="is protected"):
         patch_workbook(path, tmp_path / "out.xlsx", [SheetPatch("Foglio1", {(1, 1): 1}), bad_log])
     with pytest.raises(PatchError, match="Log!A1: cannot write nan"):
         patch_workbook(path, tmp_path / "out.xlsx", [bad_log, SheetPatch("Foglio1", {(1, 1): 1})])
     with pytest.raises(PatchError, match="Foglio2!A1: cannot write nan"):
-        patch_workbook(path, tmp_path / "out.xlsx", [SheetPatch("Foglio2", {(1, 1): math.nan}),
-                                                     SheetPatch("Nope", {(1, 1): 1})])
+        patch_workbook(
+            path,
+            tmp_path / "out.xlsx",
+            [SheetPatch("Foglio2", {(1, 1): math.nan}), SheetPatch("Nope", {(1, 1): 1})],
+        )
     with pytest.raises(PatchError, match='there is no sheet "Nope"'):
         patch_workbook(path, tmp_path / "out.xlsx", [SheetPatch("Nope", {(1, 1): 1}), bad_log])
     assert not (tmp_path / "out.xlsx").exists()
@@ -1251,9 +1543,16 @@ def test_styles_are_added_in_patch_order(tmp_path: Path, contacts_value) -> None
     new formats in patch order all the same."""
     path = _book(tmp_path, lambda ws, wb: ws.append(["x"]))
     out = tmp_path / "out.xlsx"
-    patch_workbook(path, out, [SheetPatch("Contacts", {(2, 1): contacts_value}),
-                               SheetPatch("Log", {(1, 1): "When", (2, 1): dt.datetime(2024, 1, 2, 3, 4)},
-                                          new=NewSheet(bold_rows={1}))])
+    patch_workbook(
+        path,
+        out,
+        [
+            SheetPatch("Contacts", {(2, 1): contacts_value}),
+            SheetPatch(
+                "Log", {(1, 1): "When", (2, 1): dt.datetime(2024, 1, 2, 3, 4)}, new=NewSheet(bold_rows={1})
+            ),
+        ],
+    )
     contacts = _cell(_sheet_xml(out, "Contacts"), "A2").get("s")
     bold, when = (_cell(_sheet_xml(out, "Log"), ref).get("s") for ref in ("A1", "A2"))
     if isinstance(contacts_value, dt.date):

@@ -37,6 +37,9 @@ class Book(Protocol):
 def open_book(address: str | Path) -> Book:
     text = str(address)
     if text.startswith(("gsheets:", "excel:")):
-        raise UsageError(f'"{text.split(":")[0]}:" workbooks are not supported yet; use a .xlsx or .xlsm file')
+        raise UsageError(
+            f'"{text.split(":")[0]}:" workbooks are not supported yet; use a .xlsx or .xlsm file'
+        )
     from .xlsx import XlsxBook
+
     return XlsxBook(Path(text))

@@ -76,10 +76,14 @@ class XlsxBook:
             book = pc.CalamineWorkbook.from_path(str(self.path))
         except Exception as e:  # noqa: BLE001 - calamine raises several types for one cause: unreadable file
             if "macrosheets" in str(e):
-                raise SheetflowError(f"{self.path.name} contains an Excel 4.0 macro sheet, which sheetflow "
-                                     "cannot read; keep the CRM sheets in a workbook without one") from None
-            raise SheetflowError(f"{self.path.name} cannot be read as an Excel workbook ({e}); "
-                                 f"open it in Excel and save it again as {self.path.suffix}") from None
+                raise SheetflowError(
+                    f"{self.path.name} contains an Excel 4.0 macro sheet, which sheetflow "
+                    "cannot read; keep the CRM sheets in a workbook without one"
+                ) from None
+            raise SheetflowError(
+                f"{self.path.name} cannot be read as an Excel workbook ({e}); "
+                f"open it in Excel and save it again as {self.path.suffix}"
+            ) from None
         sheets: dict[str, RawSheet] = {}
         try:
             for meta in book.sheets_metadata:
@@ -96,8 +100,9 @@ class XlsxBook:
                     continue
                 sheets[meta.name] = RawSheet(meta.name, sheet.to_python(), origin, _state(meta.visible))
         except Exception as e:  # noqa: BLE001
-            raise SheetflowError(f"{self.path.name}: a sheet cannot be read ({e}); "
-                                 "open the file in Excel and save it again") from None
+            raise SheetflowError(
+                f"{self.path.name}: a sheet cannot be read ({e}); open the file in Excel and save it again"
+            ) from None
         finally:
             book.close()
         return sheets
@@ -115,15 +120,18 @@ class XlsxBook:
     def lease(self) -> Iterator[None]:
         self._check_readable()
         if (lock := self.office_lock()) is not None:
-            raise WorkbookBusy(f"{self.path.name} is open in Excel or LibreOffice ({lock.name} exists); "
-                               "close it there, or run sheetflow from the workbook's button")
+            raise WorkbookBusy(
+                f"{self.path.name} is open in Excel or LibreOffice ({lock.name} exists); "
+                "close it there, or run sheetflow from the workbook's button"
+            )
         self.workdir.mkdir(exist_ok=True)
         filelock = FileLock(str(self.workdir / f"{self.path.name}.lock"), timeout=0)
         try:
             filelock.acquire()
         except Timeout:
-            raise WorkbookBusy(f"another sheetflow run is working on {self.path.name}; "
-                               "try again when it has finished") from None
+            raise WorkbookBusy(
+                f"another sheetflow run is working on {self.path.name}; try again when it has finished"
+            ) from None
         try:
             yield
         finally:
@@ -146,11 +154,15 @@ class XlsxBook:
 
     def _check_unchanged(self) -> None:
         if (lock := self.office_lock()) is not None:
-            raise WorkbookBusy(f"{self.path.name} was opened in Excel or LibreOffice during the run "
-                               f"({lock.name}); nothing was written — close it and run again")
+            raise WorkbookBusy(
+                f"{self.path.name} was opened in Excel or LibreOffice during the run "
+                f"({lock.name}); nothing was written — close it and run again"
+            )
         if Fingerprint.of(self.path) != self._seen:
-            raise WorkbookBusy(f"{self.path.name} changed while sheetflow was working; nothing was "
-                               "written — run again to use the new contents")
+            raise WorkbookBusy(
+                f"{self.path.name} changed while sheetflow was working; nothing was "
+                "written — run again to use the new contents"
+            )
 
     def _backup(self, keep: int) -> None:
         if keep == 0:

@@ -57,24 +57,25 @@ __all__ = ["CellValue", "NewSheet", "PatchError", "SheetPatch", "Validation", "d
 # Public API
 # --------------------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Validation:
     """A dropdown (list data validation) on a new sheet."""
 
-    sqref: str                          # "C2:C5000" (space-separated ranges allowed)
-    options: list[str] | None = None    # literal dropdown list -> formula1 '"a,b,c"'
-    source: str | None = None           # or a range like "Stages!$A$2:$A$200" (formula1 without '=')
-    allow_other: bool = False           # True -> showErrorMessage="0" (the dropdown is only a suggestion)
+    sqref: str  # "C2:C5000" (space-separated ranges allowed)
+    options: list[str] | None = None  # literal dropdown list -> formula1 '"a,b,c"'
+    source: str | None = None  # or a range like "Stages!$A$2:$A$200" (formula1 without '=')
+    allow_other: bool = False  # True -> showErrorMessage="0" (the dropdown is only a suggestion)
 
 
 @dataclass
 class NewSheet:
     """How to create a sheet that does not exist yet (it is appended after the last sheet)."""
 
-    state: str = "visible"              # "visible" | "hidden" | "veryHidden"
-    freeze_rows: int = 0                # frozen header rows (pane)
-    col_widths: dict[int, float] = field(default_factory=dict)   # 1-based col -> width in characters
-    bold_rows: set[int] = field(default_factory=set)              # e.g. {1} for a header row
+    state: str = "visible"  # "visible" | "hidden" | "veryHidden"
+    freeze_rows: int = 0  # frozen header rows (pane)
+    col_widths: dict[int, float] = field(default_factory=dict)  # 1-based col -> width in characters
+    bold_rows: set[int] = field(default_factory=set)  # e.g. {1} for a header row
     validations: list[Validation] = field(default_factory=list)
 
 
@@ -82,10 +83,10 @@ class NewSheet:
 class SheetPatch:
     """Values to write into one sheet."""
 
-    sheet: str                                    # exact sheet name
-    cells: dict[tuple[int, int], CellValue]       # (row, col), 1-based -> value; None = clear value, keep style
-    new: NewSheet | None = None                   # create this sheet; error if it exists
-    replace: bool = False                         # sheet fully owned by sheetflow: drop all existing rows first
+    sheet: str  # exact sheet name
+    cells: dict[tuple[int, int], CellValue]  # (row, col), 1-based -> value; None = clear value, keep style
+    new: NewSheet | None = None  # create this sheet; error if it exists
+    replace: bool = False  # sheet fully owned by sheetflow: drop all existing rows first
 
 
 class PatchError(SheetflowError):
@@ -100,12 +101,20 @@ def patch_workbook(src: str | Path, dst: str | Path, patches: list[SheetPatch]) 
     """
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
-        raise PatchError(f"internal error: sheetflow must not write over {src.name} directly (use a temporary file)")
+        raise PatchError(
+            f"internal error: sheetflow must not write over {src.name} directly (use a temporary file)"
+        )
     # Parsing, serialising and compressing big sheets is C code that runs without the GIL: background threads
     # do it while Python code writes other sheets (see _apply_patches and _Package.finish).
-    with _Package.open(src) as pkg, ThreadPoolExecutor(2, "sheetflow-xlsx") as pool, \
-            ThreadPoolExecutor(2, "sheetflow-deflate") as deflate_pool:
-        pkg.pool, pkg.deflate_pool = pool, deflate_pool  # two pools: jobs in `pool` wait for pieces in the other
+    with (
+        _Package.open(src) as pkg,
+        ThreadPoolExecutor(2, "sheetflow-xlsx") as pool,
+        ThreadPoolExecutor(2, "sheetflow-deflate") as deflate_pool,
+    ):
+        pkg.pool, pkg.deflate_pool = (
+            pool,
+            deflate_pool,
+        )  # two pools: jobs in `pool` wait for pieces in the other
         try:
             book = _Workbook(pkg)
             _apply_patches(pkg, book, _merge_patches(patches))
@@ -129,8 +138,9 @@ def date1904(path: str | Path) -> bool:
         if name is None or not pkg.exists(name) or not name.lower().endswith(".xml"):
             return False
         root = pkg.xml(name).root
-        pr = next((el for el in root if isinstance(el.tag, str) and etree.QName(el).localname == "workbookPr"),
-                  None)
+        pr = next(
+            (el for el in root if isinstance(el.tag, str) and etree.QName(el).localname == "workbookPr"), None
+        )
         return pr is not None and _true(pr.get("date1904"))
 
 
@@ -156,8 +166,8 @@ CT_STYLES = "application/vnd.openxmlformats-officedocument.spreadsheetml.styles+
 
 MAX_ROW = 1_048_576
 MAX_COL = 16_384
-MAX_TEXT = 32_767            # Excel's limit, in UTF-16 code units
-MAX_LIST_FORMULA = 255       # Excel rejects longer literal dropdown lists
+MAX_TEXT = 32_767  # Excel's limit, in UTF-16 code units
+MAX_LIST_FORMULA = 255  # Excel rejects longer literal dropdown lists
 DATE_FORMAT = "yyyy-mm-dd"
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
 FIRST_CUSTOM_NUMFMT = 164
@@ -165,9 +175,19 @@ FIRST_CUSTOM_NUMFMT = 164
 BUILTIN_DATE_FORMATS = frozenset(range(14, 23)) | {45, 46, 47}
 
 STANDARD_HEAD = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n'
-_PARSER_OPTIONS = dict(remove_blank_text=False, remove_comments=False, remove_pis=False, strip_cdata=False,
-                       resolve_entities=False, huge_tree=True, no_network=True, ns_clean=False)
-_PARSER = etree.XMLParser(**_PARSER_OPTIONS)   # for the main thread; lxml parsers must not be shared by threads
+_PARSER_OPTIONS = dict(
+    remove_blank_text=False,
+    remove_comments=False,
+    remove_pis=False,
+    strip_cdata=False,
+    resolve_entities=False,
+    huge_tree=True,
+    no_network=True,
+    ns_clean=False,
+)
+_PARSER = etree.XMLParser(
+    **_PARSER_OPTIONS
+)  # for the main thread; lxml parsers must not be shared by threads
 _HEAD_RE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*\?>\s*")
 _ILLEGAL_XML_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _ESCAPE_LIKE_RE = re.compile("_(x[0-9A-Fa-f]{4}_)")
@@ -178,8 +198,9 @@ _BAD_SHEET_CHARS = set("[]:*?/\\")
 EXCEL_EPOCH_1900 = dt.date(1899, 12, 30)
 EXCEL_EPOCH_1904 = dt.date(1904, 1, 1)
 EXCEL_LEAP_BUG_END = dt.date(1900, 3, 1)
-_EPOCH_1900, _EPOCH_1904, _LEAP_BUG_END = (d.toordinal() for d in (EXCEL_EPOCH_1900, EXCEL_EPOCH_1904,
-                                                                    EXCEL_LEAP_BUG_END))
+_EPOCH_1900, _EPOCH_1904, _LEAP_BUG_END = (
+    d.toordinal() for d in (EXCEL_EPOCH_1900, EXCEL_EPOCH_1904, EXCEL_LEAP_BUG_END)
+)
 
 
 def _q(tag: str) -> str:
@@ -197,7 +218,7 @@ def _true(value: str | None) -> bool:
 # --------------------------------------------------------------------------------------------------------------
 
 _LETTERS: dict[int, str] = {}
-_COL_NUMBERS: dict[str, int] = {}     # the reverse of _LETTERS: "AA" -> 27
+_COL_NUMBERS: dict[str, int] = {}  # the reverse of _LETTERS: "AA" -> 27
 _DIGITS = "0123456789"
 
 
@@ -223,7 +244,7 @@ def col_number(letters: str) -> int:
 
 
 def parse_cell(ref: str) -> tuple[int, int]:
-    """"B4" / "$B$4" -> (4, 2); ValueError for anything else."""
+    """ "B4" / "$B$4" -> (4, 2); ValueError for anything else."""
     m = _CELL_RE.match(ref.strip())
     if not m:
         raise ValueError(ref)
@@ -242,7 +263,7 @@ def _ref_col(ref: str) -> int:
 
 
 def parse_range(ref: str) -> tuple[int, int, int, int]:
-    """"A1:C5" -> (r1, c1, r2, c2); a single cell is a 1x1 range."""
+    """ "A1:C5" -> (r1, c1, r2, c2); a single cell is a 1x1 range."""
     first, _, last = ref.strip().partition(":")
     r1, c1 = parse_cell(first)
     r2, c2 = parse_cell(last) if last else (r1, c1)
@@ -267,6 +288,7 @@ def _where(sheet: str, row: int, col: int) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # XML parts
 # --------------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _XmlPart:
@@ -330,14 +352,16 @@ class _XmlPart:
 # --------------------------------------------------------------------------------------------------------------
 
 _RAW_ROWS_MIN_BYTES = 1 << 20  # smaller worksheets are parsed into a tree: fast enough, and the reference
-_START_TAG_REST = rb"""((?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(/?)>"""   # attributes, "/" if empty
-_PLAIN_TAG_REST = _START_TAG_REST.replace(b'[^"]', b'[^"&]').replace(b"[^']", b"[^'&]")   # no character references
+_START_TAG_REST = rb"""((?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(/?)>"""  # attributes, "/" if empty
+_PLAIN_TAG_REST = _START_TAG_REST.replace(b'[^"]', b'[^"&]').replace(
+    b"[^']", b"[^'&]"
+)  # no character references
 _SHEET_DATA_TAG_RE = re.compile(rb"<(?:([A-Za-z_][\w.\-]*):)?sheetData" + _START_TAG_REST)
 _ATTR_RE = re.compile(rb"""([^\s=/>]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _R_ATTR_RE = re.compile(rb"""\sr\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _XML_SPACE_CHARS = b" \t\r\n"
 _NAME_END = frozenset(b" \t\r\n/>")
-_COL_NUMBERS_B: dict[bytes, int] = {}   # b"AB" -> 28, filled as cells are read
+_COL_NUMBERS_B: dict[bytes, int] = {}  # b"AB" -> 28, filled as cells are read
 _S_ATTR_RE = re.compile(rb"\ss\s*=")
 
 
@@ -351,8 +375,10 @@ class _NoTree:
 
 def _attr_list(raw: bytes) -> list[list[bytes]]:
     """The attributes of a start tag as [name, quote, value as written] lists, in order."""
-    return [[m.group(1), b'"', m.group(2)] if m.group(2) is not None else [m.group(1), b"'", m.group(3)]
-            for m in _ATTR_RE.finditer(raw)]
+    return [
+        [m.group(1), b'"', m.group(2)] if m.group(2) is not None else [m.group(1), b"'", m.group(3)]
+        for m in _ATTR_RE.finditer(raw)
+    ]
 
 
 def _attr_get(attrs: list[list[bytes]], name: bytes) -> str | None:
@@ -373,8 +399,14 @@ def _attr_del(attrs: list[list[bytes]], name: bytes) -> None:
 
 
 def _start_tag(name: bytes, attrs: list[list[bytes]], empty: bool = False) -> bytes:
-    return b"".join([b"<", name, *(b" %s=%s%s%s" % (key, q, value, q) for key, q, value in attrs),
-                     b"/>" if empty else b">"])
+    return b"".join(
+        [
+            b"<",
+            name,
+            *(b" %s=%s%s%s" % (key, q, value, q) for key, q, value in attrs),
+            b"/>" if empty else b">",
+        ]
+    )
 
 
 class _RawRows:
@@ -392,26 +424,34 @@ class _RawRows:
     """
 
     def __init__(self, data: bytes, start: int, end: int, prefix: bytes) -> None:
-        self.data, self.start, self.end, self.prefix = data, start, end, prefix   # rows: data[start:end]
-        self.rows: dict[int, tuple[int, int, int, int]] = {}  # r -> (start, end of start tag, end tag or -1, end)
+        self.data, self.start, self.end, self.prefix = data, start, end, prefix  # rows: data[start:end]
+        self.rows: dict[
+            int, tuple[int, int, int, int]
+        ] = {}  # r -> (start, end of start tag, end tag or -1, end)
         self.nums: list[int] = []
-        self.edits: list[tuple[int, int, bytes]] = []         # (from, to, new bytes), in document order
+        self.edits: list[tuple[int, int, bytes]] = []  # (from, to, new bytes), in document order
         self.row_end_tag = b"</" + prefix + b"row>"
         self.cell_name, self.cell_end_tag = prefix + b"c", b"</" + prefix + b"c>"
         self._cell_start = b"<" + prefix + b"c"
         # group 1: the row number when r="12" is the first attribute (as every writer puts it)
-        self._row_re = re.compile(b"<" + re.escape(prefix) + rb'row(?:\s+r="([0-9]{1,7})"(?=[\s/>]))?'
-                                  + _PLAIN_TAG_REST)
+        self._row_re = re.compile(
+            b"<" + re.escape(prefix) + rb'row(?:\s+r="([0-9]{1,7})"(?=[\s/>]))?' + _PLAIN_TAG_REST
+        )
         # group 1: the column letters when r="AB12" is the first attribute (as every writer puts it)
-        self._cell_re = re.compile(b"<" + re.escape(prefix) + rb'c(?:\s+r="([A-Z]{1,3})[0-9]{1,7}"(?=[\s/>]))?'
-                                   + _PLAIN_TAG_REST)
+        self._cell_re = re.compile(
+            b"<" + re.escape(prefix) + rb'c(?:\s+r="([A-Z]{1,3})[0-9]{1,7}"(?=[\s/>]))?' + _PLAIN_TAG_REST
+        )
 
     @classmethod
     def split(cls, data: bytes, parser: etree.XMLParser) -> _XmlPart | None:
         """The part as a tree without rows plus its rows as bytes; None if its sheetData is not plain."""
         m = _HEAD_RE.match(data)
         head = m.group(0) if m else b""
-        if head and re.search(rb"encoding=[\"'](?!utf-8)", head, re.I) or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        if (
+            head
+            and re.search(rb"encoding=[\"'](?!utf-8)", head, re.I)
+            or data[:2] in (b"\xff\xfe", b"\xfe\xff")
+        ):
             return None
         if b"<!" in data or data.find(b"<?", len(head)) >= 0 or data.count(b"sheetData") != 2:
             return None
@@ -421,15 +461,24 @@ class _RawRows:
         prefix = tag.group(1) + b":" if tag.group(1) else b""
         start = tag.end()
         end = data.find(b"</" + prefix + b"sheetData>", start)
-        if end < 0 or data.find(b"xmlns", start, end) >= 0 or \
-                re.compile(b"<" + re.escape(prefix) + rb"f[\s/>]").search(data, start, end):
+        if (
+            end < 0
+            or data.find(b"xmlns", start, end) >= 0
+            or re.compile(b"<" + re.escape(prefix) + rb"f[\s/>]").search(data, start, end)
+        ):
             return None
-        etree.fromstring(data, etree.XMLParser(target=_NoTree(), **_PARSER_OPTIONS))  # XMLSyntaxError if damaged
+        etree.fromstring(
+            data, etree.XMLParser(target=_NoTree(), **_PARSER_OPTIONS)
+        )  # XMLSyntaxError if damaged
         part = _XmlPart.parse(data[:start] + data[end:], parser)
         sheet_data = part.root.find(_q("sheetData"))
-        if sheet_data is None or len(sheet_data) or sheet_data.text is not None or \
-                (sheet_data.prefix or "").encode() != (tag.group(1) or b"") or \
-                [key for key, uri in sheet_data.nsmap.items() if uri == NS_MAIN] != [sheet_data.prefix]:
+        if (
+            sheet_data is None
+            or len(sheet_data)
+            or sheet_data.text is not None
+            or (sheet_data.prefix or "").encode() != (tag.group(1) or b"")
+            or [key for key, uri in sheet_data.nsmap.items() if uri == NS_MAIN] != [sheet_data.prefix]
+        ):
             return None
         rows = cls(data, start, end, prefix)
         if not rows.index():
@@ -470,8 +519,10 @@ class _RawRows:
 
     def is_empty(self) -> bool:
         data = self.data
-        return not any(close > tag_end and data.find(b"<", tag_end, close) >= 0
-                       for _, tag_end, close, _ in self.rows.values())
+        return not any(
+            close > tag_end and data.find(b"<", tag_end, close) >= 0
+            for _, tag_end, close, _ in self.rows.values()
+        )
 
     def clear(self) -> None:
         """Drop every row (and the white space after each, which lxml removes with an element)."""
@@ -479,8 +530,9 @@ class _RawRows:
             self.edits.append((self.rows[self.nums[0]][0], self.end, b""))
         self.rows, self.nums = {}, []
 
-    def cells(self, r: int, cols_written: list[int]) -> tuple[list[int], dict[int, tuple[int, int, int, int]],
-                                                               bytes] | None:
+    def cells(
+        self, r: int, cols_written: list[int]
+    ) -> tuple[list[int], dict[int, tuple[int, int, int, int]], bytes] | None:
         """The cells of row r from the first of ``cols_written`` on, plus the one before them (walking back
         from the end of the row): columns in order, col -> (start, end of start tag, end tag or -1, end), and
         the row's start tag. None if they are not plain. (Start tags with character references are not
@@ -502,7 +554,12 @@ class _RawRows:
             return cols, cells, tag
         if data.find(b"extLst", tag_end, close) >= 0:
             return None
-        name, end_tag, cell_re, col_numbers = self._cell_start, self.cell_end_tag, self._cell_re, _COL_NUMBERS_B
+        name, end_tag, cell_re, col_numbers = (
+            self._cell_start,
+            self.cell_end_tag,
+            self._cell_re,
+            _COL_NUMBERS_B,
+        )
         pos = close
         while True:
             i = data.rfind(name, tag_end, pos)
@@ -538,7 +595,7 @@ class _RawRows:
                 _COL_NUMBERS_B[ref.rstrip(b"0123456789")] = col
             if col in cols_written and _S_ATTR_RE.search(data, i, cell_tag_end):
                 try:  # what _SheetWriter._raw_cell reads
-                    int(_attr_get(_attr_list(m.group(0)[len(name):]), b"s") or 0)
+                    int(_attr_get(_attr_list(m.group(0)[len(name) :]), b"s") or 0)
                 except ValueError:
                     return None
             if cols and col >= cols[-1]:
@@ -559,7 +616,7 @@ class _RawRows:
                 raise PatchError("internal error: overlapping changes to the rows of a sheet")
             pieces += (view[pos:start], new)
             pos = end
-        pieces.append(view[pos:self.end])
+        pieces.append(view[pos : self.end])
         return pieces
 
 
@@ -583,7 +640,7 @@ def _strip_zip64(extra: bytes) -> bytes:
     while i + 4 <= len(extra):
         kind, size = struct.unpack_from("<HH", extra, i)
         if kind != _ZIP64_EXTRA:
-            out += extra[i:i + 4 + size]
+            out += extra[i : i + 4 + size]
         i += 4 + size
     return bytes(out)
 
@@ -605,7 +662,7 @@ class _Entry:
     date_time: tuple[int, ...]
     crc: int
     size: int
-    data: bytes                   # compressed payload
+    data: bytes  # compressed payload
     local_extra: bytes = b""
     central_extra: bytes = b""
     comment: bytes = b""
@@ -628,9 +685,22 @@ class _ZipWriter:
         if offset > _LIMIT32 or len(entry.data) > _LIMIT32 or entry.size > _LIMIT32:
             raise PatchError("the workbook is too large (over 4 GB) for sheetflow to write")
         dostime, dosdate = _dos_time(entry.date_time)
-        self._fh.write(_LOCAL.pack(b"PK\x03\x04", entry.extract_version, 0, entry.flags, entry.method, dostime,
-                                   dosdate, entry.crc, len(entry.data), entry.size, len(entry.name_bytes),
-                                   len(entry.local_extra)))
+        self._fh.write(
+            _LOCAL.pack(
+                b"PK\x03\x04",
+                entry.extract_version,
+                0,
+                entry.flags,
+                entry.method,
+                dostime,
+                dosdate,
+                entry.crc,
+                len(entry.data),
+                entry.size,
+                len(entry.name_bytes),
+                len(entry.local_extra),
+            )
+        )
         self._fh.write(entry.name_bytes)
         self._fh.write(entry.local_extra)
         self._fh.write(entry.data)
@@ -640,11 +710,29 @@ class _ZipWriter:
         start = self._fh.tell()
         for entry, offset in self._central:
             dostime, dosdate = _dos_time(entry.date_time)
-            self._fh.write(_CENTRAL.pack(b"PK\x01\x02", entry.create_version, entry.create_system,
-                                         entry.extract_version, 0, entry.flags, entry.method, dostime, dosdate,
-                                         entry.crc, len(entry.data), entry.size, len(entry.name_bytes),
-                                         len(entry.central_extra), len(entry.comment), 0, entry.internal_attr,
-                                         entry.external_attr, offset))
+            self._fh.write(
+                _CENTRAL.pack(
+                    b"PK\x01\x02",
+                    entry.create_version,
+                    entry.create_system,
+                    entry.extract_version,
+                    0,
+                    entry.flags,
+                    entry.method,
+                    dostime,
+                    dosdate,
+                    entry.crc,
+                    len(entry.data),
+                    entry.size,
+                    len(entry.name_bytes),
+                    len(entry.central_extra),
+                    len(entry.comment),
+                    0,
+                    entry.internal_attr,
+                    entry.external_attr,
+                    offset,
+                )
+            )
             self._fh.write(entry.name_bytes + entry.central_extra + entry.comment)
         size = self._fh.tell() - start
         count = len(self._central)
@@ -671,16 +759,27 @@ def _copied_entry(raw: BinaryIO, info: zipfile.ZipInfo) -> _Entry:
     data = raw.read(info.compress_size)
     if len(data) != info.compress_size:
         raise zipfile.BadZipFile(f"truncated data for {info.filename}")
-    return _Entry(name_bytes=_name_bytes(info), flags=info.flag_bits & ~_FLAG_DATA_DESCRIPTOR,
-                  method=info.compress_type, date_time=info.date_time, crc=info.CRC, size=info.file_size,
-                  data=data, local_extra=_strip_zip64(local_extra), central_extra=_strip_zip64(info.extra),
-                  comment=info.comment, create_version=info.create_version, create_system=info.create_system,
-                  extract_version=20 if info.extract_version == 45 else info.extract_version,
-                  internal_attr=info.internal_attr, external_attr=info.external_attr)
+    return _Entry(
+        name_bytes=_name_bytes(info),
+        flags=info.flag_bits & ~_FLAG_DATA_DESCRIPTOR,
+        method=info.compress_type,
+        date_time=info.date_time,
+        crc=info.CRC,
+        size=info.file_size,
+        data=data,
+        local_extra=_strip_zip64(local_extra),
+        central_extra=_strip_zip64(info.extra),
+        comment=info.comment,
+        create_version=info.create_version,
+        create_system=info.create_system,
+        extract_version=20 if info.extract_version == 45 else info.extract_version,
+        internal_attr=info.internal_attr,
+        external_attr=info.external_attr,
+    )
 
 
-_DEFLATE_CHUNK = 1 << 22   # big parts are compressed in pieces of this size, in parallel
-_BIG_ENTRY = 1 << 16       # entries this big are inflated in one call (see _Package._inflate)
+_DEFLATE_CHUNK = 1 << 22  # big parts are compressed in pieces of this size, in parallel
+_BIG_ENTRY = 1 << 16  # entries this big are inflated in one call (see _Package._inflate)
 _DEFLATE_WINDOW = 1 << 15
 
 
@@ -689,7 +788,7 @@ def _deflate(data: memoryview, start: int, end: int, last: bool) -> bytes:
     ``start`` (which the reader has just decompressed) and, unless ``last``, ends on a byte boundary without
     ending the stream (Z_SYNC_FLUSH), so the pieces can simply be concatenated (as pigz does)."""
     if start:
-        packer = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=data[max(0, start - _DEFLATE_WINDOW):start])
+        packer = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=data[max(0, start - _DEFLATE_WINDOW) : start])
     else:
         packer = zlib.compressobj(6, zlib.DEFLATED, -15)
     return packer.compress(data[start:end]) + packer.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
@@ -701,29 +800,49 @@ def _compress(data: bytes, method: int, pool: ThreadPoolExecutor | None = None) 
     if pool is None or len(data) < 2 * _DEFLATE_CHUNK:
         return _deflate(memoryview(data), 0, len(data), last=True)
     view, size = memoryview(data), len(data)
-    pieces = [pool.submit(_deflate, view, start, min(start + _DEFLATE_CHUNK, size), start + _DEFLATE_CHUNK >= size)
-              for start in range(0, size, _DEFLATE_CHUNK)]
+    pieces = [
+        pool.submit(_deflate, view, start, min(start + _DEFLATE_CHUNK, size), start + _DEFLATE_CHUNK >= size)
+        for start in range(0, size, _DEFLATE_CHUNK)
+    ]
     return b"".join(piece.result() for piece in pieces)
 
 
-def _rewritten_entry(name: str, data: bytes, like: zipfile.ZipInfo | None,
-                     deflate_pool: ThreadPoolExecutor | None = None) -> _Entry:
+def _rewritten_entry(
+    name: str, data: bytes, like: zipfile.ZipInfo | None, deflate_pool: ThreadPoolExecutor | None = None
+) -> _Entry:
     """An entry with new content; it keeps the metadata (and compression type) of the entry it replaces."""
-    method = like.compress_type if like is not None and like.compress_type == zipfile.ZIP_STORED \
+    method = (
+        like.compress_type
+        if like is not None and like.compress_type == zipfile.ZIP_STORED
         else zipfile.ZIP_DEFLATED
+    )
     try:
         name_bytes, flags = name.encode("ascii"), 0
     except UnicodeEncodeError:
         name_bytes, flags = name.encode("utf-8"), _FLAG_UTF8
-    entry = _Entry(name_bytes=name_bytes, flags=flags, method=method, date_time=time.localtime()[:6],
-                   crc=zlib.crc32(data), size=len(data), data=_compress(data, method, deflate_pool))
+    entry = _Entry(
+        name_bytes=name_bytes,
+        flags=flags,
+        method=method,
+        date_time=time.localtime()[:6],
+        crc=zlib.crc32(data),
+        size=len(data),
+        data=_compress(data, method, deflate_pool),
+    )
     if like is not None:
         entry.name_bytes = _name_bytes(like)
-        entry.flags = (like.flag_bits & ~(_FLAG_DATA_DESCRIPTOR | 0x06)) if method == zipfile.ZIP_DEFLATED \
+        entry.flags = (
+            (like.flag_bits & ~(_FLAG_DATA_DESCRIPTOR | 0x06))
+            if method == zipfile.ZIP_DEFLATED
             else like.flag_bits & ~_FLAG_DATA_DESCRIPTOR
+        )
         entry.date_time = like.date_time
         entry.local_extra, entry.central_extra = b"", _strip_zip64(like.extra)
-        entry.comment, entry.create_version, entry.create_system = like.comment, like.create_version, like.create_system
+        entry.comment, entry.create_version, entry.create_system = (
+            like.comment,
+            like.create_version,
+            like.create_system,
+        )
         entry.internal_attr, entry.external_attr = like.internal_attr, like.external_attr
     return entry
 
@@ -749,13 +868,16 @@ def _load_sheet(data: bytes, parser: etree.XMLParser) -> _XmlPart:
 
 
 def _zip_failure(path: Path, exc: Exception) -> PatchError:
-    return PatchError(f"{path.name} is damaged and cannot be read ({exc}). Open it in Excel, let Excel repair it, "
-                      f"and save it again as 'Excel Workbook (.xlsx)' or 'Excel Macro-Enabled Workbook (.xlsm)'")
+    return PatchError(
+        f"{path.name} is damaged and cannot be read ({exc}). Open it in Excel, let Excel repair it, "
+        f"and save it again as 'Excel Workbook (.xlsx)' or 'Excel Macro-Enabled Workbook (.xlsm)'"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Package: parts, relationships, content types
 # --------------------------------------------------------------------------------------------------------------
+
 
 def _rels_name(part: str) -> str:
     folder, base = posixpath.split(part)
@@ -797,7 +919,9 @@ class _Rels:
 
     def add(self, rel_type: str, target: str) -> str:
         if self.part is None:
-            self.part = _XmlPart.new(etree.Element(f"{{{NS_PKG_REL}}}Relationships", nsmap={None: NS_PKG_REL}))
+            self.part = _XmlPart.new(
+                etree.Element(f"{{{NS_PKG_REL}}}Relationships", nsmap={None: NS_PKG_REL})
+            )
             self._pkg.add_part(self.name, self.part)
         used = {el.get("Id") for el in self.items()}
         numbers_used = [int(m.group(1)) for i in used if i and (m := re.fullmatch(r"rId(\d+)", i))]
@@ -805,7 +929,9 @@ class _Rels:
         while f"rId{n}" in used:
             n += 1
         rid = f"rId{n}"
-        etree.SubElement(self.part.root, f"{{{NS_PKG_REL}}}Relationship", Id=rid, Type=rel_type, Target=target)
+        etree.SubElement(
+            self.part.root, f"{{{NS_PKG_REL}}}Relationship", Id=rid, Type=rel_type, Target=target
+        )
         self._pkg.touch(self.name)
         return rid
 
@@ -826,10 +952,10 @@ class _Package:
         self._added: dict[str, _XmlPart] = {}
         self._removed: set[str] = set()
         self._rels: dict[str, _Rels] = {}
-        self.pool: ThreadPoolExecutor | None = None          # background work, when the caller provides threads
+        self.pool: ThreadPoolExecutor | None = None  # background work, when the caller provides threads
         self.deflate_pool: ThreadPoolExecutor | None = None  # pieces of big parts being compressed
-        self._parsing: dict[str, Future[_XmlPart]] = {}      # parts being parsed in the background
-        self._output: dict[str, Future[_Entry]] = {}         # finished parts being serialised and compressed
+        self._parsing: dict[str, Future[_XmlPart]] = {}  # parts being parsed in the background
+        self._output: dict[str, Future[_Entry]] = {}  # finished parts being serialised and compressed
 
     @classmethod
     def open(cls, path: Path) -> _Package:
@@ -839,17 +965,22 @@ class _Package:
             with open(path, "rb") as fh:
                 magic = fh.read(8)
         except OSError as exc:
-            raise PatchError(f"cannot read {path.name} ({exc.strerror or exc}); is it open or locked by another "
-                             f"program?") from None
+            raise PatchError(
+                f"cannot read {path.name} ({exc.strerror or exc}); is it open or locked by another program?"
+            ) from None
         if magic.startswith(b"\xd0\xcf\x11\xe0"):
-            raise PatchError(f"{path.name} is password-protected (encrypted) or is an old .xls file; sheetflow can "
-                             f"only write .xlsx/.xlsm files without a password to open. Save it in Excel as "
-                             f"'Excel Workbook (.xlsx)' without a password")
+            raise PatchError(
+                f"{path.name} is password-protected (encrypted) or is an old .xls file; sheetflow can "
+                f"only write .xlsx/.xlsm files without a password to open. Save it in Excel as "
+                f"'Excel Workbook (.xlsx)' without a password"
+            )
         try:
             zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise PatchError(f"{path.name} is not a valid Excel workbook (.xlsx/.xlsm) or it is damaged ({exc}); "
-                             f"open it in Excel and save it again as 'Excel Workbook (.xlsx)'") from None
+            raise PatchError(
+                f"{path.name} is not a valid Excel workbook (.xlsx/.xlsm) or it is damaged ({exc}); "
+                f"open it in Excel and save it again as 'Excel Workbook (.xlsx)'"
+            ) from None
         pkg = cls(path, zf)
         for info in pkg.infos:
             if info.flag_bits & _FLAG_ENCRYPTED:
@@ -902,8 +1033,9 @@ class _Package:
         name = self.actual_name(name)
         if self.pool is None or name in self._added or name in self._xml or name in self._parsing:
             return
-        self._parsing[name] = self.pool.submit(lambda: _load_sheet(self.read(name),
-                                                                    etree.XMLParser(**_PARSER_OPTIONS)))
+        self._parsing[name] = self.pool.submit(
+            lambda: _load_sheet(self.read(name), etree.XMLParser(**_PARSER_OPTIONS))
+        )
 
     def parsed(self, name: str) -> bool:
         """Whether xml()/sheet_xml() would return at once."""
@@ -926,8 +1058,10 @@ class _Package:
             try:
                 part = parsing.result() if parsing is not None else _XmlPart.parse(self.read(name))
             except etree.XMLSyntaxError as exc:
-                raise PatchError(f"{self.path.name} is damaged: part {name} is not valid XML ({exc}). Open it in "
-                                 f"Excel, let Excel repair it, and save it again") from None
+                raise PatchError(
+                    f"{self.path.name} is damaged: part {name} is not valid XML ({exc}). Open it in "
+                    f"Excel, let Excel repair it, and save it again"
+                ) from None
             self._xml[name] = part
         return part
 
@@ -951,7 +1085,9 @@ class _Package:
             part, like = self._xml[name], infos[0]
         else:
             return
-        self._output[name] = self.pool.submit(lambda: _rewritten_entry(name, part.to_bytes(), like, self.deflate_pool))
+        self._output[name] = self.pool.submit(
+            lambda: _rewritten_entry(name, part.to_bytes(), like, self.deflate_pool)
+        )
 
     def add_part(self, name: str, part: _XmlPart) -> None:
         self._added[name] = part
@@ -1008,7 +1144,9 @@ class _ContentTypes:
         self.part = pkg.xml(self.NAME)
 
     def add_override(self, part_name: str, content_type: str) -> None:
-        etree.SubElement(self.part.root, f"{{{NS_CT}}}Override", PartName="/" + part_name, ContentType=content_type)
+        etree.SubElement(
+            self.part.root, f"{{{NS_CT}}}Override", PartName="/" + part_name, ContentType=content_type
+        )
         self._pkg.touch(self.NAME)
 
     def remove_override(self, part_name: str) -> None:
@@ -1022,14 +1160,15 @@ class _ContentTypes:
 # Workbook: sheets, date system, new sheets
 # --------------------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class _SheetInfo:
     name: str
     element: etree._Element
     sheet_id: int
     state: str
-    part: str | None        # zip entry of the sheet part
-    kind: str               # "worksheet", "chartsheet", "dialogsheet", "xlMacrosheet", ...
+    part: str | None  # zip entry of the sheet part
+    kind: str  # "worksheet", "chartsheet", "dialogsheet", "xlMacrosheet", ...
 
 
 class _Workbook:
@@ -1041,11 +1180,15 @@ class _Workbook:
         self.part = pkg.xml(self.part_name)
         root = self.part.root
         if STRICT_MARK in (etree.QName(root).namespace or ""):
-            raise PatchError(f"{pkg.path.name} is saved as Strict Open XML; save it in Excel as 'Excel Workbook "
-                             f"(.xlsx)' (File > Save As) so sheetflow can write into it")
+            raise PatchError(
+                f"{pkg.path.name} is saved as Strict Open XML; save it in Excel as 'Excel Workbook "
+                f"(.xlsx)' (File > Save As) so sheetflow can write into it"
+            )
         if etree.QName(root).namespace != NS_MAIN:
-            raise PatchError(f"{pkg.path.name} does not look like an Excel workbook (unknown format "
-                             f"{etree.QName(root).namespace}); save it in Excel as 'Excel Workbook (.xlsx)'")
+            raise PatchError(
+                f"{pkg.path.name} does not look like an Excel workbook (unknown format "
+                f"{etree.QName(root).namespace}); save it in Excel as 'Excel Workbook (.xlsx)'"
+            )
         self.rels = pkg.rels(self.part_name)
         self.sheets_el = root.find(_q("sheets"))
         if self.sheets_el is None:
@@ -1060,23 +1203,35 @@ class _Workbook:
         rels = self.pkg.rels("")
         docs = rels.of_type(REL_OFFICE_DOCUMENT)
         if any(STRICT_MARK in el.get("Type", "") for el in docs):
-            raise PatchError(f"{self.pkg.path.name} is saved as Strict Open XML; save it in Excel as 'Excel "
-                             f"Workbook (.xlsx)' (File > Save As) so sheetflow can write into it")
+            raise PatchError(
+                f"{self.pkg.path.name} is saved as Strict Open XML; save it in Excel as 'Excel "
+                f"Workbook (.xlsx)' (File > Save As) so sheetflow can write into it"
+            )
         target = rels.target(docs[0]) if docs else None
         if target is None or not self.pkg.exists(target):
-            raise PatchError(f"{self.pkg.path.name} is not an Excel workbook (no workbook part found); save it in "
-                             f"Excel as 'Excel Workbook (.xlsx)'")
+            raise PatchError(
+                f"{self.pkg.path.name} is not an Excel workbook (no workbook part found); save it in "
+                f"Excel as 'Excel Workbook (.xlsx)'"
+            )
         if not target.lower().endswith(".xml"):
-            raise PatchError(f"{self.pkg.path.name} is a binary workbook (.xlsb); save it in Excel as 'Excel "
-                             f"Workbook (.xlsx)' so sheetflow can write into it")
+            raise PatchError(
+                f"{self.pkg.path.name} is a binary workbook (.xlsb); save it in Excel as 'Excel "
+                f"Workbook (.xlsx)' so sheetflow can write into it"
+            )
         return target
 
     def _sheet_info(self, el: etree._Element) -> _SheetInfo:
         rel = self.rels.by_id(el.get(f"{{{NS_R}}}id", ""))
         part = self.rels.target(rel) if rel is not None else None
         kind = rel.get("Type", "").rsplit("/", 1)[-1] if rel is not None else "missing"
-        return _SheetInfo(name=el.get("name", ""), element=el, sheet_id=int(el.get("sheetId", "0") or 0),
-                          state=el.get("state", "visible"), part=part, kind=kind)
+        return _SheetInfo(
+            name=el.get("name", ""),
+            element=el,
+            sheet_id=int(el.get("sheetId", "0") or 0),
+            state=el.get("state", "visible"),
+            part=part,
+            kind=kind,
+        )
 
     def sheet(self, name: str) -> _SheetInfo | None:
         return next((s for s in self.sheets if s.name == name), None)
@@ -1085,19 +1240,24 @@ class _Workbook:
         """Create an empty worksheet part and register it (rels, workbook.xml, content types)."""
         _check_sheet_name(name)
         if spec.state not in ("visible", "hidden", "veryHidden"):
-            raise PatchError(f'sheet "{name}": state must be "visible", "hidden" or "veryHidden", not "{spec.state}"')
+            raise PatchError(
+                f'sheet "{name}": state must be "visible", "hidden" or "veryHidden", not "{spec.state}"'
+            )
         if any(s.name.casefold() == name.casefold() for s in self.sheets):
             raise PatchError(f'a sheet named "{name}" already exists in {self.pkg.path.name}')
         if self.structure_locked:
-            raise PatchError(f'cannot add sheet "{name}": the workbook structure is protected (Review > Protect '
-                             f'Workbook); unprotect it in Excel first')
+            raise PatchError(
+                f'cannot add sheet "{name}": the workbook structure is protected (Review > Protect '
+                f"Workbook); unprotect it in Excel first"
+            )
         part_name = self._free_sheet_part()
         self.pkg.add_part(part_name, _XmlPart.new(_new_sheet_root(name, spec)))
         target = posixpath.relpath(part_name, posixpath.dirname(self.part_name) or ".")
         rid = self.rels.add(REL_WORKSHEET, target)
         sheet_id = max((s.sheet_id for s in self.sheets), default=0) + 1
-        el = etree.SubElement(self.sheets_el, _q("sheet"), nsmap=None if NS_R in self.part.root.nsmap.values()
-                              else {"r": NS_R})
+        el = etree.SubElement(
+            self.sheets_el, _q("sheet"), nsmap=None if NS_R in self.part.root.nsmap.values() else {"r": NS_R}
+        )
         el.set("name", name)
         el.set("sheetId", str(sheet_id))
         if spec.state != "visible":
@@ -1105,8 +1265,9 @@ class _Workbook:
         el.set(f"{{{NS_R}}}id", rid)
         self.pkg.touch(self.part_name)
         content_types.add_override(part_name, CT_WORKSHEET)
-        info = _SheetInfo(name=name, element=el, sheet_id=sheet_id, state=spec.state, part=part_name,
-                          kind="worksheet")
+        info = _SheetInfo(
+            name=name, element=el, sheet_id=sheet_id, state=spec.state, part=part_name, kind="worksheet"
+        )
         self.sheets.append(info)
         return info
 
@@ -1141,8 +1302,10 @@ def _check_sheet_name(name: str) -> None:
         raise PatchError(f'sheet name "{name}" is too long ({len(name)} characters); Excel allows at most 31')
     bad = sorted(set(name) & _BAD_SHEET_CHARS)
     if bad:
-        raise PatchError(f'sheet name "{name}" contains {" ".join(bad)}; Excel does not allow [ ] : * ? / \\ in '
-                         f'sheet names')
+        raise PatchError(
+            f'sheet name "{name}" contains {" ".join(bad)}; Excel does not allow [ ] : * ? / \\ in '
+            f"sheet names"
+        )
     if name.startswith("'") or name.endswith("'"):
         raise PatchError(f'sheet name "{name}" cannot start or end with an apostrophe')
     if _ILLEGAL_XML_RE.search(name) or any(ch in name for ch in "\t\r\n"):
@@ -1160,8 +1323,14 @@ def _new_sheet_root(name: str, spec: NewSheet) -> etree._Element:
         if not isinstance(spec.freeze_rows, int) or not 0 < spec.freeze_rows < MAX_ROW:
             raise PatchError(f'sheet "{name}": cannot freeze {spec.freeze_rows!r} rows')
         top = f"A{spec.freeze_rows + 1}"
-        etree.SubElement(view, _q("pane"), ySplit=str(spec.freeze_rows), topLeftCell=top, activePane="bottomLeft",
-                         state="frozen")
+        etree.SubElement(
+            view,
+            _q("pane"),
+            ySplit=str(spec.freeze_rows),
+            topLeftCell=top,
+            activePane="bottomLeft",
+            state="frozen",
+        )
         etree.SubElement(view, _q("selection"), pane="bottomLeft", activeCell=top, sqref=top)
     etree.SubElement(root, _q("sheetFormatPr"), defaultRowHeight="15")
     if spec.col_widths:
@@ -1171,15 +1340,24 @@ def _new_sheet_root(name: str, spec: NewSheet) -> etree._Element:
                 raise PatchError(f'sheet "{name}": column {col!r} does not exist')
             if not isinstance(width, (int, float)) or not 0 <= width <= 255:
                 raise PatchError(f'sheet "{name}": column width {width!r} is not between 0 and 255')
-            etree.SubElement(cols, _q("col"), min=str(col), max=str(col), width=repr(float(width)),
-                             customWidth="1")
+            etree.SubElement(
+                cols, _q("col"), min=str(col), max=str(col), width=repr(float(width)), customWidth="1"
+            )
     etree.SubElement(root, _q("sheetData"))
     if spec.validations:
         dvs = etree.SubElement(root, _q("dataValidations"), count=str(len(spec.validations)))
         for validation in spec.validations:
             _add_validation(dvs, name, validation)
-    etree.SubElement(root, _q("pageMargins"), left="0.7", right="0.7", top="0.75", bottom="0.75", header="0.3",
-                     footer="0.3")
+    etree.SubElement(
+        root,
+        _q("pageMargins"),
+        left="0.7",
+        right="0.7",
+        top="0.75",
+        bottom="0.75",
+        header="0.3",
+        footer="0.3",
+    )
     return root
 
 
@@ -1191,30 +1369,44 @@ def _add_validation(parent: etree._Element, sheet: str, validation: Validation) 
             if r2 > MAX_ROW or c2 > MAX_COL or r1 < 1 or c1 < 1:
                 raise ValueError(ref)
     except ValueError:
-        raise PatchError(f'sheet "{sheet}": dropdown range "{validation.sqref}" is not a cell range like '
-                         f'C2:C5000') from None
+        raise PatchError(
+            f'sheet "{sheet}": dropdown range "{validation.sqref}" is not a cell range like C2:C5000'
+        ) from None
     if (validation.options is None) == (validation.source is None):
-        raise PatchError(f'sheet "{sheet}": dropdown {sqref} needs either a list of options or a source range')
+        raise PatchError(
+            f'sheet "{sheet}": dropdown {sqref} needs either a list of options or a source range'
+        )
     if validation.options is not None:
         items = [str(o) for o in validation.options]
         if any("," in o for o in items):
-            raise PatchError(f'sheet "{sheet}": dropdown option {next(o for o in items if "," in o)!r} contains a '
-                             f'comma; Excel cannot show it in a list (put the options in cells and use a source '
-                             f'range)')
+            raise PatchError(
+                f'sheet "{sheet}": dropdown option {next(o for o in items if "," in o)!r} contains a '
+                f"comma; Excel cannot show it in a list (put the options in cells and use a source "
+                f"range)"
+            )
         formula = '"' + ",".join(o.replace('"', '""') for o in items) + '"'
         if len(formula) > MAX_LIST_FORMULA:
-            raise PatchError(f'sheet "{sheet}": the options of dropdown {sqref} are longer than Excel allows '
-                             f'({MAX_LIST_FORMULA} characters); put them in cells and use a source range')
+            raise PatchError(
+                f'sheet "{sheet}": the options of dropdown {sqref} are longer than Excel allows '
+                f"({MAX_LIST_FORMULA} characters); put them in cells and use a source range"
+            )
     else:
         formula = validation.source.strip().lstrip("=")
-    el = etree.SubElement(parent, _q("dataValidation"), type="list", allowBlank="1",
-                          showErrorMessage="0" if validation.allow_other else "1", sqref=sqref)
+    el = etree.SubElement(
+        parent,
+        _q("dataValidation"),
+        type="list",
+        allowBlank="1",
+        showErrorMessage="0" if validation.allow_other else "1",
+        sqref=sqref,
+    )
     etree.SubElement(el, _q("formula1")).text = _ILLEGAL_XML_RE.sub("", formula)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Styles: date formats and bold headers
 # --------------------------------------------------------------------------------------------------------------
+
 
 def _element_key(el: etree._Element) -> tuple:
     """Structural identity of a style element (attribute order and namespace declarations ignored), used to
@@ -1251,12 +1443,16 @@ class _Styles:
         self.name = name
         self.part = self._pkg.xml(name)
         root = self.part.root
-        self.cell_xfs = self._child(root, "cellXfs", after=("numFmts", "fonts", "fills", "borders", "cellStyleXfs"))
+        self.cell_xfs = self._child(
+            root, "cellXfs", after=("numFmts", "fonts", "fills", "borders", "cellStyleXfs")
+        )
         if len(self.cell_xfs) == 0:
             etree.SubElement(self.cell_xfs, _q("xf"), numFmtId="0", fontId="0", fillId="0", borderId="0")
         self.xfs = [el for el in self.cell_xfs if el.tag == _q("xf")]
-        self.numfmts = {int(el.get("numFmtId", "-1")): el.get("formatCode", "")
-                        for el in root.iterfind(f"{_q('numFmts')}/{_q('numFmt')}")}
+        self.numfmts = {
+            int(el.get("numFmtId", "-1")): el.get("formatCode", "")
+            for el in root.iterfind(f"{_q('numFmts')}/{_q('numFmt')}")
+        }
         self._xf_index = {}
         for i, xf in enumerate(self.xfs):
             self._xf_index.setdefault(_element_key(xf), i)
@@ -1273,7 +1469,8 @@ class _Styles:
             f'<diagonal/></border></borders><cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" '
             f'borderId="0"/></cellStyleXfs><cellXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" '
             f'xfId="0"/></cellXfs><cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/>'
-            f'</cellStyles></styleSheet>')
+            f"</cellStyles></styleSheet>"
+        )
         self._pkg.add_part(name, _XmlPart.new(root))
         self._book.rels.add(REL_STYLES, posixpath.relpath(name, folder or "."))
         self._ct.add_override(name, CT_STYLES)
@@ -1342,7 +1539,9 @@ class _Styles:
         self._pkg.touch(self.name)
         return fmt_id
 
-    def _find_or_append(self, parent: etree._Element, existing: list[etree._Element], el: etree._Element) -> int:
+    def _find_or_append(
+        self, parent: etree._Element, existing: list[etree._Element], el: etree._Element
+    ) -> int:
         key = _element_key(el)
         for i, other in enumerate(existing):
             if _element_key(other) == key:
@@ -1401,8 +1600,10 @@ def excel_serial(value: dt.date | dt.datetime, is1904: bool, where: str = "") ->
     else:
         days = (day - EXCEL_EPOCH_1900).days - (1 if day < EXCEL_LEAP_BUG_END else 0)
     if days < (0 if is1904 else 1):
-        raise PatchError(f"{where}: Excel cannot store the date {value.isoformat()} (too early for this "
-                         f"workbook's date system)")
+        raise PatchError(
+            f"{where}: Excel cannot store the date {value.isoformat()} (too early for this "
+            f"workbook's date system)"
+        )
     return days + seconds / 86400 if seconds else days
 
 
@@ -1435,7 +1636,9 @@ def _render(value: object, where: str, is1904: bool) -> _Rendered:
             raise PatchError(f"{where}: cannot write {number} (not a finite number) into a cell")
         return "num", repr(number), False
     item = getattr(value, "item", None)
-    if callable(item) and type(value).__module__ == "numpy":  # numpy scalar (e.g. numpy.bool_): use the Python value
+    if (
+        callable(item) and type(value).__module__ == "numpy"
+    ):  # numpy scalar (e.g. numpy.bool_): use the Python value
         return _render(item(), where, is1904)
     raise PatchError(f"{where}: cannot write a value of type {type(value).__name__} ({value!r}) into a cell")
 
@@ -1455,6 +1658,7 @@ def _text_xml(text: str) -> tuple[str, bool]:
 # --------------------------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Table:
@@ -1485,11 +1689,21 @@ def _sheet_tables(pkg: _Package, sheet_part: str) -> list[_Table]:
             bounds = parse_range(root.get("ref", ""))
         except ValueError:
             continue
-        columns = [_unescape_x(el.get("name", ""))
-                   for el in root.iterfind(f"{_q('tableColumns')}/{_q('tableColumn')}")]
-        tables.append(_Table(name, part, root.get("displayName") or root.get("name", "?"), bounds,
-                             int(root.get("headerRowCount", "1") or 1), int(root.get("totalsRowCount", "0") or 0),
-                             columns))
+        columns = [
+            _unescape_x(el.get("name", ""))
+            for el in root.iterfind(f"{_q('tableColumns')}/{_q('tableColumn')}")
+        ]
+        tables.append(
+            _Table(
+                name,
+                part,
+                root.get("displayName") or root.get("name", "?"),
+                bounds,
+                int(root.get("headerRowCount", "1") or 1),
+                int(root.get("totalsRowCount", "0") or 0),
+                columns,
+            )
+        )
     return tables
 
 
@@ -1524,10 +1738,10 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
 
 _Q_ROW, _Q_C, _Q_F, _Q_V, _Q_IS, _Q_T, _Q_EXT = (_q(t) for t in ("row", "c", "f", "v", "is", "t", "extLst"))
 _PRESERVE = ' xml:space="preserve"'
-_SIMPLE_TYPES = frozenset((str, int, bool, type(None)))   # values that are always writable
+_SIMPLE_TYPES = frozenset((str, int, bool, type(None)))  # values that are always writable
 _ROW_OF = operator.itemgetter(0)
 _COL_OF = operator.itemgetter(1)
-_BEFORE, _AFTER, _AFTER_PREVIOUS, _FIRST = range(4)   # where a new cell goes in an existing row
+_BEFORE, _AFTER, _AFTER_PREVIOUS, _FIRST = range(4)  # where a new cell goes in an existing row
 
 
 def _plain_keys(keys: list) -> bool:
@@ -1537,8 +1751,13 @@ def _plain_keys(keys: list) -> bool:
         if set(map(type, keys)) != {tuple} or set(map(len, keys)) != {2}:
             return False
         rows, cols = set(map(_ROW_OF, keys)), set(map(_COL_OF, keys))
-        return (set(map(type, rows)) == {int} == set(map(type, cols)) and 1 <= min(rows) and max(rows) <= MAX_ROW
-                and 1 <= min(cols) and max(cols) <= MAX_COL)
+        return (
+            set(map(type, rows)) == {int} == set(map(type, cols))
+            and 1 <= min(rows)
+            and max(rows) <= MAX_ROW
+            and 1 <= min(cols)
+            and max(cols) <= MAX_COL
+        )
     except Exception:  # noqa: BLE001 - anything odd: let the exact check decide
         return False
 
@@ -1546,7 +1765,7 @@ def _plain_keys(keys: list) -> bool:
 def _group(cells: Iterable[tuple[int, int]]) -> tuple[dict[int, list[int]], list[int]]:
     """Columns by row (in the order of ``cells``) and the sorted row numbers."""
     by_row: dict[int, list[int]] = {}
-    for (r, c) in cells:
+    for r, c in cells:
         by_row.setdefault(r, []).append(c)
     return by_row, sorted(by_row)
 
@@ -1614,8 +1833,9 @@ class _SheetWriter:
     (_write_raw); if a row to change turns out not to be plain, the part is parsed and the elements used.
     """
 
-    def __init__(self, sheet: _SheetInfo, part: _XmlPart, styles: _Styles, is1904: bool,
-                 tables: list[_Table]) -> None:
+    def __init__(
+        self, sheet: _SheetInfo, part: _XmlPart, styles: _Styles, is1904: bool, tables: list[_Table]
+    ) -> None:
         self.name, self.sheet_id = sheet.name, sheet.sheet_id
         self.part = part
         self.root = part.root
@@ -1625,23 +1845,25 @@ class _SheetWriter:
         if sheet_data is None:
             raise PatchError(f'sheet "{self.name}" is damaged (it has no cell data section)')
         self.sheet_data = sheet_data
-        self.raw = part.rows                               # a big sheet's rows as bytes, or None: all in the tree
+        self.raw = part.rows  # a big sheet's rows as bytes, or None: all in the tree
         self._cleared = False
-        self._rows: dict[int, etree._Element] = {}       # the rows that exist before writing
+        self._rows: dict[int, etree._Element] = {}  # the rows that exist before writing
         self._row_nums: list[int] = []
         self._row_cells: dict[int, _RowCells] = {}
         self._cells: dict[tuple[int, int], CellValue] = {}
-        self._keys: list[tuple[int, int]] = []             # the keys of _cells in (row, column) order
-        self._keys_in_order = True                         # and _cells itself is in that order
+        self._keys: list[tuple[int, int]] = []  # the keys of _cells in (row, column) order
+        self._keys_in_order = True  # and _cells itself is in that order
         self._date_styles: dict[tuple[int, bool], int] = {}
         self._column_styles: dict[int, int] = {}
         # XML pieces of new cells by column: ('<c r="AB', style, string start, number start, bool start)
         self._new_cells: dict[int, tuple[str, int, str, str, str]] = {}
-        self._bold_cells: dict[int, tuple[str, int, str, str, str]] = {}   # the same in bold rows
-        self._last_date: tuple[object, int | float] = (None, 0)            # the last date written and its serial
+        self._bold_cells: dict[int, tuple[str, int, str, str, str]] = {}  # the same in bold rows
+        self._last_date: tuple[object, int | float] = (None, 0)  # the last date written and its serial
         self._date_starts: dict[tuple[int, bool], str] = {}
-        self._pending: list[tuple[int, etree._Element | None]] = []   # where each new cell of an existing row goes
-        self._pending_xml: list[str] = []                                # and its XML
+        self._pending: list[
+            tuple[int, etree._Element | None]
+        ] = []  # where each new cell of an existing row goes
+        self._pending_xml: list[str] = []  # and its XML
         self._index_rows()
         self._col_styles = self._read_col_styles()
 
@@ -1666,8 +1888,11 @@ class _SheetWriter:
         cols = self.root.find(_q("cols"))
         if cols is None:
             return []
-        return [(int(c.get("min", "0")), int(c.get("max", "0")), int(c.get("style", "0")))
-                for c in cols.iterchildren(_q("col")) if c.get("style") not in (None, "0")]
+        return [
+            (int(c.get("min", "0")), int(c.get("max", "0")), int(c.get("style", "0")))
+            for c in cols.iterchildren(_q("col"))
+            if c.get("style") not in (None, "0")
+        ]
 
     def _cells_of(self, r: int) -> _RowCells:
         cells = self._row_cells.get(r)
@@ -1702,20 +1927,30 @@ class _SheetWriter:
     def check_writable(self, cells: dict[tuple[int, int], CellValue], replace: bool) -> None:
         protection = self.root.find(_q("sheetProtection"))
         if protection is not None and _true(protection.get("sheet")):
-            raise PatchError(f'sheet "{self.name}" is protected; unprotect it in Excel or let sheetflow write '
-                             f'elsewhere')
+            raise PatchError(
+                f'sheet "{self.name}" is protected; unprotect it in Excel or let sheetflow write elsewhere'
+            )
         keys = list(cells)
         if not _plain_keys(keys):
-            for (r, c) in keys:
-                if not (isinstance(r, int) and isinstance(c, int) and 1 <= r <= MAX_ROW and 1 <= c <= MAX_COL):
-                    raise PatchError(f'sheet "{self.name}": ({r!r}, {c!r}) is not a cell (rows 1-{MAX_ROW}, '
-                                     f'columns 1-{MAX_COL})')
+            for r, c in keys:
+                if not (
+                    isinstance(r, int) and isinstance(c, int) and 1 <= r <= MAX_ROW and 1 <= c <= MAX_COL
+                ):
+                    raise PatchError(
+                        f'sheet "{self.name}": ({r!r}, {c!r}) is not a cell (rows 1-{MAX_ROW}, '
+                        f"columns 1-{MAX_COL})"
+                    )
         if replace and self.tables:
-            raise PatchError(f'sheet "{self.name}" holds the Excel table "{self.tables[0].name}", so sheetflow will '
-                             f'not clear it; remove the table or let sheetflow use another sheet')
+            raise PatchError(
+                f'sheet "{self.name}" holds the Excel table "{self.tables[0].name}", so sheetflow will '
+                f"not clear it; remove the table or let sheetflow use another sheet"
+            )
         if not replace:  # clearing a cell (None) also deletes its formula: checked like any other write
-            formulas = [f for f in self.sheet_data.iter(_Q_F)
-                        if f.get("ref") and f.get("t") in ("shared", "array", "dataTable")]
+            formulas = [
+                f
+                for f in self.sheet_data.iter(_Q_F)
+                if f.get("ref") and f.get("t") in ("shared", "array", "dataTable")
+            ]
             if formulas:
                 self._check_formulas(formulas, *_group(cells))
         if self.root.find(_q("mergeCells")) is not None:
@@ -1727,8 +1962,9 @@ class _SheetWriter:
             keys.sort()
         self._keys = keys
 
-    def _cells_in(self, bounds: tuple[int, int, int, int], by_row: dict[int, list[int]],
-                  rows: list[int]) -> Iterator[tuple[int, int]]:
+    def _cells_in(
+        self, bounds: tuple[int, int, int, int], by_row: dict[int, list[int]], rows: list[int]
+    ) -> Iterator[tuple[int, int]]:
         r1, c1, r2, c2 = bounds
         for i in range(bisect.bisect_left(rows, r1), bisect.bisect_right(rows, r2)):
             for c in by_row[rows[i]]:
@@ -1751,12 +1987,15 @@ class _SheetWriter:
             bounds = parse_range(ref)
             for r, c in self._cells_in(bounds, by_row, rows):
                 if (r, c) != bounds[:2]:
-                    raise PatchError(f"{_where(self.name, r, c)} is inside the merged cells {format_range(*bounds)}; "
-                                     f"only its top-left cell {format_range(*bounds[:2], *bounds[:2])} can hold a "
-                                     f"value. Unmerge the cells in Excel or let sheetflow write elsewhere")
+                    raise PatchError(
+                        f"{_where(self.name, r, c)} is inside the merged cells {format_range(*bounds)}; "
+                        f"only its top-left cell {format_range(*bounds[:2], *bounds[:2])} can hold a "
+                        f"value. Unmerge the cells in Excel or let sheetflow write elsewhere"
+                    )
 
-    def _check_formulas(self, formulas: list[etree._Element], by_row: dict[int, list[int]],
-                        rows: list[int]) -> None:
+    def _check_formulas(
+        self, formulas: list[etree._Element], by_row: dict[int, list[int]], rows: list[int]
+    ) -> None:
         """``formulas``: the <f> elements of shared, array and data-table formulas with a range."""
         for f in formulas:
             kind, ref = f.get("t"), f.get("ref")
@@ -1768,13 +2007,17 @@ class _SheetWriter:
                 continue
             if kind == "shared":
                 if c in by_row.get(r, ()):
-                    raise PatchError(f"{_where(self.name, r, c)} holds a shared formula that other cells use; "
-                                     f"sheetflow will not overwrite it")
+                    raise PatchError(
+                        f"{_where(self.name, r, c)} holds a shared formula that other cells use; "
+                        f"sheetflow will not overwrite it"
+                    )
                 continue
             for wr, wc in self._cells_in(bounds, by_row, rows):
                 what = "an array formula" if kind == "array" else "a what-if data table"
-                raise PatchError(f"{_where(self.name, wr, wc)} is part of {what} ({format_range(*bounds)}); "
-                                 f"sheetflow will not overwrite it")
+                raise PatchError(
+                    f"{_where(self.name, wr, wc)} is part of {what} ({format_range(*bounds)}); "
+                    f"sheetflow will not overwrite it"
+                )
 
     def _check_table_headers(self, cells: dict[tuple[int, int], CellValue]) -> None:
         for table in self.tables:
@@ -1786,8 +2029,10 @@ class _SheetWriter:
                     continue
                 header = table.columns[c - c1] if c - c1 < len(table.columns) else None
                 if cells[(r1, c)] != header:
-                    raise PatchError(f'{_where(self.name, r1, c)} is the header of column "{header}" of the Excel '
-                                     f'table "{table.name}"; sheetflow will not rename table columns')
+                    raise PatchError(
+                        f'{_where(self.name, r1, c)} is the header of column "{header}" of the Excel '
+                        f'table "{table.name}"; sheetflow will not rename table columns'
+                    )
 
     # -- writing --------------------------------------------------------------------------------------------
     def clear(self) -> None:
@@ -1816,8 +2061,8 @@ class _SheetWriter:
         last = self._row_nums[-1] if self._row_nums else 0
         p = self._prefix()
         written: dict[int, list[int]] = {}
-        tail: list[str] = []                 # new rows below the last existing row, as text
-        gaps: list[str] = []                 # new rows between existing rows, as text
+        tail: list[str] = []  # new rows below the last existing row, as text
+        gaps: list[str] = []  # new rows between existing rows, as text
         gap_rows: list[int] = []
         if self._keys[0][0] > last:  # only new rows below the existing ones (a new sheet, an appended log)
             self._rows_xml(self._items(), bold, p, tail, written)
@@ -1829,7 +2074,9 @@ class _SheetWriter:
                     if done:
                         written[r] = done
                 else:
-                    self._rows_xml(((key, cells[key]) for key in keys), bold, p, tail if r > last else gaps, written)
+                    self._rows_xml(
+                        ((key, cells[key]) for key in keys), bold, p, tail if r > last else gaps, written
+                    )
                     if r < last and r in written:
                         gap_rows.append(r)
         if self._pending:
@@ -1847,8 +2094,9 @@ class _SheetWriter:
         return zip(self._keys, map(self._cells.__getitem__, self._keys))
 
     # -- existing rows --------------------------------------------------------------------------------------
-    def _write_row(self, r: int, row: etree._Element, keys: list[tuple[int, int]], bold_row: bool,
-                   p: str) -> list[int]:
+    def _write_row(
+        self, r: int, row: etree._Element, keys: list[tuple[int, int]], bold_row: bool, p: str
+    ) -> list[int]:
         """Overwrite existing cells in place; new cells are made as text and moved in by _insert_cells."""
         index = self._row_cells.get(r) or _RowCells.from_end(row, keys[0][1]) or self._cells_of(r)
         cols, by_col = index.cols, index.cells
@@ -1985,8 +2233,12 @@ class _SheetWriter:
         style = self.styles.bold() if bold else self._column_style(c)
         s_attr = f' s="{style}"' if style else ""
         pieces = (self._bold_cells if bold else self._new_cells)[c] = (
-            f'<{p}c r="{col_letter(c)}', style, f'{s_attr} t="inlineStr"><{p}is><{p}t', f"{s_attr}><{p}v>",
-            f'{s_attr} t="b"><{p}v>')
+            f'<{p}c r="{col_letter(c)}',
+            style,
+            f'{s_attr} t="inlineStr"><{p}is><{p}t',
+            f"{s_attr}><{p}v>",
+            f'{s_attr} t="b"><{p}v>',
+        )
         return pieces
 
     def _date_start(self, style: int, with_time: bool, p: str) -> str:
@@ -1997,8 +2249,14 @@ class _SheetWriter:
             start = self._date_starts[key] = f' s="{date_style}"><{p}v>' if date_style else f"><{p}v>"
         return start
 
-    def _rows_xml(self, items: Iterable[tuple[tuple[int, int], CellValue]], bold: set[int], p: str,
-                  out: list[str], written: dict[int, list[int]]) -> None:
+    def _rows_xml(
+        self,
+        items: Iterable[tuple[tuple[int, int], CellValue]],
+        bold: set[int],
+        p: str,
+        out: list[str],
+        written: dict[int, list[int]],
+    ) -> None:
         """Append rows that do not exist yet to ``out`` as XML text: byte for byte what lxml writes for the
         elements _write_row would create (same attributes in the same order, same escaping). ``items``: their
         ((row, col), value) in order; a row of None values is not written at all. Adds the columns written to
@@ -2021,8 +2279,13 @@ class _SheetWriter:
             rq_now = rq if r == current else f'{r}"'
             kind = type(value)
             if kind is str:
-                if len(value) <= half and value.isprintable() and "&" not in value and "<" not in value \
-                        and ">" not in value:  # nothing to clean or escape but _x0041_-like text
+                if (
+                    len(value) <= half
+                    and value.isprintable()
+                    and "&" not in value
+                    and "<" not in value
+                    and ">" not in value
+                ):  # nothing to clean or escape but _x0041_-like text
                     if "_x" in value:
                         value = _ESCAPE_LIKE_RE.sub(r"_x005F_\1", value)
                     if value.strip() == value:
@@ -2040,7 +2303,9 @@ class _SheetWriter:
                     ordinal = value.toordinal()
                     serial = ordinal - epoch if is1904 else ordinal - epoch - (ordinal < _LEAP_BUG_END)
                     if kind is dt.datetime:
-                        seconds = value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6
+                        seconds = (
+                            value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6
+                        )
                         if seconds:
                             serial = serial + seconds / 86400
                     last_date, last_serial = value, serial
@@ -2074,8 +2339,10 @@ class _SheetWriter:
         s_attr = f' s="{style}"' if style else ""
         if kind == "str":
             preserve = text != text.strip() or "\n" in text or "\r" in text or "\t" in text
-            return (f'{start}{s_attr} t="inlineStr"><{p}is><{p}t{_PRESERVE if preserve else ""}>'
-                    f'{text.translate(_TEXT_ESCAPES)}</{p}t></{p}is></{p}c>')
+            return (
+                f'{start}{s_attr} t="inlineStr"><{p}is><{p}t{_PRESERVE if preserve else ""}>'
+                f"{text.translate(_TEXT_ESCAPES)}</{p}t></{p}is></{p}c>"
+            )
         t_attr = ' t="b"' if kind == "bool" else ""
         return f"{start}{s_attr}{t_attr}><{p}v>{text}</{p}v></{p}c>"
 
@@ -2101,7 +2368,12 @@ class _SheetWriter:
                 dim.set("ref", "A1")
             return
         rows = list(written)
-        box = [min(rows), min(min(cs) for cs in written.values()), max(rows), max(max(cs) for cs in written.values())]
+        box = [
+            min(rows),
+            min(min(cs) for cs in written.values()),
+            max(rows),
+            max(max(cs) for cs in written.values()),
+        ]
         if not (replace or was_empty):
             try:
                 old = parse_range(dim.get("ref", "A1"))
@@ -2165,22 +2437,31 @@ class _SheetWriter:
             raw.edits.append((raw.end, raw.end, "".join(tail).encode("utf-8")))
         return written
 
-    def _write_raw_row(self, r: int, plan: tuple[list[int], dict[int, tuple[int, int, int, int]], bytes],
-                       keys: list[tuple[int, int]], bold_row: bool, p: str) -> list[int]:
+    def _write_raw_row(
+        self,
+        r: int,
+        plan: tuple[list[int], dict[int, tuple[int, int, int, int]], bytes],
+        keys: list[tuple[int, int]],
+        bold_row: bool,
+        p: str,
+    ) -> list[int]:
         """_write_row for a row as bytes (``plan``: its cells from _RawRows.cells)."""
         raw = self.raw
         row_start, tag_end, close, row_end = raw.rows[r]
         cols, cells, tag = plan
         edits = raw.edits
-        mark = len(edits)          # a changed start tag of the row goes here, before the changes inside it
+        mark = len(edits)  # a changed start tag of the row goes here, before the changes inside it
         row_attrs: list[list[bytes]] | None = None
         new_cells: list[bytes] = []  # for a row written as <row .../>: its new cells
         done: list[int] = []
         added: list[int] = []
         for key in keys:
             value, c = self._cells[key], key[1]
-            value = ("num", str(value), False) if type(value) is int else \
-                _render(value, _where(self.name, r, c), self.is1904)
+            value = (
+                ("num", str(value), False)
+                if type(value) is int
+                else _render(value, _where(self.name, r, c), self.is1904)
+            )
             cell = cells.get(c)
             if value[0] == "none":
                 if cell is not None:
@@ -2224,23 +2505,27 @@ class _SheetWriter:
                     _attr_del(row_attrs, b"spans")
                     changed = True
                 elif added[0] < int(m.group(1)) or added[-1] > int(m.group(2)):
-                    _attr_set(row_attrs, b"spans",
-                              f"{min(int(m.group(1)), added[0])}:{max(int(m.group(2)), added[-1])}")
+                    _attr_set(
+                        row_attrs,
+                        b"spans",
+                        f"{min(int(m.group(1)), added[0])}:{max(int(m.group(2)), added[-1])}",
+                    )
                     changed = True
             name = raw.prefix + b"row"
             if close < 0:
-                edits.insert(mark, (row_start, row_end, _start_tag(name, row_attrs) + b"".join(new_cells) +
-                                    raw.row_end_tag))
+                edits.insert(
+                    mark,
+                    (row_start, row_end, _start_tag(name, row_attrs) + b"".join(new_cells) + raw.row_end_tag),
+                )
             elif changed:
                 edits.insert(mark, (row_start, tag_end, _start_tag(name, row_attrs)))
         return done
 
-    def _raw_cell(self, cell: tuple[int, int, int, int], value: _Rendered, base: int | None,
-                  p: str) -> bytes:
+    def _raw_cell(self, cell: tuple[int, int, int, int], value: _Rendered, base: int | None, p: str) -> bytes:
         """An existing cell with a new value, as bytes: what _set_cell (or clearing) does to the element."""
         raw = self.raw
         start, tag_end, close, _ = cell
-        attrs = _attr_list(raw.data[start + len(raw.cell_name) + 1:tag_end])
+        attrs = _attr_list(raw.data[start + len(raw.cell_name) + 1 : tag_end])
         if base is not None:
             _attr_set(attrs, b"s", str(base))
         for name in (b"t", b"cm", b"vm"):
@@ -2250,8 +2535,9 @@ class _SheetWriter:
         if kind == "str":
             _attr_set(attrs, b"t", "inlineStr")
             preserve = text != text.strip() or "\n" in text or "\r" in text or "\t" in text
-            children = (f'<{p}is><{p}t{_PRESERVE if preserve else ""}>{text.translate(_TEXT_ESCAPES)}'
-                        f'</{p}t></{p}is>')
+            children = (
+                f"<{p}is><{p}t{_PRESERVE if preserve else ''}>{text.translate(_TEXT_ESCAPES)}</{p}t></{p}is>"
+            )
         elif kind != "none":
             if kind == "bool":
                 _attr_set(attrs, b"t", "b")
@@ -2275,8 +2561,10 @@ class _SheetWriter:
 # calcChain
 # --------------------------------------------------------------------------------------------------------------
 
-def _prune_calc_chain(pkg: _Package, book: _Workbook, content_types: _ContentTypes,
-                      removed: dict[int, set[str]]) -> None:
+
+def _prune_calc_chain(
+    pkg: _Package, book: _Workbook, content_types: _ContentTypes, removed: dict[int, set[str]]
+) -> None:
     """Drop calcChain entries of formulas we removed: Excel reports a corrupt file for entries without formula.
     In calcChain ``i`` is the sheetId and, when omitted, repeats the previous entry's."""
     if not any(removed.values()):
@@ -2316,6 +2604,7 @@ def _prune_calc_chain(pkg: _Package, book: _Workbook, content_types: _ContentTyp
 # Orchestration
 # --------------------------------------------------------------------------------------------------------------
 
+
 def _merge_patches(patches: list[SheetPatch]) -> list[SheetPatch]:
     """Several patches for one sheet become one (later values win)."""
     merged: dict[str, SheetPatch] = {}
@@ -2349,7 +2638,9 @@ def _target_sheet(book: _Workbook, patch: SheetPatch, content_types: _ContentTyp
     return sheet
 
 
-def _prepare(pkg: _Package, book: _Workbook, styles: _Styles, patch: SheetPatch, sheet: _SheetInfo) -> _SheetWriter:
+def _prepare(
+    pkg: _Package, book: _Workbook, styles: _Styles, patch: SheetPatch, sheet: _SheetInfo
+) -> _SheetWriter:
     """All the checks of one patch (waits for its part if it is being parsed in the background)."""
     part = pkg.xml(sheet.part) if patch.new is not None else pkg.sheet_xml(sheet.part)
     tables = [] if patch.new is not None else _sheet_tables(pkg, sheet.part)
@@ -2385,7 +2676,7 @@ def _apply_patches(pkg: _Package, book: _Workbook, patches: list[SheetPatch]) ->
     check passes, and the refusal reported is the first one in the sequential order."""
     content_types = _ContentTypes(pkg)
     styles = _Styles(pkg, book, content_types)
-    refusals: list[tuple[int, PatchError]] = []   # (position in the sequential order, refusal)
+    refusals: list[tuple[int, PatchError]] = []  # (position in the sequential order, refusal)
     sheets: list[_SheetInfo] = []
     for i, patch in enumerate(patches):
         try:

@@ -88,7 +88,9 @@ def _keyring_password(user: str) -> str:
         return ""
 
 
-def load_config(folder: Path, *, env: Mapping[str, str] | None = None, outbox: Path | None = None) -> MailConfig:
+def load_config(
+    folder: Path, *, env: Mapping[str, str] | None = None, outbox: Path | None = None
+) -> MailConfig:
     env = os.environ if env is None else env
     folder = folder.resolve()
     doc = _toml(folder)
@@ -127,6 +129,8 @@ def load_config(folder: Path, *, env: Mapping[str, str] | None = None, outbox: P
         config.password = _keyring_password(config.user)
     config.cafile = str(pick("SMTP_CAFILE", smtp, "cafile")).strip()
     if config.transport == "smtp" and not config.host:
-        raise UsageError("SHEETFLOW_TRANSPORT is smtp but no SMTP host is set "
-                         "(SHEETFLOW_SMTP_HOST or [smtp] host in sheetflow.toml beside the workbook)")
+        raise UsageError(
+            "SHEETFLOW_TRANSPORT is smtp but no SMTP host is set "
+            "(SHEETFLOW_SMTP_HOST or [smtp] host in sheetflow.toml beside the workbook)"
+        )
     return config

@@ -143,8 +143,23 @@ class Journal:
         """Record the emails this run will send (one transaction). A key that is already past
         ``queued`` is left alone: it is never sent again."""
         now = _utc()
-        rows = [(e.key, e.to, e.subject, e.template, e.rule, e.table, e.record_id, e.message, e.message_id,
-                 run_id, transport, now) for e in emails]
+        rows = [
+            (
+                e.key,
+                e.to,
+                e.subject,
+                e.template,
+                e.rule,
+                e.table,
+                e.record_id,
+                e.message,
+                e.message_id,
+                run_id,
+                transport,
+                now,
+            )
+            for e in emails
+        ]
         if not rows:
             return
         with self._immediate():
@@ -153,7 +168,9 @@ class Journal:
                 "message_id, run_id, transport, queued_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET to_addr=excluded.to_addr, subject=excluded.subject, "
                 "message=excluded.message, message_id=excluded.message_id, run_id=excluded.run_id, "
-                "transport=excluded.transport WHERE emails.status='queued'", rows)
+                "transport=excluded.transport WHERE emails.status='queued'",
+                rows,
+            )
 
     def claim(self, key: str, run_id: str, local_now: dt.datetime) -> str | None:
         """Atomically take a queued key; None if it is not queued (another runner has it, or it is done).
@@ -161,9 +178,11 @@ class Journal:
         ``local_now`` (workbook time) is kept as the send time should the runner stop before finishing."""
         token = secrets.token_hex(8)
         with self._immediate():
-            cur = self.db.execute("UPDATE emails SET status='claimed', token=?, run_id=?, owner=?, claimed_at=?, "
-                                  "attempts=attempts+1 WHERE key=? AND status='queued'",
-                                  (token, run_id, self.owner, local_now.isoformat(timespec="seconds"), key))
+            cur = self.db.execute(
+                "UPDATE emails SET status='claimed', token=?, run_id=?, owner=?, claimed_at=?, "
+                "attempts=attempts+1 WHERE key=? AND status='queued'",
+                (token, run_id, self.owner, local_now.isoformat(timespec="seconds"), key),
+            )
         return token if cur.rowcount == 1 else None
 
     def mark_sending(self, key: str, token: str, location: str = "") -> bool:
@@ -171,8 +190,11 @@ class Journal:
         self.db.execute("PRAGMA synchronous=FULL")
         try:
             with self._immediate():
-                cur = self.db.execute("UPDATE emails SET status='sending', location=? WHERE key=? AND token=? "
-                                      "AND status='claimed'", (location, key, token))
+                cur = self.db.execute(
+                    "UPDATE emails SET status='sending', location=? WHERE key=? AND token=? "
+                    "AND status='claimed'",
+                    (location, key, token),
+                )
         finally:
             self.db.execute("PRAGMA synchronous=NORMAL")
         return cur.rowcount == 1
@@ -180,25 +202,46 @@ class Journal:
     def unmark(self, key: str, token: str) -> bool:
         """sending -> claimed after the server refused the message (4xx): it was not accepted."""
         with self._immediate():
-            cur = self.db.execute("UPDATE emails SET status='claimed' WHERE key=? AND token=? AND status='sending'",
-                                  (key, token))
+            cur = self.db.execute(
+                "UPDATE emails SET status='claimed' WHERE key=? AND token=? AND status='sending'",
+                (key, token),
+            )
         return cur.rowcount == 1
 
     def release(self, key: str, token: str, detail: str = "") -> None:
         """Give a claimed key back (temporary failure; a later run tries again)."""
         with self._immediate():
-            self.db.execute("UPDATE emails SET status='queued', token='', detail=? WHERE key=? AND token=? "
-                            "AND status IN ('claimed', 'sending')", (detail, key, token))
+            self.db.execute(
+                "UPDATE emails SET status='queued', token='', detail=? WHERE key=? AND token=? "
+                "AND status IN ('claimed', 'sending')",
+                (detail, key, token),
+            )
 
-    def finish(self, key: str, token: str, status: str, *, sent_at: dt.datetime | None = None,
-               detail: str = "", location: str = "") -> bool:
+    def finish(
+        self,
+        key: str,
+        token: str,
+        status: str,
+        *,
+        sent_at: dt.datetime | None = None,
+        detail: str = "",
+        location: str = "",
+    ) -> bool:
         """Record the outcome. Our token decides, even if a recovery marked the key unconfirmed meanwhile."""
         with self._immediate():
             cur = self.db.execute(
                 "UPDATE emails SET status=?, sent_at=?, detail=?, location=CASE WHEN ?='' THEN location ELSE ? END "
                 "WHERE key=? AND token=? AND status IN ('claimed', 'sending', 'unconfirmed')",
-                (status, sent_at.isoformat(timespec="seconds") if sent_at else "", detail, location, location,
-                 key, token))
+                (
+                    status,
+                    sent_at.isoformat(timespec="seconds") if sent_at else "",
+                    detail,
+                    location,
+                    location,
+                    key,
+                    token,
+                ),
+            )
         return cur.rowcount == 1
 
     def recover(self, run_id: str, confirm: Callable[[Entry], bool | None]) -> dict[str, str]:
@@ -218,14 +261,18 @@ class Journal:
                     new, detail = "queued", ""
                 else:
                     new = "unconfirmed"
-                    detail = ("sheetflow stopped while the server was taking this email: it may or may not have "
-                              f"been delivered; check the recipient's mailbox or your provider's log for Message-ID "
-                              f"{e.message_id} before sending it again")
+                    detail = (
+                        "sheetflow stopped while the server was taking this email: it may or may not have "
+                        f"been delivered; check the recipient's mailbox or your provider's log for Message-ID "
+                        f"{e.message_id} before sending it again"
+                    )
             with self._immediate():
                 cur = self.db.execute(
                     "UPDATE emails SET status=?, detail=?, token=CASE WHEN ?='queued' THEN '' ELSE token END, "
                     "sent_at=CASE WHEN ?!='queued' AND sent_at='' THEN claimed_at ELSE sent_at END "
-                    "WHERE key=? AND status=? AND token=?", (new, detail, new, new, e.key, e.status, e.token))
+                    "WHERE key=? AND status=? AND token=?",
+                    (new, detail, new, new, e.key, e.status, e.token),
+                )
             if cur.rowcount == 1:
                 changed[e.key] = new
         return changed
@@ -246,15 +293,18 @@ class _Tx:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
-_COLUMNS = ("key, status, to_addr, message, message_id, run_id, token, transport, location, sent_at, detail, "
-            "attempts")
+_COLUMNS = (
+    "key, status, to_addr, message, message_id, run_id, token, transport, location, sent_at, detail, attempts"
+)
 
 
 def _entries(db: sqlite3.Connection, keys: Iterable[str]) -> list[Entry]:
     keys = list(dict.fromkeys(keys))
     out: list[Entry] = []
     for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
+        chunk = keys[i : i + 500]
         marks = ",".join("?" * len(chunk))
-        out += [Entry(*row) for row in db.execute(f"SELECT {_COLUMNS} FROM emails WHERE key IN ({marks})", chunk)]
+        out += [
+            Entry(*row) for row in db.execute(f"SELECT {_COLUMNS} FROM emails WHERE key IN ({marks})", chunk)
+        ]
     return out

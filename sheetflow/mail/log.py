@@ -23,11 +23,20 @@ UPDATABLE = ("status", "detail", "sent_at", "message_id", "subject", "to")
 
 
 def new_row(email: PlannedEmail, local_now: dt.datetime) -> dict[str, Any]:
-    return {"queued_at": email.queued_at or local_now, "sent_at": email.sent_at, "to": email.to,
-            "template": email.template, "subject": email.subject, "table": email.table,
-            "record_id": email.record_id, "rule": email.rule, "status": email.status,
-            "detail": email.detail, "message_id": email.message_id if email.status != "skipped" else "",
-            "key": email.key}
+    return {
+        "queued_at": email.queued_at or local_now,
+        "sent_at": email.sent_at,
+        "to": email.to,
+        "template": email.template,
+        "subject": email.subject,
+        "table": email.table,
+        "record_id": email.record_id,
+        "rule": email.rule,
+        "status": email.status,
+        "detail": email.detail,
+        "message_id": email.message_id if email.status != "skipped" else "",
+        "key": email.key,
+    }
 
 
 def _same(old: object, new: object) -> bool:
@@ -50,8 +59,9 @@ def row_updates(tables: Tables, email: PlannedEmail) -> dict[str, Any]:
         wanted["message_id"] = email.message_id
     if email.subject and email.status in ("sending", "planned"):
         wanted["subject"] = email.subject
-    return {col: value for col, value in wanted.items()
-            if col not in df or not _same(df[col].iloc[pos], value)}
+    return {
+        col: value for col, value in wanted.items() if col not in df or not _same(df[col].iloc[pos], value)
+    }
 
 
 def needs_write(tables: Tables, emails: list[PlannedEmail]) -> bool:
@@ -77,7 +87,7 @@ class Outcome:
     """What happened to one email in the send phase (for the final workbook write)."""
 
     key: str
-    status: str                    # sent | failed | unconfirmed | planned (temporary failure) | taken
+    status: str  # sent | failed | unconfirmed | planned (temporary failure) | taken
     detail: str = ""
     sent_at: dt.datetime | None = None
     message_id: str = ""

@@ -34,7 +34,7 @@ class InvalidAddress(ValueError):
 
 @dataclass(frozen=True)
 class Recipient:
-    address: str        # normalized, validated
+    address: str  # normalized, validated
     name: str = ""
     ascii: bool = True  # False: needs SMTPUTF8
 
@@ -44,7 +44,7 @@ def validate_address(text: object) -> Recipient:
     if not isinstance(text, str) or not text.strip():
         raise InvalidAddress("no email address")
     raw = text.strip()
-    if any(c in raw for c in "\r\n,;<>\"") or any(ord(c) < 32 for c in raw):
+    if any(c in raw for c in '\r\n,;<>"') or any(ord(c) < 32 for c in raw):
         raise InvalidAddress(f'"{one_line(raw, 80)}" is not a single email address')
     try:
         info = validate_email(raw, check_deliverability=False, allow_smtputf8=True)
@@ -95,8 +95,9 @@ def _cte(body: str, ascii_only: bool) -> str:
     return "quoted-printable" if ascii_only else "8bit"
 
 
-def build_message(envelope: Envelope, subject: str, text: str, html: str | None, *, key: str,
-                  date: dt.datetime) -> tuple[bytes, str]:
+def build_message(
+    envelope: Envelope, subject: str, text: str, html: str | None, *, key: str, date: dt.datetime
+) -> tuple[bytes, str]:
     """The whole message as bytes (CRLF line ends) and its Message-ID."""
     ascii_only = envelope.sender.ascii and envelope.to.ascii
     policy = email.policy.SMTP if ascii_only else email.policy.SMTPUTF8

@@ -36,12 +36,14 @@ from .suppression import Suppression
 from .window import parse_window, sent_today
 
 NOTIFICATION_TEMPLATE = "notification"
-OPEN_STATUSES = ("planned", "sending")          # Emails rows a later run still has to settle
+OPEN_STATUSES = ("planned", "sending")  # Emails rows a later run still has to settle
 FINAL_FROM_JOURNAL = ("sent", "failed", "unconfirmed")
 
 
 def email_key(rule: str, table: str, record_id: str, template: str, occurrence: str) -> str:
-    raw = "\x1f".join((normalize(rule), table, str(record_id).strip(), normalize(template), str(occurrence).strip()))
+    raw = "\x1f".join(
+        (normalize(rule), table, str(record_id).strip(), normalize(template), str(occurrence).strip())
+    )
     return "E" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:20]
 
 
@@ -150,19 +152,27 @@ class MailPlanner:
         owner_name = fields.get("owner")
         if isinstance(owner_name, str):
             rep = self.rep(owner_name) or {"name": owner_name}
-            context["owner"] = Fields("owner", {k: v for k, v in rep.items() if v is not None},
-                                      str(rep.get("name") or owner_name))
+            context["owner"] = Fields(
+                "owner", {k: v for k, v in rep.items() if v is not None}, str(rep.get("name") or owner_name)
+            )
         contact = None
         if table.spec.name == "Contacts":
             contact = values
         elif isinstance(fields.get("contact_id"), str):
             cpos = self.position("Contacts", fields["contact_id"])
             if cpos is not None:
-                contact = {k: v for k, v in self.record_fields(self.tables["Contacts"], cpos).items() if v is not None}
+                contact = {
+                    k: v
+                    for k, v in self.record_fields(self.tables["Contacts"], cpos).items()
+                    if v is not None
+                }
                 contact["_position"] = cpos
         if contact is not None:
-            context["contact"] = Fields("contact", {k: v for k, v in contact.items() if not k.startswith("_")},
-                                        " ".join(str(contact[k]) for k in ("first_name", "last_name") if contact.get(k)))
+            context["contact"] = Fields(
+                "contact",
+                {k: v for k, v in contact.items() if not k.startswith("_")},
+                " ".join(str(contact[k]) for k in ("first_name", "last_name") if contact.get(k)),
+            )
         if table.spec.name in ("Deals", "Tickets"):
             context[table.spec.name[:-1].lower()] = Fields(table.spec.name[:-1].lower(), values)
         day_first = self.tables.locale.day_first
@@ -170,20 +180,35 @@ class MailPlanner:
         context["now"] = self.plan.local_now.strftime(("%d/%m/%Y" if day_first else "%m/%d/%Y") + " %H:%M")
         return context, blank, contact
 
-    def compose(self, table: Table, pos: int, template: str, rule: str, occurrence: str, to: str,
-                key: str) -> PlannedEmail:
+    def compose(
+        self, table: Table, pos: int, template: str, rule: str, occurrence: str, to: str, key: str
+    ) -> PlannedEmail:
         rid = table.df["id"].iloc[pos]
         rid = rid.strip() if isinstance(rid, str) else ""
-        email = PlannedEmail(key, table.spec.name, rid, rule, template, "", occurrence=occurrence,
-                             queued_at=self.plan.local_now)
+        email = PlannedEmail(
+            key,
+            table.spec.name,
+            rid,
+            rule,
+            template,
+            "",
+            occurrence=occurrence,
+            queued_at=self.plan.local_now,
+        )
         context, blank, contact = self.context(table, pos)
         # the recipient
         target = normalize(to or "contact")
         if target == "contact":
             if contact is None:
                 cid = context.get("contact_id")
-                email.status, email.detail = "skipped", (f'no contact: contact_id "{cid}" is not in Contacts' if cid
-                                                         else f"{table.spec.name} {rid} has no contact_id")
+                email.status, email.detail = (
+                    "skipped",
+                    (
+                        f'no contact: contact_id "{cid}" is not in Contacts'
+                        if cid
+                        else f"{table.spec.name} {rid} has no contact_id"
+                    ),
+                )
                 return email
             email.to = str(contact.get("email") or "")
             email.to_name = " ".join(str(contact[k]) for k in ("first_name", "last_name") if contact.get(k))
@@ -200,7 +225,9 @@ class MailPlanner:
         else:
             email.to = to.strip()
             if contact is not None and str(contact.get("email") or "").strip().lower() == email.to.lower():
-                email.to_name = " ".join(str(contact[k]) for k in ("first_name", "last_name") if contact.get(k))
+                email.to_name = " ".join(
+                    str(contact[k]) for k in ("first_name", "last_name") if contact.get(k)
+                )
                 email.contact_id = str(contact.get("id") or "")
         # render
         try:
@@ -208,15 +235,22 @@ class MailPlanner:
         except RenderError as e:
             email.status = "skipped"
             head, _, attr = e.field.partition(".")
-            if e.field and ((head in blank) or (head in ("owner", "contact") and head not in context)
-                            or (attr and head in context)):
+            if e.field and (
+                (head in blank)
+                or (head in ("owner", "contact") and head not in context)
+                or (attr and head in context)
+            ):
                 shown = e.field
-                email.detail = (f'merge field "{shown}" is empty for {table.spec.name} {rid} — fill it in, or write '
-                                f'{{{{ {shown} | default("...") }}}} in template "{template}"')
+                email.detail = (
+                    f'merge field "{shown}" is empty for {table.spec.name} {rid} — fill it in, or write '
+                    f'{{{{ {shown} | default("...") }}}} in template "{template}"'
+                )
                 self.plan.problems.append(warning(table.ref(pos, "id"), f"email not sent: {email.detail}"))
             else:
                 email.detail = f"template error: {e}"
-                problem = error("Templates", f'{rule}: {e}', "run sheetflow check BOOK to see every template problem")
+                problem = error(
+                    "Templates", f"{rule}: {e}", "run sheetflow check BOOK to see every template problem"
+                )
                 if problem not in self.plan.problems:
                     self.plan.problems.append(problem)
             return email
@@ -239,8 +273,10 @@ class MailPlanner:
         first = self.first_for.get(pair)
         if first is not None and first.key != email.key:
             email.status = "skipped"
-            email.detail = (f"duplicate: {recipient.address} already gets \"{email.template}\" in this run "
-                            f"({first.table} {first.record_id}, rule {first.rule})")
+            email.detail = (
+                f'duplicate: {recipient.address} already gets "{email.template}" in this run '
+                f"({first.table} {first.record_id}, rule {first.rule})"
+            )
             return
         self.first_for[pair] = email
 
@@ -249,18 +285,31 @@ class MailPlanner:
         self.plan.emails.append(email)
 
 
-def planner_for(ctx_or_plan: Any, tables: Tables | None = None, settings: Settings | None = None) -> MailPlanner:
+def planner_for(
+    ctx_or_plan: Any, tables: Tables | None = None, settings: Settings | None = None
+) -> MailPlanner:
     plan: Plan = getattr(ctx_or_plan, "plan", ctx_or_plan)
     if plan.mail is None:
-        plan.mail = MailPlanner(tables if tables is not None else ctx_or_plan.tables,
-                                settings if settings is not None else ctx_or_plan.settings, plan)
+        plan.mail = MailPlanner(
+            tables if tables is not None else ctx_or_plan.tables,
+            settings if settings is not None else ctx_or_plan.settings,
+            plan,
+        )
     return plan.mail
 
 
 # ---------------------------------------------------------------- the API for stages
 
-def request_email(ctx: Any, table: str, positions: list[int], template: str, rule: str,
-                  occurrences: list[str], to: str = "contact") -> None:
+
+def request_email(
+    ctx: Any,
+    table: str,
+    positions: list[int],
+    template: str,
+    rule: str,
+    occurrences: list[str],
+    to: str = "contact",
+) -> None:
     """Plan one email per record position (``ctx.tables[table].df`` row positions).
 
     ``occurrences`` names the trigger occurrence of each position (``"new"``,
@@ -286,18 +335,27 @@ def request_email(ctx: Any, table: str, positions: list[int], template: str, rul
         planner.add(planner.compose(t, int(pos), template, rule, occurrence, to, key))
 
 
-def request_notification(ctx: Any, rep_name: str, subject: str, lines: list[str], rule: str,
-                         occurrence: str) -> None:
+def request_notification(
+    ctx: Any, rep_name: str, subject: str, lines: list[str], rule: str, occurrence: str
+) -> None:
     """Tell a rep something by email; all of a rep's notifications of one run go out as one email."""
     planner = planner_for(ctx)
     digest = planner.digests.setdefault(normalize(rep_name), _Digest(rep_name.strip()))
     if any(i["rule"] == rule and i["occurrence"] == occurrence for i in digest.items):
         return
-    digest.items.append({"subject": subject, "lines": list(lines), "rule": rule, "occurrence": occurrence,
-                         "text": "\n".join(lines)})
+    digest.items.append(
+        {
+            "subject": subject,
+            "lines": list(lines),
+            "rule": rule,
+            "occurrence": occurrence,
+            "text": "\n".join(lines),
+        }
+    )
 
 
 # ---------------------------------------------------------------- after the engine
+
 
 @dataclass
 class JournalFacts:
@@ -310,8 +368,9 @@ class JournalFacts:
     message: bytes = b""
 
 
-def finalize_emails(plan: Plan, tables: Tables, settings: Settings,
-                    journal: Mapping[str, JournalFacts] | None = None) -> MailPlanner:
+def finalize_emails(
+    plan: Plan, tables: Tables, settings: Settings, journal: Mapping[str, JournalFacts] | None = None
+) -> MailPlanner:
     """Digests, leftovers of earlier runs, journal facts, send window, daily limit and the messages.
 
     Pure: everything comes from the arguments. ``journal`` maps keys to what the sidecar journal knows
@@ -334,20 +393,38 @@ def _digests(planner: MailPlanner) -> None:
         if key in planner.log_keys or key in planner.by_key:
             continue
         rules = ", ".join(dict.fromkeys(i["rule"] for i in digest.items))
-        email = PlannedEmail(key, "Reps", digest.rep, rules, NOTIFICATION_TEMPLATE, "", occurrence=occ,
-                             kind="notification", queued_at=plan.local_now)
+        email = PlannedEmail(
+            key,
+            "Reps",
+            digest.rep,
+            rules,
+            NOTIFICATION_TEMPLATE,
+            "",
+            occurrence=occ,
+            kind="notification",
+            queued_at=plan.local_now,
+        )
         rep = planner.rep(digest.rep)
         planner.add(email)
         if rep is None or not rep.get("email"):
             email.status = "skipped"
-            email.detail = f'rep "{digest.rep}" ' + ("is not in Reps" if rep is None else "has no email in Reps")
+            email.detail = f'rep "{digest.rep}" ' + (
+                "is not in Reps" if rep is None else "has no email in Reps"
+            )
             plan.problems.append(warning("Reps", f"notification not sent: {email.detail}"))
             continue
         email.to, email.to_name = str(rep["email"]), str(rep.get("name") or digest.rep)
         context: dict[str, Any] = settings_fields(planner.settings)
-        rep_fields = Fields("rep", {k: v for k, v in rep.items() if v is not None}, str(rep.get("name") or ""))
-        context.update(rep=rep_fields, owner=rep_fields, items=digest.items, count=len(digest.items),
-                       settings=Fields("settings", settings_fields(planner.settings)))
+        rep_fields = Fields(
+            "rep", {k: v for k, v in rep.items() if v is not None}, str(rep.get("name") or "")
+        )
+        context.update(
+            rep=rep_fields,
+            owner=rep_fields,
+            items=digest.items,
+            count=len(digest.items),
+            settings=Fields("settings", settings_fields(planner.settings)),
+        )
         try:
             email.subject, email.text, email.html = planner.templates.render(NOTIFICATION_TEMPLATE, context)
         except RenderError as e:
@@ -388,9 +465,18 @@ def _last_emailed(planner: MailPlanner, contact_id: str, sent_at: dt.datetime, e
             if change.new is None or change.new < sent_at:
                 change.new = sent_at
             return
-    planner.plan.changes.append(CellChange("Contacts", pos, contact_id, "last_emailed_at", current, sent_at,
-                                           f"Email: {email.rule} ({email.template})",
-                                           contacts.ref(pos, "last_emailed_at")))
+    planner.plan.changes.append(
+        CellChange(
+            "Contacts",
+            pos,
+            contact_id,
+            "last_emailed_at",
+            current,
+            sent_at,
+            f"Email: {email.rule} ({email.template})",
+            contacts.ref(pos, "last_emailed_at"),
+        )
+    )
 
 
 def _leftovers(planner: MailPlanner, journal: Mapping[str, JournalFacts]) -> None:
@@ -404,13 +490,30 @@ def _leftovers(planner: MailPlanner, journal: Mapping[str, JournalFacts]) -> Non
         status = statuses[pos].strip().lower() if isinstance(statuses[pos], str) else ""
         if status not in OPEN_STATUSES or key in planner.by_key:
             continue
-        text = lambda col: (str(df[col].iloc[pos]).strip() if isinstance(df[col].iloc[pos], str) else "")  # noqa: E731
-        table, rid, template, rule, to = text("table"), text("record_id"), text("template"), text("rule"), text("to")
+        text = lambda col: str(df[col].iloc[pos]).strip() if isinstance(df[col].iloc[pos], str) else ""  # noqa: E731
+        table, rid, template, rule, to = (
+            text("table"),
+            text("record_id"),
+            text("template"),
+            text("rule"),
+            text("to"),
+        )
         facts = journal.get(key)
         spec = contract.sheet_spec(table) if table else None
-        old = PlannedEmail(key, spec.name if spec else table, rid, rule, template, to, subject=text("subject"),
-                           status=status, detail=text("detail"), message_id=text("message_id"), log_position=pos,
-                           queued_at=to_cell(df["queued_at"].iloc[pos]))
+        old = PlannedEmail(
+            key,
+            spec.name if spec else table,
+            rid,
+            rule,
+            template,
+            to,
+            subject=text("subject"),
+            status=status,
+            detail=text("detail"),
+            message_id=text("message_id"),
+            log_position=pos,
+            queued_at=to_cell(df["queued_at"].iloc[pos]),
+        )
         if spec is not None and spec.name in contract.RECORD_SHEETS:
             rpos = planner.position(spec.name, rid)
             if rpos is not None:
@@ -424,12 +527,14 @@ def _leftovers(planner: MailPlanner, journal: Mapping[str, JournalFacts]) -> Non
         if status == "sending" and facts is None:
             planner.add(old)
             old.status = "unconfirmed"
-            old.detail = ("sheetflow stopped while sending and its journal (.sheetflow/) does not know this email: "
-                          "it may or may not have gone out; check before sending it again")
+            old.detail = (
+                "sheetflow stopped while sending and its journal (.sheetflow/) does not know this email: "
+                "it may or may not have gone out; check before sending it again"
+            )
             continue
         # never attempted: plan it again from today's data (an unsubscribe since then counts)
         if spec is None or spec.name not in contract.RECORD_SHEETS:
-            if facts is not None and facts.message:      # a notification digest: send what was rendered
+            if facts is not None and facts.message:  # a notification digest: send what was rendered
                 old.message, old.status, old.kind = facts.message, "planned", "notification"
                 old.to = to
                 planner.add(old)
@@ -440,7 +545,10 @@ def _leftovers(planner: MailPlanner, journal: Mapping[str, JournalFacts]) -> Non
             continue
         rpos = planner.position(spec.name, rid)
         if rpos is None:
-            old.status, old.detail = "skipped", f"record {rid} is no longer in {planner.tables[spec.name].sheet}"
+            old.status, old.detail = (
+                "skipped",
+                f"record {rid} is no longer in {planner.tables[spec.name].sheet}",
+            )
             planner.add(old)
             continue
         email = planner.compose(planner.tables[spec.name], rpos, template, rule, "", to, key)
@@ -460,22 +568,36 @@ def _decide(planner: MailPlanner) -> None:
         sender = None
         waiting = [e_ for e_ in plan.emails if e_.status in ("planned", "sending")]
         if waiting:
-            plan.problems.append(error(settings.cells.get("sender_email", "Settings"),
-                                       f"sender_email: {e}" if sender_text else "sender_email is empty",
-                                       "enter the address emails come from (Settings sender_email)"))
+            plan.problems.append(
+                error(
+                    settings.cells.get("sender_email", "Settings"),
+                    f"sender_email: {e}" if sender_text else "sender_email is empty",
+                    "enter the address emails come from (Settings sender_email)",
+                )
+            )
     try:
         window = parse_window(settings.text("send_window"))
     except ValueError as e:
-        plan.problems.append(error(settings.cells.get("send_window", "Settings"), f"send_window: {e}",
-                                   "write it like Mon-Fri 09:00-18:00; emails wait until it is fixed"))
+        plan.problems.append(
+            error(
+                settings.cells.get("send_window", "Settings"),
+                f"send_window: {e}",
+                "write it like Mon-Fri 09:00-18:00; emails wait until it is fixed",
+            )
+        )
         window = None
     limit = settings.number("daily_email_limit")
     remaining = int(limit) if limit is not None else 10**9
     remaining -= sent_today(planner.tables, plan.local_now)
     in_window = window is not None and window.contains(plan.local_now)
-    order = sorted((e for e in plan.emails if e.status in ("planned", "sending")),
-                   key=lambda e: (e.kind != "notification", e.log_position is None,
-                                  e.log_position if e.log_position is not None else 0))
+    order = sorted(
+        (e for e in plan.emails if e.status in ("planned", "sending")),
+        key=lambda e: (
+            e.kind != "notification",
+            e.log_position is None,
+            e.log_position if e.log_position is not None else 0,
+        ),
+    )
     for email in order:
         email.status, email.due = "planned", False
         if sender is None:
@@ -497,8 +619,13 @@ def _decide(planner: MailPlanner) -> None:
         try:
             reply_to = validate_address(settings.text("reply_to"))
         except InvalidAddress as e:
-            plan.problems.append(warning(settings.cells.get("reply_to", "Settings"), f"reply_to: {e}",
-                                         "emails go out without Reply-To"))
+            plan.problems.append(
+                warning(
+                    settings.cells.get("reply_to", "Settings"),
+                    f"reply_to: {e}",
+                    "emails go out without Reply-To",
+                )
+            )
     unsubscribe = settings.values.get("list_unsubscribe", "")
     default_unsub = f"mailto:{(reply_to or sender).address}?subject=unsubscribe"
     for email in order:
@@ -510,8 +637,9 @@ def _decide(planner: MailPlanner) -> None:
             continue
         unsub = "" if email.kind == "notification" else unsubscribe_header(unsubscribe or default_unsub, to)
         envelope = Envelope(sender, sender_name, to, email.to_name, reply_to, unsub)
-        email.message, email.message_id = build_message(envelope, email.subject, email.text, email.html,
-                                                        key=email.key, date=plan.now)
+        email.message, email.message_id = build_message(
+            envelope, email.subject, email.text, email.html, key=email.key, date=plan.now
+        )
 
 
 def due(plan: Plan) -> list[PlannedEmail]:

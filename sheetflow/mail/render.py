@@ -40,14 +40,16 @@ from ..problems import Problem, error
 from ..settings import Settings
 from ..tables import Tables
 
-MAX_TEMPLATE_CHARS = 100_000     # subject or body source
-MAX_OUTPUT_CHARS = 500_000       # one rendered body
-MAX_RENDER_SECONDS = 2.0         # one render
-MAX_LOOP_ITEMS = 100_000         # range() items per render, all loops together
+MAX_TEMPLATE_CHARS = 100_000  # subject or body source
+MAX_OUTPUT_CHARS = 500_000  # one rendered body
+MAX_RENDER_SECONDS = 2.0  # one render
+MAX_LOOP_ITEMS = 100_000  # range() items per render, all loops together
 MAX_SUBJECT_CHARS = 250
 
-_HTML = re.compile(r"<\s*/?\s*(html|body|head|p|br|div|table|tr|td|a|b|i|u|strong|em|h[1-6]|ul|ol|li|span|img|hr)\b[^>]*>",
-                   re.IGNORECASE)
+_HTML = re.compile(
+    r"<\s*/?\s*(html|body|head|p|br|div|table|tr|td|a|b|i|u|strong|em|h[1-6]|ul|ol|li|span|img|hr)\b[^>]*>",
+    re.IGNORECASE,
+)
 
 
 class RenderError(Exception):
@@ -115,7 +117,11 @@ class _Env(ImmutableSandboxedEnvironment):
                 raise SecurityError("exponent too large in template")
         elif operator == "*":
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_OUTPUT_CHARS:
+                if (
+                    isinstance(seq, (str, list, tuple))
+                    and isinstance(n, int)
+                    and len(seq) * n > MAX_OUTPUT_CHARS
+                ):
                     raise SecurityError("template builds a text that is too long")
         return super().call_binop(context, operator, left, right)
 
@@ -185,6 +191,7 @@ def _undefined_name(message: str) -> str:
 
 # ---------------------------------------------------------------- HTML -> plain text
 
+
 class _TextOf(HTMLParser):
     BLOCK = {"p", "div", "table", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquote", "hr"}
 
@@ -243,13 +250,14 @@ def one_line(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
 
 # ---------------------------------------------------------------- where templates come from
 
+
 @dataclass
 class TemplateSource:
     name: str
     subject: str
     body: str
     language: str = ""
-    subject_ref: str = ""    # "Templates!B3" or "templates/email/welcome.txt"
+    subject_ref: str = ""  # "Templates!B3" or "templates/email/welcome.txt"
     body_ref: str = ""
     html: bool = False
 
@@ -264,7 +272,11 @@ class Compiled:
 def default_folder() -> Path:
     """``templates/email``: the packaged copy in a wheel, the repository folder in a checkout."""
     packaged = Path(__file__).resolve().parent.parent / "_data" / "templates" / "email"
-    return packaged if packaged.exists() else Path(__file__).resolve().parent.parent.parent / "templates" / "email"
+    return (
+        packaged
+        if packaged.exists()
+        else Path(__file__).resolve().parent.parent.parent / "templates" / "email"
+    )
 
 
 def read_default_file(path: Path) -> TemplateSource | None:
@@ -275,9 +287,15 @@ def read_default_file(path: Path) -> TemplateSource | None:
         return None
     stem = path.name.rsplit(".", 1)[0]
     name, _, lang = stem.partition(".")
-    return TemplateSource(name, first.split(":", 1)[1].strip(), rest.lstrip("\r\n"), lang,
-                          f"templates/email/{path.name}", f"templates/email/{path.name}",
-                          path.suffix.lower() in (".html", ".htm"))
+    return TemplateSource(
+        name,
+        first.split(":", 1)[1].strip(),
+        rest.lstrip("\r\n"),
+        lang,
+        f"templates/email/{path.name}",
+        f"templates/email/{path.name}",
+        path.suffix.lower() in (".html", ".htm"),
+    )
 
 
 def default_templates(language: str, folder: Path | None = None) -> dict[str, TemplateSource]:
@@ -299,8 +317,11 @@ def _default_templates(language: str, folder: Path) -> dict[str, TemplateSource]
         key = normalize(source.name)
         current = found.get(key)
         matches = source.language.lower() == language.lower()
-        if current is None or (matches and current.language.lower() != language.lower()) or \
-                (not source.language and current.language.lower() != language.lower()):
+        if (
+            current is None
+            or (matches and current.language.lower() != language.lower())
+            or (not source.language and current.language.lower() != language.lower())
+        ):
             found[key] = source
     return found
 
@@ -310,7 +331,7 @@ class TemplateSet:
     """The templates a run can use: the Templates sheet first, then the default files."""
 
     sources: dict[str, TemplateSource] = field(default_factory=dict)
-    problems: dict[str, Problem] = field(default_factory=dict)      # broken templates by normalized name
+    problems: dict[str, Problem] = field(default_factory=dict)  # broken templates by normalized name
     _compiled: dict[str, Compiled] = field(default_factory=dict)
 
     @classmethod
@@ -328,9 +349,14 @@ class TemplateSet:
                 lang = table.df["language"].iloc[pos] if "language" in table.df else None
                 body = body if isinstance(body, str) else ""
                 sources[normalize(name)] = TemplateSource(
-                    name.strip(), subject if isinstance(subject, str) else "", body,
-                    lang if isinstance(lang, str) else "", table.ref(pos, "subject"), table.ref(pos, "body"),
-                    is_html(body))
+                    name.strip(),
+                    subject if isinstance(subject, str) else "",
+                    body,
+                    lang if isinstance(lang, str) else "",
+                    table.ref(pos, "subject"),
+                    table.ref(pos, "body"),
+                    is_html(body),
+                )
         return cls(sources)
 
     def get(self, name: str) -> Compiled:
@@ -341,14 +367,21 @@ class TemplateSet:
         source = self.sources.get(key)
         if source is None:
             hint = suggest(name, [s.name for s in self.sources.values()])
-            raise RenderError(f'no template "{name}"' + (f' (did you mean "{hint}"?)' if hint else
-                                                           " in the Templates sheet or templates/email/"))
+            raise RenderError(
+                f'no template "{name}"'
+                + (f' (did you mean "{hint}"?)' if hint else " in the Templates sheet or templates/email/")
+            )
         for part, text in (("subject", source.subject), ("body", source.body)):
             if len(text) > MAX_TEMPLATE_CHARS:
-                raise RenderError(f'template "{source.name}" {part} is longer than {MAX_TEMPLATE_CHARS} characters')
+                raise RenderError(
+                    f'template "{source.name}" {part} is longer than {MAX_TEMPLATE_CHARS} characters'
+                )
         try:
-            compiled = Compiled(source, _TEXT_ENV.from_string(source.subject),
-                                (_HTML_ENV if source.html else _TEXT_ENV).from_string(source.body))
+            compiled = Compiled(
+                source,
+                _TEXT_ENV.from_string(source.subject),
+                (_HTML_ENV if source.html else _TEXT_ENV).from_string(source.body),
+            )
         except TemplateSyntaxError as e:
             raise RenderError(f'template "{source.name}": {e.message} (line {e.lineno})') from None
         self._compiled[key] = compiled
@@ -371,10 +404,25 @@ class TemplateSet:
 
 # ---------------------------------------------------------------- sheetflow check
 
+
 def known_fields(tables: Tables, settings: Settings) -> set[str]:
     """Top-level names a template may use: record columns, owner, contact, settings keys."""
-    fields = {"owner", "contact", "deal", "ticket", "settings", "record", "today", "now", "rep", "items",
-              "count", "sender_name", "sender_email", "reply_to"}
+    fields = {
+        "owner",
+        "contact",
+        "deal",
+        "ticket",
+        "settings",
+        "record",
+        "today",
+        "now",
+        "rep",
+        "items",
+        "count",
+        "sender_name",
+        "sender_email",
+        "reply_to",
+    }
     for name in ("Contacts", "Deals", "Tickets"):
         table = tables[name]
         fields |= set(table.types)
@@ -385,6 +433,7 @@ def known_fields(tables: Tables, settings: Settings) -> set[str]:
 
 def known_setting_keys(settings: Settings) -> set[str]:
     from .. import contract
+
     return {s.key for s in contract.SETTINGS} | set(settings.values)
 
 
@@ -398,9 +447,16 @@ def sample_context(tables: Tables, settings: Settings) -> dict[str, Any]:
     rep_cols = {c: "x" for c in tables["Reps"].types}
     context.update({k: "x" for k in known_setting_keys(settings)})
     contact = Fields("contact", {c: "x" for c in tables["Contacts"].types})
-    context.update(owner=Fields("owner", rep_cols), contact=contact, record=Fields("record", dict(context)),
-                   today="2026-01-01", now="2026-01-01 09:00", rep=Fields("rep", rep_cols),
-                   items=[{"subject": "x", "lines": ["x"], "rule": "x", "text": "x"}], count=1)
+    context.update(
+        owner=Fields("owner", rep_cols),
+        contact=contact,
+        record=Fields("record", dict(context)),
+        today="2026-01-01",
+        now="2026-01-01 09:00",
+        rep=Fields("rep", rep_cols),
+        items=[{"subject": "x", "lines": ["x"], "rule": "x", "text": "x"}],
+        count=1,
+    )
     return context
 
 
@@ -415,13 +471,23 @@ def check_templates(tables: Tables, settings: Settings) -> list[Problem]:
         for pos in range(len(table)):
             name = table.df["name"].iloc[pos]
             if not isinstance(name, str) or not name.strip():
-                problems.append(error(table.ref(pos, "name"), "template has no name",
-                                      "give it a name that send_email can use: template=NAME"))
+                problems.append(
+                    error(
+                        table.ref(pos, "name"),
+                        "template has no name",
+                        "give it a name that send_email can use: template=NAME",
+                    )
+                )
                 continue
             key = normalize(name)
             if key in seen:
-                problems.append(error(table.ref(pos, "name"), f'template "{name}" is defined twice',
-                                      f"the first one ({seen[key]}) is used; rename one of them"))
+                problems.append(
+                    error(
+                        table.ref(pos, "name"),
+                        f'template "{name}" is defined twice',
+                        f"the first one ({seen[key]}) is used; rename one of them",
+                    )
+                )
                 continue
             seen[key] = table.ref(pos, "name")
             for column in ("subject", "body"):
@@ -429,48 +495,86 @@ def check_templates(tables: Tables, settings: Settings) -> list[Problem]:
                 if not isinstance(source, str) or not source.strip():
                     problems.append(error(table.ref(pos, column), f'template "{name}" has an empty {column}'))
                     continue
-                problems += _check_source(env, name, column, source, table.ref(pos, column), fields, tables, settings)
+                problems += _check_source(
+                    env, name, column, source, table.ref(pos, column), fields, tables, settings
+                )
     for source in default_templates(tables.language).values():
         if normalize(source.name) in seen:
             continue
         for column, text in (("subject", source.subject), ("body", source.body)):
-            problems += _check_source(env, source.name, column, text, source.body_ref, fields, tables, settings,
-                                      unknown_ok=True)
+            problems += _check_source(
+                env, source.name, column, text, source.body_ref, fields, tables, settings, unknown_ok=True
+            )
     problems += _check_sequences(tables, TemplateSet.load(tables))
     return problems
 
 
-def _check_source(env, name: str, column: str, source: str, where: str, fields: set[str], tables: Tables,  # noqa: ANN001
-                  settings: Settings, unknown_ok: bool = False) -> list[Problem]:
+def _check_source(
+    env,
+    name: str,
+    column: str,
+    source: str,
+    where: str,
+    fields: set[str],
+    tables: Tables,  # noqa: ANN001
+    settings: Settings,
+    unknown_ok: bool = False,
+) -> list[Problem]:
     if len(source) > MAX_TEMPLATE_CHARS:
         return [error(where, f"{column} is longer than {MAX_TEMPLATE_CHARS} characters")]
     try:
         parsed = env.parse(source)
     except TemplateSyntaxError as e:
-        return [error(where, f'template "{name}" {column}: {e.message} (line {e.lineno})',
-                      "merge fields look like {{ first_name }}")]
+        return [
+            error(
+                where,
+                f'template "{name}" {column}: {e.message} (line {e.lineno})',
+                "merge fields look like {{ first_name }}",
+            )
+        ]
     problems = []
-    unknown = [f for f in sorted(meta.find_undeclared_variables(parsed)) if f not in fields and normalize(f) not in fields]
+    unknown = [
+        f
+        for f in sorted(meta.find_undeclared_variables(parsed))
+        if f not in fields and normalize(f) not in fields
+    ]
     for f in unknown:
         if unknown_ok:  # default files may use fields of sheets this workbook does not have
             continue
         hint = suggest(f, fields)
-        problems.append(error(where, f'template "{name}" uses unknown field "{f}"',
-                              f'did you mean "{hint}"?' if hint else "use a column name of the record"))
+        problems.append(
+            error(
+                where,
+                f'template "{name}" uses unknown field "{f}"',
+                f'did you mean "{hint}"?' if hint else "use a column name of the record",
+            )
+        )
     if unknown:
         return problems
     # attributes (owner.nmae) and filters only show when rendering: render once with placeholders
     try:
-        render((_HTML_ENV if column == "body" and is_html(source) else _TEXT_ENV).from_string(source),
-               sample_context(tables, settings))
+        render(
+            (_HTML_ENV if column == "body" and is_html(source) else _TEXT_ENV).from_string(source),
+            sample_context(tables, settings),
+        )
     except RenderError as e:
         if e.field and "." in e.field:
             head, _, attr = e.field.partition(".")
-            pool = {"owner": tables["Reps"].types, "rep": tables["Reps"].types,
-                    "contact": tables["Contacts"].types}.get(head, {})
+            pool = {
+                "owner": tables["Reps"].types,
+                "rep": tables["Reps"].types,
+                "contact": tables["Contacts"].types,
+            }.get(head, {})
             hint = suggest(attr, pool)
-            problems.append(error(where, f'template "{name}" uses unknown field "{e.field}"',
-                                  f'did you mean "{head}.{hint}"?' if hint else f"{head} has: {', '.join(sorted(pool)) or 'name, email'}"))
+            problems.append(
+                error(
+                    where,
+                    f'template "{name}" uses unknown field "{e.field}"',
+                    f'did you mean "{head}.{hint}"?'
+                    if hint
+                    else f"{head} has: {', '.join(sorted(pool)) or 'name, email'}",
+                )
+            )
         else:
             problems.append(error(where, f'template "{name}" {column} cannot be rendered: {e}'))
     except TemplateError as e:  # pragma: no cover - render wraps these
@@ -485,8 +589,13 @@ def _check_sequences(tables: Tables, templates: TemplateSet) -> list[Problem]:
     for pos in range(len(sequences)):
         name = sequences.df["template"].iloc[pos]
         if isinstance(name, str) and name.strip() and normalize(name) not in templates.sources:
-            problems.append(error(sequences.ref(pos, "template"), f'no template "{name.strip()}"',
-                                  _missing_hint(name, templates)))
+            problems.append(
+                error(
+                    sequences.ref(pos, "template"),
+                    f'no template "{name.strip()}"',
+                    _missing_hint(name, templates),
+                )
+            )
     return problems
 
 

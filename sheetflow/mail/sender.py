@@ -64,7 +64,15 @@ from .journal import Journal
 from .log import Outcome, key_positions, new_row
 from .message import validate_address
 from .planner import OPEN_STATUSES, finalize_emails
-from .transports import FilesTransport, Outgoing, Result, SmtpTransport, TransportUnavailable, confirm, make_transport
+from .transports import (
+    FilesTransport,
+    Outgoing,
+    Result,
+    SmtpTransport,
+    TransportUnavailable,
+    confirm,
+    make_transport,
+)
 
 CRASH_ENV = "SHEETFLOW_CRASH_AT"
 
@@ -103,14 +111,23 @@ class DeliveryReport:
         return sum(o.status == status for o in self.outcomes)
 
     def summary(self) -> str:
-        parts = [f"{s} {self.count(s)}" for s in ("sent", "failed", "unconfirmed", "planned") if self.count(s)]
+        parts = [
+            f"{s} {self.count(s)}" for s in ("sent", "failed", "unconfirmed", "planned") if self.count(s)
+        ]
         return "emails " + (", ".join(parts) if parts else "none sent")
 
 
 class Mailer:
-    def __init__(self, book: Any, settings: Settings, *, outbox: Path | None = None,
-                 config: MailConfig | None = None, transport: Any = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        book: Any,
+        settings: Settings,
+        *,
+        outbox: Path | None = None,
+        config: MailConfig | None = None,
+        transport: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.book, self.settings = book, settings
         self.outbox = outbox
         self.config = config
@@ -126,7 +143,7 @@ class Mailer:
         """Settle what stopped runs left in the journal, then finalize the plan's emails with its facts."""
         open_keys = _open_log_keys(tables)
         if plan.mail is None and not plan.emails and not open_keys:
-            return                      # no email in this run, none waiting: nothing to do, no journal
+            return  # no email in this run, none waiting: nothing to do, no journal
         keys = [e.key for e in plan.emails] + open_keys
         if dry_run:
             facts = Journal.peek(self.path, keys) if keys else {}
@@ -177,7 +194,9 @@ class Mailer:
         stop: str | None = None
         for n, email in enumerate(due, start=1):
             if stop is not None:
-                report.outcomes.append(_outcome(email, "planned", f"not sent: {stop}; the next run tries again"))
+                report.outcomes.append(
+                    _outcome(email, "planned", f"not sent: {stop}; the next run tries again")
+                )
                 continue
             token = journal.claim(email.key, plan.run_id, self.local_now(plan))
             if token is None:
@@ -188,8 +207,13 @@ class Mailer:
                 transport.crash = functools.partial(crash_point, n=n)
             recipient = validate_address(email.to)
             sender = validate_address(self.settings.text("sender_email"))
-            out = Outgoing(email.key, sender.address, recipient.address, email.message,
-                           smtputf8=not (recipient.ascii and sender.ascii))
+            out = Outgoing(
+                email.key,
+                sender.address,
+                recipient.address,
+                email.message,
+                smtputf8=not (recipient.ascii and sender.ascii),
+            )
             commit = functools.partial(_commit, journal, email.key, token, n)
             attempt = 0
             while True:
@@ -210,20 +234,27 @@ class Mailer:
             when = self.local_now(plan)
             if result.status == "sent":
                 crash_point("accepted", n)
-                journal.finish(email.key, token, "sent", sent_at=when, detail=result.detail, location=result.location)
+                journal.finish(
+                    email.key, token, "sent", sent_at=when, detail=result.detail, location=result.location
+                )
                 report.outcomes.append(_outcome(email, "sent", "", when))
             elif result.status == "failed":
                 journal.finish(email.key, token, "failed", detail=result.detail)
                 report.outcomes.append(_outcome(email, "failed", result.detail))
             elif result.status == "unconfirmed":
-                detail = (f"{result.detail}; check the recipient's mailbox or your provider's log for Message-ID "
-                          f"{email.message_id} before sending it again")
+                detail = (
+                    f"{result.detail}; check the recipient's mailbox or your provider's log for Message-ID "
+                    f"{email.message_id} before sending it again"
+                )
                 journal.finish(email.key, token, "unconfirmed", sent_at=when, detail=detail)
                 report.outcomes.append(_outcome(email, "unconfirmed", detail, when))
             elif result.status == "retry":
                 journal.release(email.key, token, result.detail)
-                report.outcomes.append(_outcome(email, "planned", f"temporary failure ({result.detail}); "
-                                                                  "the next run tries again"))
+                report.outcomes.append(
+                    _outcome(
+                        email, "planned", f"temporary failure ({result.detail}); the next run tries again"
+                    )
+                )
             else:  # lost: another runner recovered the key and owns it now
                 report.outcomes.append(_outcome(email, "taken", "another runner has this email"))
             crash_point("sent", n)
@@ -275,8 +306,16 @@ def _commit(journal: Journal, key: str, token: str, n: int, location: str = "") 
 
 
 def _outcome(email: PlannedEmail, status: str, detail: str, when: dt.datetime | None = None) -> Outcome:
-    return Outcome(email.key, status, detail, when if status in ("sent", "unconfirmed") else None,
-                   email.message_id, email.contact_id, email.rule, email.template)
+    return Outcome(
+        email.key,
+        status,
+        detail,
+        when if status in ("sent", "unconfirmed") else None,
+        email.message_id,
+        email.contact_id,
+        email.rule,
+        email.template,
+    )
 
 
 def _to(plan: Plan, key: str) -> str:
@@ -294,14 +333,20 @@ def _open_log_keys(tables: Tables) -> list[str]:
     return out
 
 
-def apply_outcomes(builder: Any, tables: Tables, plan: Plan, outcomes: list[Outcome], now: dt.datetime,
-                   report: DeliveryReport) -> None:
+def apply_outcomes(
+    builder: Any,
+    tables: Tables,
+    plan: Plan,
+    outcomes: list[Outcome],
+    now: dt.datetime,
+    report: DeliveryReport,
+) -> None:
     positions = key_positions(tables)
     by_key = {e.key: e for e in plan.emails}
     latest: dict[str, Outcome] = {}
     for o in outcomes:
         pos = positions.get(o.key)
-        if pos is None:   # the row is gone (deleted meanwhile): put it back
+        if pos is None:  # the row is gone (deleted meanwhile): put it back
             email = by_key.get(o.key)
             if email is None:
                 continue
@@ -326,14 +371,25 @@ def apply_outcomes(builder: Any, tables: Tables, plan: Plan, outcomes: list[Outc
         pos = where.get(cid)
         if pos is None:
             continue
-        current = to_cell(contacts.df["last_emailed_at"].iloc[pos]) if "last_emailed_at" in contacts.df else None
+        current = (
+            to_cell(contacts.df["last_emailed_at"].iloc[pos]) if "last_emailed_at" in contacts.df else None
+        )
         if isinstance(current, dt.datetime) and current >= o.sent_at:
             continue
         builder.set_cell("Contacts", pos, "last_emailed_at", o.sent_at)
         activity = activity or builder.target("Activity")
-        activity.append({"at": now, "run_id": plan.run_id, "table": "Contacts", "record_id": cid,
-                         "column": "last_emailed_at", "old": as_text(current), "new": as_text(o.sent_at),
-                         "rule": f"Email: {o.rule} ({o.template})"})
+        activity.append(
+            {
+                "at": now,
+                "run_id": plan.run_id,
+                "table": "Contacts",
+                "record_id": cid,
+                "column": "last_emailed_at",
+                "old": as_text(current),
+                "new": as_text(o.sent_at),
+                "rule": f"Email: {o.rule} ({o.template})",
+            }
+        )
     runs = tables["Runs"]
     if len(runs):
         run_ids = runs.df["run_id"].to_numpy(dtype=object).tolist()
@@ -361,4 +417,12 @@ def preview(plan: Plan, folder: Path) -> list[Path]:
     return written
 
 
-__all__ = ["Mailer", "DeliveryReport", "crash_point", "preview", "journal_path", "FilesTransport", "SmtpTransport"]
+__all__ = [
+    "Mailer",
+    "DeliveryReport",
+    "crash_point",
+    "preview",
+    "journal_path",
+    "FilesTransport",
+    "SmtpTransport",
+]

@@ -23,8 +23,8 @@ BLOCKING_STATUSES = ("failed", "bounced")
 
 @dataclass
 class Suppression:
-    unsubscribed: dict[str, str] = field(default_factory=dict)   # address (lower) -> "Contacts!N4"
-    failed: dict[str, str] = field(default_factory=dict)         # address (lower) -> "Emails!I7: 550 ..."
+    unsubscribed: dict[str, str] = field(default_factory=dict)  # address (lower) -> "Contacts!N4"
+    failed: dict[str, str] = field(default_factory=dict)  # address (lower) -> "Emails!I7: 550 ..."
 
     @classmethod
     def from_tables(cls, tables: Tables) -> Suppression:
@@ -35,14 +35,20 @@ class Suppression:
             emails = contacts.df["email"].to_numpy(dtype=object)
             for pos in flags.nonzero()[0].tolist():
                 if isinstance(emails[pos], str) and emails[pos].strip():
-                    rules.unsubscribed.setdefault(emails[pos].strip().lower(), contacts.ref(pos, "unsubscribed"))
+                    rules.unsubscribed.setdefault(
+                        emails[pos].strip().lower(), contacts.ref(pos, "unsubscribed")
+                    )
         log = tables["Emails"]
         if len(log):
             statuses = log.df["status"].to_numpy(dtype=object)
             tos = log.df["to"].to_numpy(dtype=object)
             details = log.df["detail"].to_numpy(dtype=object)
             for pos, (status, to) in enumerate(zip(statuses, tos)):
-                if isinstance(status, str) and status.strip().lower() in BLOCKING_STATUSES and isinstance(to, str):
+                if (
+                    isinstance(status, str)
+                    and status.strip().lower() in BLOCKING_STATUSES
+                    and isinstance(to, str)
+                ):
                     detail = details[pos] if isinstance(details[pos], str) else status
                     rules.failed.setdefault(to.strip().lower(), f"{log.ref(pos, 'status')}: {detail[:120]}")
         return rules

@@ -53,8 +53,11 @@ class Mailbox:
             server.transport.close()
             return "421 closing"
         if action in ("421", "451", "550"):
-            return {"421": "421 4.3.2 service shutting down", "451": "451 4.3.0 try again later",
-                    "550": "550 5.7.1 sender rejected"}[action]
+            return {
+                "421": "421 4.3.2 service shutting down",
+                "451": "451 4.3.0 try again later",
+                "550": "550 5.7.1 sender rejected",
+            }[action]
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -72,8 +75,13 @@ class Mailbox:
         if action == "data-554":
             return "554 5.6.0 message refused"
         with self.lock:
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content
-                                                                                      or envelope.content)))
+            self.messages.append(
+                (
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    bytes(envelope.original_content or envelope.content),
+                )
+            )
         if action == "drop-after-data":
             server.transport.close()
             return "250 OK (never seen: connection closed)"
@@ -81,8 +89,9 @@ class Mailbox:
 
 
 class LocalSmtp:
-    def __init__(self, *, tls: str = "none", auth: tuple[str, str] | None = None,
-                 script: dict[int, str] | None = None):
+    def __init__(
+        self, *, tls: str = "none", auth: tuple[str, str] | None = None, script: dict[int, str] | None = None
+    ):
         self.tls, self.auth = tls, auth
         self.handler = Mailbox(script=dict(script or {}))
         self.host = "127.0.0.1"
@@ -107,10 +116,15 @@ class LocalSmtp:
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment variables that point sheetflow at this server."""
-        env = {"SHEETFLOW_TRANSPORT": "smtp", "SHEETFLOW_SMTP_HOST": self.host,
-               "SHEETFLOW_SMTP_PORT": str(self.port), "SHEETFLOW_SMTP_SECURITY": self.tls,
-               "SHEETFLOW_SMTP_RATE": "0", "SHEETFLOW_SMTP_TIMEOUT": "10",
-               "SHEETFLOW_SMTP_RETRY_DELAYS": "0"}
+        env = {
+            "SHEETFLOW_TRANSPORT": "smtp",
+            "SHEETFLOW_SMTP_HOST": self.host,
+            "SHEETFLOW_SMTP_PORT": str(self.port),
+            "SHEETFLOW_SMTP_SECURITY": self.tls,
+            "SHEETFLOW_SMTP_RATE": "0",
+            "SHEETFLOW_SMTP_TIMEOUT": "10",
+            "SHEETFLOW_SMTP_RETRY_DELAYS": "0",
+        }
         if self.cafile:
             env["SHEETFLOW_SMTP_CAFILE"] = self.cafile
         if self.auth:
@@ -124,11 +138,12 @@ class LocalSmtp:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult
 
-        logging.getLogger("mail.log").setLevel(logging.ERROR)   # aiosmtpd's own deprecation chatter
+        logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's own deprecation chatter
 
         kwargs: dict = {}
         if self.tls != "none":
             import trustme
+
             self._tmp = tempfile.TemporaryDirectory()
             ca = trustme.CA()
             cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -144,14 +159,21 @@ class LocalSmtp:
             user, password = self.auth
 
             def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001
-                ok = getattr(auth_data, "login", b"") == user.encode() and \
-                    getattr(auth_data, "password", b"") == password.encode()
+                ok = (
+                    getattr(auth_data, "login", b"") == user.encode()
+                    and getattr(auth_data, "password", b"") == password.encode()
+                )
                 return AuthResult(success=ok, handled=False)
-            kwargs.update(authenticator=authenticator, auth_required=True,
-                          # aiosmtpd only counts STARTTLS as TLS; implicit SSL is TLS from the first byte
-                          auth_require_tls=self.tls == "starttls")
-        self.controller = Controller(self.handler, hostname=self.host, port=self.port, ready_timeout=10,
-                                     **kwargs)
+
+            kwargs.update(
+                authenticator=authenticator,
+                auth_required=True,
+                # aiosmtpd only counts STARTTLS as TLS; implicit SSL is TLS from the first byte
+                auth_require_tls=self.tls == "starttls",
+            )
+        self.controller = Controller(
+            self.handler, hostname=self.host, port=self.port, ready_timeout=10, **kwargs
+        )
         self.controller.start()
         return self
 

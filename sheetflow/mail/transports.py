@@ -38,15 +38,15 @@ from .journal import Entry
 @dataclass(frozen=True)
 class Outgoing:
     key: str
-    sender: str          # envelope MAIL FROM (validated)
-    recipient: str       # envelope RCPT TO (validated): the only recipient, whatever the headers say
+    sender: str  # envelope MAIL FROM (validated)
+    recipient: str  # envelope RCPT TO (validated): the only recipient, whatever the headers say
     data: bytes
     smtputf8: bool = False
 
 
 @dataclass(frozen=True)
 class Result:
-    status: str          # sent | failed | retry | unconfirmed | lost
+    status: str  # sent | failed | retry | unconfirmed | lost
     detail: str = ""
     location: str = ""
 
@@ -55,14 +55,18 @@ class TransportUnavailable(Exception):
     """The transport cannot work at all (cannot connect, login refused): stop sending for this run."""
 
 
-Commit = Callable[[str], bool]     # commit(location) -> our claim still stands
+Commit = Callable[[str], bool]  # commit(location) -> our claim still stands
 
 
 class RateLimiter:
     """At most ``per_minute`` sends in any 60 seconds (0 = unlimited)."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.per_minute, self.clock, self.sleep = per_minute, clock, sleep
         self.sent: deque[float] = deque()
 
@@ -82,6 +86,7 @@ class RateLimiter:
 
 
 # ---------------------------------------------------------------- files
+
 
 class FilesTransport:
     name = "files"
@@ -115,7 +120,6 @@ class FilesTransport:
         return Result("sent", f"written to {final.name}", str(final))
 
 
-
 def _fsync_dir(folder: Path) -> None:
     if os.name != "posix":
         return
@@ -127,6 +131,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 # ---------------------------------------------------------------- SMTP
+
 
 class _Refused(Exception):
     def __init__(self, code: int, text: str, stage: str):
@@ -157,8 +162,13 @@ def _reply_text(resp: bytes | str) -> str:
 class SmtpTransport:
     name = "smtp"
 
-    def __init__(self, config: MailConfig, *, rate: RateLimiter | None = None,
-                 crash: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        config: MailConfig,
+        *,
+        rate: RateLimiter | None = None,
+        crash: Callable[[str], None] | None = None,
+    ):
         self.config = config
         self.rate = rate or RateLimiter(config.rate_per_minute)
         self.smtp: smtplib.SMTP | None = None
@@ -176,7 +186,9 @@ class SmtpTransport:
         c = self.config
         try:
             if c.security == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout, context=self._context())
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    c.host, c.port, timeout=c.timeout, context=self._context()
+                )
             else:
                 smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
             _no_delay(smtp)
@@ -187,8 +199,10 @@ class SmtpTransport:
             if c.user:
                 smtp.login(c.user, c.password)
         except smtplib.SMTPAuthenticationError as e:
-            raise TransportUnavailable(f"the SMTP server refused the login of {c.user} ({e.smtp_code} "
-                                       f"{_reply_text(e.smtp_error)}); check SHEETFLOW_SMTP_USER and the password") from None
+            raise TransportUnavailable(
+                f"the SMTP server refused the login of {c.user} ({e.smtp_code} "
+                f"{_reply_text(e.smtp_error)}); check SHEETFLOW_SMTP_USER and the password"
+            ) from None
         except (smtplib.SMTPException, OSError, ssl.SSLError) as e:
             raise TransportUnavailable(f"cannot connect to {c.host}:{c.port} ({c.security}): {e}") from None
         self.smtp = smtp
@@ -221,7 +235,9 @@ class SmtpTransport:
             options = []
             if out.smtputf8:
                 if not smtp.has_extn("smtputf8"):
-                    return Result("failed", "the SMTP server does not accept non-ASCII addresses (no SMTPUTF8)")
+                    return Result(
+                        "failed", "the SMTP server does not accept non-ASCII addresses (no SMTPUTF8)"
+                    )
                 options.append("SMTPUTF8")
             code, resp = smtp.mail(out.sender, options)
             if code >= 400:
@@ -243,7 +259,7 @@ class SmtpTransport:
             self._drop()
             return Result("retry", f"connection lost ({e or type(e).__name__}); reconnecting")
         if not commit(""):
-            self._drop()          # abandon DATA without its final dot: the server discards it
+            self._drop()  # abandon DATA without its final dot: the server discards it
             return Result("lost")
         # the point of no return: the final dot
         try:
@@ -251,8 +267,11 @@ class SmtpTransport:
             code, resp = smtp.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             self._drop()
-            return Result("unconfirmed", f"the connection dropped after the message was handed over ({e}); "
-                                         "it may or may not have been delivered")
+            return Result(
+                "unconfirmed",
+                f"the connection dropped after the message was handed over ({e}); "
+                "it may or may not have been delivered",
+            )
         if 200 <= code < 300:
             return Result("sent", f"{code} {_reply_text(resp)}")
         self._reset()
@@ -276,7 +295,6 @@ class SmtpTransport:
             self._drop()
 
 
-
 def confirm(entry: Entry) -> bool | None:
     """After a crash, did the message of a key left ``sending`` go out? True, False or None (unknowable).
 
@@ -287,7 +305,9 @@ def confirm(entry: Entry) -> bool | None:
     return None
 
 
-def make_transport(config: MailConfig, crash: Callable[[str], None] | None = None) -> FilesTransport | SmtpTransport:
+def make_transport(
+    config: MailConfig, crash: Callable[[str], None] | None = None
+) -> FilesTransport | SmtpTransport:
     if config.transport == "smtp":
         return SmtpTransport(config, crash=crash)
     return FilesTransport(config.outbox, crash=crash)

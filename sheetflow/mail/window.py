@@ -22,11 +22,39 @@ from dataclasses import dataclass
 from ..names import normalize
 from ..tables import Tables
 
-DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6,
-        "monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3, "friday": 4, "saturday": 5, "sunday": 6,
-        "seg": 0, "ter": 1, "qua": 2, "qui": 3, "sex": 4, "sab": 5, "dom": 6,
-        "segunda": 0, "terca": 1, "quarta": 2, "quinta": 3, "sexta": 4, "sabado": 5, "domingo": 6}
-_SPAN = re.compile(r"(\d{1,2})(?::|h)(\d{2})?\s*(?:-|–|to|a|até|ate)\s*(\d{1,2})(?::|h)(\d{2})?", re.IGNORECASE)
+DAYS = {
+    "mon": 0,
+    "tue": 1,
+    "wed": 2,
+    "thu": 3,
+    "fri": 4,
+    "sat": 5,
+    "sun": 6,
+    "monday": 0,
+    "tuesday": 1,
+    "wednesday": 2,
+    "thursday": 3,
+    "friday": 4,
+    "saturday": 5,
+    "sunday": 6,
+    "seg": 0,
+    "ter": 1,
+    "qua": 2,
+    "qui": 3,
+    "sex": 4,
+    "sab": 5,
+    "dom": 6,
+    "segunda": 0,
+    "terca": 1,
+    "quarta": 2,
+    "quinta": 3,
+    "sexta": 4,
+    "sabado": 5,
+    "domingo": 6,
+}
+_SPAN = re.compile(
+    r"(\d{1,2})(?::|h)(\d{2})?\s*(?:-|–|to|a|até|ate)\s*(\d{1,2})(?::|h)(\d{2})?", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -47,8 +75,9 @@ class SendWindow:
                 if start < end:
                     if local.weekday() in days and start <= t < end:
                         return True
-                elif (local.weekday() in days and t >= start) or \
-                        ((local.weekday() - 1) % 7 in days and t < end):   # across midnight
+                elif (local.weekday() in days and t >= start) or (
+                    (local.weekday() - 1) % 7 in days and t < end
+                ):  # across midnight
                     return True
         return False
 
@@ -108,7 +137,13 @@ def sent_today(tables: Tables, local_now: dt.datetime) -> int:
     today = local_now.date()
     count = 0
     for status, sent_at in zip(log.df["status"].to_numpy(dtype=object), log.df["sent_at"].tolist()):
-        if isinstance(status, str) and status.strip().lower() in ("sent", "unconfirmed", "sending") \
-                and sent_at is not None and sent_at == sent_at and hasattr(sent_at, "date") and sent_at.date() == today:
+        if (
+            isinstance(status, str)
+            and status.strip().lower() in ("sent", "unconfirmed", "sending")
+            and sent_at is not None
+            and sent_at == sent_at
+            and hasattr(sent_at, "date")
+            and sent_at.date() == today
+        ):
             count += 1
     return count
