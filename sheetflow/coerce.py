@@ -10,10 +10,12 @@ cell, rather than stopping the run.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -21,23 +23,49 @@ import pandas as pd
 from .coltypes import ColumnType
 from .names import normalize
 
+
+@functools.lru_cache(maxsize=32)
+def _zone(name: str) -> ZoneInfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
 EXCEL_EPOCH = dt.datetime(1899, 12, 30)
+# Dates are held as pandas datetime64[ns], which cannot go past these (pandas' own limits); a date
+# outside them (year 2300, a serial of 9e5) is a problem with its cell, never a crash.
+DATE_MIN = dt.datetime(1677, 9, 22)
+DATE_MAX = dt.datetime(2262, 4, 11)
 _TRUE = {"true", "yes", "y", "sim", "s", "1", "x", "verdadeiro", "v", "on", "ativo", "ok", "✓", "✔"}
 _FALSE = {"false", "no", "n", "nao", "0", "falso", "f", "off", "inativo", "-"}
 _ISO = re.compile(
-    r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?\s*$"
+    r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
+    r"\s*(Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?\s*$",
+    re.IGNORECASE,
 )
 _LOCAL = re.compile(
     r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?\s*$"
 )
+# Words that make a team-added column yes/no: the unambiguous ones only (on/off, ok, ativo, "-" may
+# well be text in someone's column).
+_INFER_BOOL = {"true", "false", "yes", "no", "sim", "nao", "verdadeiro", "falso", "y", "n", "s", "x", "✓", "✔"}
 _CURRENCY = re.compile(r"(R\$|US\$|\$|€|£|\s|\u00a0)")
 
 
 @dataclass(frozen=True)
 class Locale:
-    """How a workbook writes dates and decimals; from Settings `locale` (default en-US)."""
+    """How a workbook writes dates and decimals (Settings ``locale``, default en-US) and the time zone its
+    wall-clock times are in (Settings ``timezone``; "" = none known, offsets are then dropped)."""
 
     code: str = "en-US"
+    timezone: str = ""
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The workbook's zone, or None (unknown names are reported by Settings, not here)."""
+        return _zone(self.timezone)
 
     @property
     def day_first(self) -> bool:
@@ -113,11 +141,55 @@ def parse_number(value: object, locale: Locale = Locale()) -> float | None:
 
 
 def parse_date(value: object, locale: Locale = Locale()) -> dt.datetime | None:
-    """A naive datetime (the workbook's local time); date-only values are at midnight."""
+    """A naive datetime in the workbook's local time (Settings ``timezone``); date-only values are at
+    midnight.
+
+    Text with ``Z`` or an offset (``2026-05-15T02:00:00Z``, ``...-07:00``) names an instant: it is
+    converted to the workbook's zone, so an export from a UTC system lands on the right local day.
+    Text without one, and every date cell, already is wall-clock time in the workbook's zone.
+    Raises Unreadable, also for dates outside DATE_MIN..DATE_MAX (what pandas can hold).
+    """
+    moment = _parse_date(value, locale)
+    if moment is not None and not (DATE_MIN <= moment < DATE_MAX):
+        raise Unreadable(
+            f"is outside the dates sheetflow can work with ({DATE_MIN:%Y-%m-%d} to {DATE_MAX:%Y-%m-%d})"
+        )
+    return moment
+
+
+def read_date(value: object, locale: Locale = Locale()) -> dt.datetime | None:
+    """Like :func:`parse_date` without the pandas range check: years 1-9999 (rule literals, which are
+    held in microseconds)."""
+    return _parse_date(value, locale)
+
+
+def _local(moment: dt.datetime, locale: Locale) -> dt.datetime:
+    """An aware datetime as naive wall-clock time in the workbook's zone (UTC offset dropped if none)."""
+    zone = locale.zone
+    try:
+        if zone is not None:
+            moment = moment.astimezone(zone)
+    except (OverflowError, ValueError):
+        pass  # at the very ends of the calendar; the range check reports it
+    return moment.replace(tzinfo=None)
+
+
+def _offset(text: str) -> dt.tzinfo:
+    if text.upper() in ("Z", "UTC", "GMT"):
+        return dt.timezone.utc
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+    if hours > 23 or minutes > 59:
+        raise ValueError(text)
+    return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
+
+
+def _parse_date(value: object, locale: Locale) -> dt.datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None) if value.tzinfo else value
+        return _local(value, locale) if value.tzinfo else value
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day)
     if isinstance(value, bool):
@@ -136,8 +208,13 @@ def parse_date(value: object, locale: Locale = Locale()) -> dt.datetime | None:
     try:
         m = _ISO.match(text)
         if m:
-            y, mo, d, hh, mm, ss = (int(g) if g else 0 for g in m.groups())
-            return dt.datetime(y, mo, d, hh, mm, ss)
+            y, mo, d, hh, mm, ss = (int(g) if g else 0 for g in m.groups()[:6])
+            fraction = m.group(7) or ""
+            micro = int((fraction + "000000")[:6]) if fraction else 0
+            moment = dt.datetime(y, mo, d, hh, mm, ss, micro)
+            if m.group(8):
+                return _local(moment.replace(tzinfo=_offset(m.group(8))), locale)
+            return moment
         m = _LOCAL.match(text)
         if m:
             a, b, y, hh, mm, ss = (int(g) if g else 0 for g in m.groups())
@@ -147,10 +224,16 @@ def parse_date(value: object, locale: Locale = Locale()) -> dt.datetime | None:
             if month > 12 and day <= 12:  # unambiguous the other way round (13/01 in en-US)
                 day, month = month, day
             return dt.datetime(y, month, day, hh, mm, ss)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise Unreadable("is not a valid date") from None
     hint = "dd/mm/yyyy" if locale.day_first else "mm/dd/yyyy"
     raise Unreadable(f"is not a date (write 2026-03-01 or {hint})")
+
+
+def date_has_time(text: str) -> bool:
+    """Whether date text a person typed names a time of day (``2026-03-01 14:30``), not a whole day."""
+    m = _ISO.match(text) or _LOCAL.match(text)
+    return bool(m and m.group(4) is not None)
 
 
 def parse_as(text: str | None, type_: ColumnType, locale: Locale = Locale()) -> object:
@@ -188,27 +271,72 @@ def as_text(value: object) -> str | None:
 
 
 def infer_type(values: Sequence[object], locale: Locale = Locale()) -> ColumnType:
-    """The type of a column the team added, from its values: all numbers, all dates or all booleans."""
-    seen = [v for v in values if v is not None and v != ""]
+    """The type of a column the team added, read from its values the way the built-in columns are typed.
+
+    A column is NUMBER when every value is a number or number text in the workbook's locale
+    (``1.234,56``, ``R$ 2.500``), DATE when every value is a date or date text, BOOL when every value
+    is a yes/no word (``SIM``/``NÃO``, ``TRUE``, ``x``) and at least one is not a bare 0/1 number,
+    else TEXT. Text that only looks like a number stays text when it is an identifier: a leading zero
+    (``00123``, zip ``01310-100``), a leading ``+`` (phones), more than 15 digits (past float
+    precision), and a column whose values are all digit-only text (codes typed as text). Only the first
+    1,000 non-empty values are looked at.
+    """
+    seen = [v for v in values if v is not None and v != "" and not (isinstance(v, str) and not v.strip())]
     if not seen:
         return ColumnType.TEXT
-    kinds = {type(v) for v in seen}
+    sample = seen[:1000]
+    kinds = {type(v) for v in sample}
     if kinds <= {bool}:
         return ColumnType.BOOL
     if kinds <= {int, float}:
         return ColumnType.NUMBER
     if kinds <= {dt.datetime, dt.date}:
         return ColumnType.DATE
+    if not kinds <= {str, int, float, bool, dt.datetime, dt.date}:
+        return ColumnType.TEXT
+    texts = [v.strip() for v in sample if isinstance(v, str)]
+    if (
+        kinds <= {str, int, float}
+        and all(_number_text(t, locale) for t in texts)
+        and (kinds & {int, float} or not all(t.isdigit() for t in texts))
+    ):
+        return ColumnType.NUMBER
+    if kinds <= {str, bool, int, float} and texts and all(_bool_text(v) for v in sample):
+        words = {normalize(t) for t in texts}
+        # A column of only "F" (gender?) or only "S" (size?) is not a yes/no column; S and N together are.
+        if any(len(w) > 1 for w in words) or kinds & {bool} or (words & _TRUE and words & _FALSE):
+            return ColumnType.BOOL
     if kinds <= {str, dt.datetime, dt.date}:
         try:
-            for v in seen[:200]:
-                if isinstance(v, str) and not (_ISO.match(v) or _LOCAL.match(v)):
-                    raise Unreadable("")
-            if all(parse_date(v, locale) for v in seen[:200]):
+            for t in texts:
+                if not (_ISO.match(t) or _LOCAL.match(t)):
+                    return ColumnType.TEXT
+            if all(parse_date(v, locale) for v in sample):
                 return ColumnType.DATE
         except Unreadable:
             pass
     return ColumnType.TEXT
+
+
+_IDENTIFIER = re.compile(r"^(?:0\d|\+|[-(]?0\d)")
+
+
+def _number_text(text: str, locale: Locale) -> bool:
+    """Text a person means as a number: not an id, phone or zip with leading zeros."""
+    if _IDENTIFIER.match(text) or not any(ch.isdigit() for ch in text) or sum(map(str.isdigit, text)) > 15:
+        return False
+    try:
+        return parse_number(text, locale) is not None
+    except Unreadable:
+        return False
+
+
+def _bool_text(value: object) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (int, float)):
+        return value in (0, 1)
+    return normalize(value) in _INFER_BOOL
 
 
 def convert_column(
@@ -231,7 +359,11 @@ def convert_column(
                 out[i] = n
         return pd.Series(out), bad
     if type_ is ColumnType.DATE:
-        if kinds <= {dt.datetime, str} and all(isinstance(v, dt.datetime) or v == "" for v in values):
+        if (
+            kinds <= {dt.datetime, str}
+            and all(v == "" or (type(v) is dt.datetime and v.tzinfo is None) for v in values)
+            and all(DATE_MIN <= v < DATE_MAX for v in values if v != "")
+        ):
             return pd.Series(
                 pd.to_datetime([v if v != "" else None for v in values]), dtype="datetime64[ns]"
             ), bad

@@ -71,9 +71,24 @@ class Context:
     ) -> None:
         """Record changes and update the in-memory table so later stages see them."""
         positions = list(positions)
+        new_values = list(values)
+        rules = list(rules)
+        kept = table.unreadable.get(column)
+        if kept and any(p in kept for p in positions):  # never write over a cell we could not read
+            keep = [i for i, p in enumerate(positions) if p not in kept]
+            for i in (i for i, p in enumerate(positions) if p in kept):
+                problem = warning(
+                    table.ref(positions[i], column),
+                    "holds a value sheetflow could not read; it is left as it is",
+                    "fix or clear the cell so sheetflow can manage it",
+                )
+                if problem not in self.plan.problems:
+                    self.plan.problems.append(problem)
+            positions = [positions[i] for i in keep]
+            new_values = [new_values[i] for i in keep]
+            rules = [rules[i] for i in keep]
         if not positions:
             return
-        new_values = list(values)
         df = table.df
         ids = new_values if column == "id" else df["id"].to_numpy(dtype=object)[positions]
         olds = df[column].to_numpy(dtype=object)[positions]

@@ -42,7 +42,7 @@ The language (keywords are case-insensitive; pt-BR spellings in parentheses)
   ``date - date`` is the number of calendar days between them. Division by zero gives an empty value.
 * Logic ``not`` > ``and`` > ``or`` (``não``/``nao``, ``e``, ``ou``) and parentheses.
 * Text: ``contains`` (``contém``), ``starts with`` (``começa com``), ``ends with`` (``termina com``),
-  ``matches`` (Python regular expression, case-insensitive, found anywhere in the text),
+  ``matches`` (an RE2 regular expression, case-insensitive, found anywhere in the text; see Limits),
   ``in (...)`` (``em``); each may be preceded by ``not`` (``não``): ``x not in (...)``,
   ``x not contains "a"``. The text after contains/starts/ends/matches must be a literal. Both sides
   are compared ignoring case and surrounding spaces.
@@ -71,8 +71,15 @@ way a spreadsheet user expects:
 * ``and``/``or``/``not`` work on plain true/false, so ``not (expr)`` is always the exact opposite.
 
 Limits: expressions longer than :data:`MAX_SOURCE_CHARS` characters or nested deeper than
-:data:`MAX_DEPTH` levels are rejected. A regular expression is run by Python's ``re`` module, so a
-pathological pattern can be slow; it cannot do anything else.
+:data:`MAX_DEPTH` levels are rejected. Regular expressions run on RE2 (google-re2), whose matching time
+is linear in the text for every pattern, so ``(a+)+$`` cannot hang a run as it would with Python's
+``re``. The price is RE2's syntax: back-references (``\\1``), look-ahead/behind and atomic groups
+are refused with a message at the rule's cell, and a pattern whose compiled form needs more than
+:data:`REGEX_MAX_MEMORY` bytes (``(.*a){1000}``) is refused too.
+
+Numbers and dates in a rule are written as the workbook writes them (Settings ``locale``): in pt-BR
+``1.000`` is a thousand and ``"01/02/2026"`` is 1 February; ``"2026-05-15T02:00:00Z"`` is converted to
+the workbook's time zone.
 """
 
 from __future__ import annotations
@@ -89,7 +96,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import re2
 
+from .coerce import Locale, Unreadable, date_has_time, parse_number, read_date
 from .coltypes import ColumnType
 from .names import normalize, suggest
 
@@ -124,7 +133,13 @@ class WhenError(Exception):
 class Schema:
     """The columns an expression may use: canonical name -> type, plus aliases (alias -> canonical)."""
 
-    def __init__(self, types: Mapping[str, ColumnType], aliases: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        types: Mapping[str, ColumnType],
+        aliases: Mapping[str, str] | None = None,
+        locale: Locale | None = None,
+    ) -> None:
+        self.locale = locale or Locale()  # how number and date literals are written; the workbook's zone
         self.types: dict[str, ColumnType] = {name: ColumnType(t) for name, t in types.items()}
         self.aliases: dict[str, str] = {}
         self._lookup: dict[str, str] = {}
@@ -152,6 +167,8 @@ class Schema:
 
 _ASCII_DIGITS = "0123456789"
 _NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
+# 1.000 / 12.500.000 in a decimal-comma workbook: dots between groups of three digits are thousands.
+_GROUPED_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{3})+(?![0-9.]|\w)")
 _TWO_CHAR_OPS = {"==": "=", "!=": "!=", "<>": "!=", "<=": "<=", ">=": ">="}
 _ONE_CHAR_OPS = {
     "=": "=",
@@ -217,7 +234,8 @@ def _shown(ch: str) -> str:
     return f'"{ch}"' if ch.isprintable() else f"U+{ord(ch):04X}"
 
 
-def _tokenize(src: str) -> list[_Token]:
+def _tokenize(src: str, thousands_dot: bool = False) -> list[_Token]:
+    """``thousands_dot``: the workbook writes 1.000 for a thousand (pt-BR), so ``1.000`` is 1000."""
     tokens: list[_Token] = []
     i = 0
     while i < len(src):
@@ -225,17 +243,21 @@ def _tokenize(src: str) -> list[_Token]:
         if _is_space(ch):
             i += 1
             continue
-        tokens.append(_read_token(src, i))
+        tokens.append(_read_token(src, i, thousands_dot))
         i = tokens[-1].end
     tokens.append(_Token("end", None, len(src), len(src)))
     return tokens
 
 
-def _read_token(src: str, i: int) -> _Token:
+def _read_token(src: str, i: int, thousands_dot: bool = False) -> _Token:
     ch = src[i]
     if ch in _QUOTES:
         return _read_string(src, i)
     if ch in _ASCII_DIGITS or (ch == "." and src[i + 1 : i + 2] in tuple(_ASCII_DIGITS)):
+        if thousands_dot:
+            grouped = _GROUPED_RE.match(src, i)
+            if grouped is not None:
+                return _Token("num", float(grouped.group().replace(".", "")), i, grouped.end())
         return _read_number(src, i)
     if _is_word_start(ch):
         return _read_word(src, i)
@@ -445,9 +467,9 @@ _COMPARE_OPS = {"=", "!=", "<", "<=", ">", ">="}
 class _Parser:
     """Recursive descent over the token list; precedence or < and < not < predicate < + - < * / < unary."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, locale: Locale | None = None) -> None:
         self.src = source
-        self.tokens = _tokenize(source)
+        self.tokens = _tokenize(source, thousands_dot=bool(locale and locale.decimal_comma))
         self.i = 0
         self.depth = 0
 
@@ -988,7 +1010,7 @@ def _text_test(
     return norm.spread(np.asarray(per_unique(source.uniques), dtype=bool), False)
 
 
-def _regex_test(pattern: re.Pattern[str]) -> Callable[[np.ndarray], np.ndarray]:
+def _regex_test(pattern: Any) -> Callable[[np.ndarray], np.ndarray]:
     search = np.frompyfunc(pattern.search, 1, 1)
     return lambda values: np.not_equal(search(_as_objects(values)), None)
 
@@ -1210,6 +1232,7 @@ class _Compiler:
     def __init__(self, source: str, schema: Schema) -> None:
         self.src = source
         self.schema = schema
+        self.locale = schema.locale
         self.columns: set[str] = set()
 
     def text_of(self, node: _Node) -> str:
@@ -1313,7 +1336,7 @@ class _Compiler:
         if target is TEXT:
             return literal
         if target is NUMBER:
-            number = _parse_number(text)
+            number = _parse_number(text, self.locale)
             if number is None:
                 raise WhenError(f"{other.text} is a number, {literal.text} is not")
             return _constant(NUMBER, number, f"n:{number!r}", literal.text, number)
@@ -1325,9 +1348,10 @@ class _Compiler:
         return _constant(BOOL, flag, f"b:{flag}", literal.text, bool(flag))
 
     def date_literal(self, literal: _Value, problem: str) -> _Value:
-        parsed = _parse_date(literal.literal)
+        parsed = _parse_date(literal.literal, self.locale)
         if parsed is None:
-            raise WhenError(f'{problem} (write dates like "2026-03-01" or "2026-03-01 14:30")')
+            local = "31/12/2026" if self.locale.day_first else "12/31/2026"
+            raise WhenError(f'{problem} (write dates like "2026-03-01", "{local}" or "2026-03-01 14:30")')
         moment, by_day = parsed
         return _constant(DATE, moment, f"d:{moment}:{by_day}", literal.text, by_day=by_day)
 
@@ -1475,13 +1499,13 @@ class _Compiler:
             return self.number_as_text(arg)
         if kind is DATE and arg.is_text_literal:
             return self.date_literal(arg, f"{spec.name} needs a date; {arg.text} is not a date")
-        if kind is NUMBER and arg.is_text_literal and _parse_number(arg.literal) is not None:
+        if kind is NUMBER and arg.is_text_literal and _parse_number(arg.literal, self.locale) is not None:
             return self.coerce_literal(arg, NUMBER, arg)
         raise WhenError(problem)
 
     def negate(self, node: _Neg, text: str) -> _Value:
         operand = self.value(node.operand)
-        if operand.is_text_literal and _parse_number(operand.literal) is not None:
+        if operand.is_text_literal and _parse_number(operand.literal, self.locale) is not None:
             operand = self.coerce_literal(operand, NUMBER, operand)
         if operand.type is not NUMBER:
             raise WhenError(
@@ -1522,11 +1546,11 @@ class _Compiler:
 
     def arith_literal(self, literal: _Value, other: _Value, op: str) -> _Value:
         if other.type is DATE and op == "-":
-            if _parse_date(literal.literal) is not None:
+            if _parse_date(literal.literal, self.locale) is not None:
                 return self.coerce_literal(literal, DATE, other)
-        if _parse_number(literal.literal) is not None:
+        if _parse_number(literal.literal, self.locale) is not None:
             return self.coerce_literal(literal, NUMBER, other)
-        if other.type is NUMBER and _parse_date(literal.literal) is not None:
+        if other.type is NUMBER and _parse_date(literal.literal, self.locale) is not None:
             return self.coerce_literal(literal, DATE, other)
         return literal
 
@@ -1545,36 +1569,68 @@ def _whole(value: _Value) -> bool:
     return value.is_number_literal and float(value.literal).is_integer()
 
 
-def _compile_regex(pattern: str, shown: str, position: int) -> re.Pattern[str]:
+# A rule's regular expression runs on every distinct value of a column on every run, so it must not be
+# able to hang a run: RE2 (google-re2) runs in time linear in the text, whatever the pattern. Its memory
+# for one compiled pattern is capped too; a pattern that needs more is refused at its cell.
+REGEX_MAX_MEMORY = 8 << 20
+_REGEX_UNSUPPORTED = (
+    (re.compile(r"\\[1-9]|\(\?P=|\\k<"), "refers back to a group (\\1)"),
+    (re.compile(r"\(\?<?[=!]"), "looks ahead or behind ((?=...), (?!...))"),
+    (re.compile(r"\(\?>|[*+?}][+]"), "uses atomic groups or possessive quantifiers"),
+    (re.compile(r"\(\?\("), "uses a conditional group"),
+)
+
+
+def _regex_options() -> Any:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False
+    options.max_mem = REGEX_MAX_MEMORY
+    return options
+
+
+def _compile_regex(pattern: str, shown: str, position: int) -> Any:
+    """A case-insensitive RE2 pattern; a pattern RE2 cannot run in linear time is a WhenError."""
+    for probe, what in _REGEX_UNSUPPORTED:
+        if probe.search(pattern):
+            raise WhenError(
+                f"the regular expression {shown} {what}, which sheetflow does not support: rules use "
+                "linear-time regular expressions (RE2) so that no pattern can hang a run",
+                position,
+            )
     try:
-        return re.compile(pattern, re.IGNORECASE)
-    except (re.error, OverflowError, RecursionError, ValueError) as exc:
-        raise WhenError(f"invalid regular expression {shown}: {exc}", position) from None
+        return re2.compile(pattern, _regex_options())
+    except (re2.error, ValueError, TypeError, OverflowError) as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        reason = str(reason)
+        if "too large" in reason or "memory" in reason:
+            reason = "it is too large to run (repetitions like {1000} multiply its size)"
+        raise WhenError(f"invalid regular expression {shown}: {reason}", position) from None
 
 
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
-_DATE_TEXT = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
-
-
-def _parse_number(text: str) -> float | None:
-    """A number in quotes: "50", "-3", "2.5", and "2,5" (a lone decimal comma, as pt-BR writes it)."""
-    text = text.strip().replace(" ", "")
-    if "," in text and "." not in text and text.count(",") == 1:
-        text = text.replace(",", ".")
-    return float(text) if _PLAIN_NUMBER.fullmatch(text) else None
-
-
-def _parse_date(text: str) -> tuple[np.datetime64, bool] | None:
-    """An ISO date (or date and time) -> (datetime64[us], has no time of day); None if invalid."""
-    match = _DATE_TEXT.fullmatch(text.strip())
-    if match is None:
+def _parse_number(text: str, locale: Locale) -> float | None:
+    """A number in quotes, read as the workbook writes numbers (Settings ``locale``): "50", "-3", "2.5";
+    in pt-BR "1.234,56" and "2,5"; "R$ 2.500" too. None if it is not a number."""
+    if not any(ch.isdigit() for ch in text):
         return None
-    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
     try:
-        moment = _dt.datetime(year, month, day, hour, minute, second)
-    except ValueError:
+        return parse_number(text.strip(), locale)
+    except (Unreadable, ValueError, OverflowError):
         return None
-    return np.datetime64(moment, "us"), match.group(4) is None
+
+
+def _parse_date(text: str, locale: Locale) -> tuple[np.datetime64, bool] | None:
+    """Date text as cells accept it (ISO, or 01/02/2026 in the locale's day order; ``Z``/offsets are
+    converted to the workbook's zone) -> (datetime64[us], has no time of day); None if invalid."""
+    try:
+        moment = read_date(text.strip(), locale)
+    except (Unreadable, ValueError, OverflowError):
+        return None
+    if moment is None:
+        return None
+    return np.datetime64(moment, "us"), not date_has_time(text.strip())
 
 
 # ============================================================================ public entry points
@@ -1608,7 +1664,7 @@ def compile_when(source: str | None, schema: Schema) -> CompiledWhen:
         raise WhenError(
             f"the expression is too long ({len(text)} characters; the limit is {MAX_SOURCE_CHARS})"
         )
-    tree = _Parser(text).parse()
+    tree = _Parser(text, schema.locale).parse()
     _check_depth(tree)
     compiler = _Compiler(text, schema)
     cond = compiler.condition(tree)

@@ -21,7 +21,7 @@ ASSIGN_METHODS = ("round_robin", "weighted", "least_loaded", "sticky_account")
 
 
 def schema_for(table: Table) -> Schema:
-    return Schema(table.types, contract.column_aliases(table.spec))
+    return Schema(table.types, contract.column_aliases(table.spec), locale=table.locale)
 
 
 @dataclass(frozen=True)

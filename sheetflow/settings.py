@@ -43,7 +43,7 @@ class Settings:
 
     @property
     def locale(self) -> Locale:
-        return Locale(self.text("locale") or "en-US")
+        return Locale(self.text("locale") or "en-US", self.text("timezone") or "UTC")
 
     @property
     def timezone(self) -> ZoneInfo:

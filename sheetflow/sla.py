@@ -1,8 +1,11 @@
 """Support SLAs: a due time for every ticket, counted in business hours, and one escalation when late.
 
 ``due_at`` = ``opened_at`` + Settings ``sla_hours_<severity>`` business hours (severity in English or
-pt-BR: urgent/urgente, high/alta, normal, low/baixa), skipping time outside Settings ``business_hours``
-(``Mon-Fri 09:00-18:00``; pt-BR day names work too) and the dates of a ``Holidays`` sheet. A ticket that
+pt-BR: urgent/urgente, high/alta, normal, low/baixa), skipping time outside Settings ``business_hours`` (the weekly-hours syntax of
+:mod:`sheetflow.mail.window`, shared with ``send_window``: ``Mon-Fri 09:00-12:00 14:00-18:00``,
+``Seg-Sex 08:00-17:00; Sáb 09:00-12:00``, ``Mon-Sun 00:00-24:00``) and the dates of a ``Holidays`` sheet.
+Hours are elapsed hours in the workbook's time zone: a span that contains a DST change counts the hours
+that really pass. A ticket that
 already has a due_at keeps it (a person may have agreed another deadline).
 
 An open ticket (status not resolved/closed) past its due time is escalated once: ``escalated_at`` is
@@ -12,32 +15,16 @@ written, the owner (or Settings ``fallback_owner``) gets a task, and a notificat
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 import numpy as np
 import pandas as pd
 
 from .coerce import to_cell
 from .engine import Context
+from .mail.window import Hours, holiday_dates, parse_window
 from .names import normalize
 from .problems import error
 
-DAYS = {
-    "mon": 0,
-    "tue": 1,
-    "wed": 2,
-    "thu": 3,
-    "fri": 4,
-    "sat": 5,
-    "sun": 6,
-    "seg": 0,
-    "ter": 1,
-    "qua": 2,
-    "qui": 3,
-    "sex": 4,
-    "sab": 5,
-    "dom": 6,
-}
 SEVERITY = {
     "urgent": "urgent",
     "urgente": "urgent",
@@ -51,71 +38,35 @@ SEVERITY = {
     "low": "low",
     "baixa": "low",
 }
-_HOURS = re.compile(
-    r"^\s*([A-Za-zçáé]{3})\w*\s*-\s*([A-Za-zçáé]{3})\w*\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$"
-)
-
-
 class Schedule:
-    """Business days and opening hours, plus holidays."""
+    """Business hours with holidays: the one weekly-hours syntax of :mod:`sheetflow.mail.window`."""
 
-    def __init__(self, days: set[int], opens: dt.time, closes: dt.time, holidays: set[dt.date]):
-        self.days, self.opens, self.closes, self.holidays = days, opens, closes, holidays
-
-    @classmethod
-    def parse(cls, text: str, holidays: set[dt.date]) -> Schedule:
-        m = _HOURS.match(text or "")
-        if not m:
-            raise ValueError(f'cannot read business hours "{text}" — write e.g. Mon-Fri 09:00-18:00')
-        first, last = DAYS.get(normalize(m.group(1))[:3]), DAYS.get(normalize(m.group(2))[:3])
-        if first is None or last is None:
-            raise ValueError(f'unknown day in "{text}" — use Mon..Sun or Seg..Dom')
-        days = {d % 7 for d in range(first, first + ((last - first) % 7) + 1)}
-        opens = dt.time(int(m.group(3)), int(m.group(4)))
-        closes = dt.time(int(m.group(5)), int(m.group(6)))
-        if closes <= opens:
-            raise ValueError(f'business hours "{text}" close before they open')
-        return cls(days, opens, closes, holidays)
-
-    def open_on(self, day: dt.date) -> bool:
-        return day.weekday() in self.days and day not in self.holidays
-
-    def add(self, start: dt.datetime, hours: float) -> dt.datetime:
-        """``start`` + ``hours`` of business time."""
-        remaining = dt.timedelta(hours=hours)
-        current = start
-        for _ in range(3660):  # ten years of days: a bound, not a limit anyone reaches
-            day = current.date()
-            opening = dt.datetime.combine(day, self.opens)
-            closing = dt.datetime.combine(day, self.closes)
-            if not self.open_on(day) or current >= closing:
-                current = dt.datetime.combine(day + dt.timedelta(days=1), self.opens)
-                continue
-            current = max(current, opening)
-            available = closing - current
-            if remaining <= available:
-                return current + remaining
-            remaining -= available
-            current = dt.datetime.combine(day + dt.timedelta(days=1), self.opens)
-        raise ValueError("no business hours in the next ten years — check business_hours and Holidays")
+    @staticmethod
+    def parse(text: str, holidays: set[dt.date]) -> Hours:
+        """Settings ``business_hours`` -> :class:`~sheetflow.mail.window.Hours`; raises ValueError."""
+        return parse_window(text).with_holidays(holidays)
 
 
 def _holidays(ctx: Context) -> set[dt.date]:
-    sheet = ctx.tables.get("Holidays")
-    if sheet is None or not sheet.exists:
-        return set()
-    return {ts.date() for ts in sheet.df["date"].dropna()}
+    return holiday_dates(ctx.tables)
 
 
 def stage_sla(ctx: Context) -> None:
     tickets = ctx.tables["Tickets"]
     if not len(tickets):
         return
+    where = ctx.settings.cells.get("business_hours", "Settings")
     try:
         schedule = Schedule.parse(ctx.settings.text("business_hours"), _holidays(ctx))
     except ValueError as e:
-        ctx.plan.problems.append(error(ctx.settings.cells.get("business_hours", "Settings"), str(e)))
+        ctx.plan.problems.append(
+            error(where, f"business_hours: {e}", "write it like Mon-Fri 09:00-18:00; no due_at is set until then")
+        )
         return
+    if not schedule.always and not schedule.days:
+        ctx.plan.problems.append(error(where, "business_hours has no open time", "write e.g. Mon-Fri 09:00-18:00"))
+        return
+    zone = ctx.settings.timezone
     df = tickets.df
     hours = {}
     for level in ("urgent", "high", "normal", "low"):
@@ -133,7 +84,13 @@ def stage_sla(ctx: Context) -> None:
         if hours.get(level) is None:
             continue
         start = to_cell(opened[pos])
-        values.append(schedule.add(start, hours[level]))
+        try:
+            values.append(schedule.add(start, hours[level], zone))
+        except (ValueError, OverflowError) as e:
+            ctx.plan.problems.append(
+                error(tickets.ref(pos, "due_at"), f"no due time: {e}", f"sla_hours_{level} and business_hours")
+            )
+            continue
         positions.append(pos)
         reasons.append(f"SLA: {level} = {hours[level]:g} business hours from opened_at")
     ctx.change(tickets, positions, "due_at", values, reasons)

@@ -60,6 +60,10 @@ class Table:
     last_row: int = 0  # last used sheet row (appends go below)
     last_col: int = 0
     exists: bool = True
+    locale: Locale = field(default_factory=Locale)  # how the workbook writes numbers, dates; its zone
+    # column -> df positions of cells that hold something that could not be read as the column's type;
+    # they read as empty, and sheetflow never writes over them (the text would be lost)
+    unreadable: dict[str, set[int]] = field(default_factory=dict)
 
     def ref(self, position: int, column: str) -> str:
         """``Sheet!A1`` of the cell of df row ``position`` (0-based) in ``column``."""
@@ -149,12 +153,15 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
     rows = np.asarray([header_row + 1 + i for i in keep], dtype=np.int64)
     data: dict[str, pd.Series] = {}
     types: dict[str, ColumnType] = {}
+    unreadable: dict[str, set[int]] = {}
     for name, sheet_col in col_index.items():
         j = sheet_col - col0
         values = [body[i][j] if j < len(body[i]) else "" for i in keep]
         declared = spec.column(name)
         type_ = declared.type if declared and declared.name == name else infer_type(values, locale)
         series, bad = convert_column(values, type_, locale)
+        if bad:
+            unreadable[name] = {pos for pos, _reason in bad}
         for n, (pos, reason) in enumerate(bad):
             if n == MAX_WARNINGS_PER_COLUMN:
                 problems.append(
@@ -190,6 +197,8 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         types,
         last_row=raw.last_row,
         last_col=last_col,
+        locale=locale,
+        unreadable=unreadable,
     ), problems
 
 
@@ -261,6 +270,7 @@ def load_tables(
         actual = found.get(spec.name)
         if actual is None:
             tables[spec.name] = empty_table(spec)
+            tables[spec.name].locale = locale
             continue
         table, p = load_table(raws[actual], spec, locale)
         tables[spec.name] = table

@@ -304,8 +304,9 @@ def test_schedule_parses_portuguese_days():
     s = Schedule.parse("Seg-Sex 08:00-17:00", set())
     assert s.days == {0, 1, 2, 3, 4}
     assert s.add(dt.datetime(2026, 3, 6, 16, 0), 2) == dt.datetime(2026, 3, 9, 9, 0)
+    assert Schedule.parse("always", set()).always  # one syntax with send_window: 24/7
     with pytest.raises(ValueError):
-        Schedule.parse("always", set())
+        Schedule.parse("Seg-Sex", set())
 
 
 def test_dry_run_shows_tasks_and_pending_delayed_actions(crm, capsys):

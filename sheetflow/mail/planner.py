@@ -33,7 +33,7 @@ from ..tables import Table, Tables
 from .message import Envelope, InvalidAddress, build_message, unsubscribe_header, validate_address
 from .render import Fields, RenderError, TemplateSet
 from .suppression import Suppression
-from .window import parse_window, sent_today
+from .window import holiday_dates, parse_window, sent_today
 
 NOTIFICATION_TEMPLATE = "notification"
 OPEN_STATUSES = ("planned", "sending")  # Emails rows a later run still has to settle
@@ -576,7 +576,7 @@ def _decide(planner: MailPlanner) -> None:
                 )
             )
     try:
-        window = parse_window(settings.text("send_window"))
+        window = parse_window(settings.text("send_window")).with_holidays(holiday_dates(planner.tables))
     except ValueError as e:
         plan.problems.append(
             error(
@@ -605,7 +605,13 @@ def _decide(planner: MailPlanner) -> None:
         elif window is None:
             email.detail = "waiting for a valid Settings send_window"
         elif not in_window and email.kind != "notification":
-            email.detail = f"outside the send window ({window.text}); a run inside it sends this email"
+            if plan.local_now.date() in window.holidays:
+                email.detail = (
+                    f"{plan.local_now:%Y-%m-%d} is a holiday (Holidays sheet); "
+                    "a run inside the send window sends this email"
+                )
+            else:
+                email.detail = f"outside the send window ({window.text}); a run inside it sends this email"
         elif remaining <= 0:
             email.detail = f"daily limit of {int(limit or 0)} emails reached; a later run sends this email"
         else:
