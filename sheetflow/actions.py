@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .coerce import Locale, Unreadable, parse_as, to_cell
+from .coerce import MAX_SHIFT_DAYS, Locale, Unreadable, parse_as, to_cell
 from .coltypes import ColumnType
 from .expr import Schema
 from .names import normalize, suggest
@@ -36,6 +36,7 @@ ACTIONS = ("send_email", "set", "assign", "enroll", "create_task", "notify", "es
 _PAIR = re.compile(
     r'\s*([^=;,]+?)\s*=\s*("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|.*?)\s*(?=(?:[;,]\s*[^=;,"\']+?\s*=)|;|$)'
 )
+MAX_DAYS = MAX_SHIFT_DAYS  # see coerce.MAX_SHIFT_DAYS
 _RELATIVE = re.compile(r"^(today|now|hoje|agora)(?:\s*([+-])\s*(\d+)\s*([dh]))?$", re.IGNORECASE)
 _TEXT_ENV = ImmutableSandboxedEnvironment(autoescape=False)
 
@@ -92,6 +93,7 @@ def parse_action(
                 raise ActionError(f'unknown column "{key}"' + (f' — did you mean "{hint}"?' if hint else ""))
             if column == "id":
                 raise ActionError("set cannot change a record's id")
+            typed_value(value, ColumnType.TEXT, dt.datetime(2000, 1, 1), Locale())  # relative dates in range
             sets.append((column, value))
         return Action(kind, params, tuple(sets))
     required = {
@@ -139,6 +141,11 @@ def delay_of(text: str | None) -> dt.timedelta:
         raise ActionError(f'cannot read the delay "{text}" — write e.g. 3d, 4h or 30m')
     amount = float(m.group(1).replace(",", "."))
     unit = (m.group(2) or "d")[0]
+    days = amount * {"m": 1 / 1440, "h": 1 / 24, "d": 1, "w": 7, "s": 7}[unit]
+    if days > MAX_DAYS:
+        raise ActionError(
+            f'the delay "{text}" is longer than {MAX_DAYS // 365} years — write e.g. 3d, 4h or 30m'
+        )
     return {
         "m": dt.timedelta(minutes=amount),
         "h": dt.timedelta(hours=amount),
@@ -158,6 +165,9 @@ def typed_value(raw: str, type_: ColumnType, now: dt.datetime, locale: Locale) -
         )
         if m.group(2):
             amount = int(m.group(3)) * (-1 if m.group(2) == "-" else 1)
+            days = amount if m.group(4).lower() == "d" else amount / 24
+            if abs(days) > MAX_DAYS:
+                raise ActionError(f'"{raw}" is more than {MAX_DAYS // 365} years away — write e.g. today+3d')
             base += dt.timedelta(days=amount) if m.group(4).lower() == "d" else dt.timedelta(hours=amount)
         return base
     try:

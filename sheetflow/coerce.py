@@ -33,11 +33,17 @@ def _zone(name: str) -> ZoneInfo | None:
     except (ZoneInfoNotFoundError, ValueError):
         return None
 
+
 EXCEL_EPOCH = dt.datetime(1899, 12, 30)
-# Dates are held as pandas datetime64[ns], which cannot go past these (pandas' own limits); a date
-# outside them (year 2300, a serial of 9e5) is a problem with its cell, never a crash.
-DATE_MIN = dt.datetime(1677, 9, 22)
-DATE_MAX = dt.datetime(2262, 4, 11)
+# Dates are held as pandas datetime64[ns], which stops at 1677-09-22 and 2262-04-11. A date outside
+# DATE_MIN..DATE_MAX (year 2300, a serial of 9e5) is a problem with its cell, never a crash; the margin
+# to pandas' limits is larger than the longest shift a rule may ask for (actions.MAX_DAYS), so no date
+# arithmetic on a date read from a cell can overflow either.
+DATE_MIN = dt.datetime(1753, 1, 1)
+DATE_MAX = dt.datetime(2200, 1, 1)
+# The longest delay, due time or date shift a rule may ask for (delay=, due=, today+Nd, date:X+Nd,
+# idle:Nd, delay_days). Longer ones are surely typos; with it, no shift of a readable date overflows.
+MAX_SHIFT_DAYS = 50 * 365
 _TRUE = {"true", "yes", "y", "sim", "s", "1", "x", "verdadeiro", "v", "on", "ativo", "ok", "✓", "✔"}
 _FALSE = {"false", "no", "n", "nao", "0", "falso", "f", "off", "inativo", "-"}
 _ISO = re.compile(
@@ -50,7 +56,22 @@ _LOCAL = re.compile(
 )
 # Words that make a team-added column yes/no: the unambiguous ones only (on/off, ok, ativo, "-" may
 # well be text in someone's column).
-_INFER_BOOL = {"true", "false", "yes", "no", "sim", "nao", "verdadeiro", "falso", "y", "n", "s", "x", "✓", "✔"}
+_INFER_BOOL = {
+    "true",
+    "false",
+    "yes",
+    "no",
+    "sim",
+    "nao",
+    "verdadeiro",
+    "falso",
+    "y",
+    "n",
+    "s",
+    "x",
+    "✓",
+    "✔",
+}
 _CURRENCY = re.compile(r"(R\$|US\$|\$|€|£|\s|\u00a0)")
 
 
@@ -311,7 +332,7 @@ def infer_type(values: Sequence[object], locale: Locale = Locale()) -> ColumnTyp
             for t in texts:
                 if not (_ISO.match(t) or _LOCAL.match(t)):
                     return ColumnType.TEXT
-            if all(parse_date(v, locale) for v in sample):
+            if all(read_date(v, locale) for v in sample):  # out-of-range dates are reported per cell
                 return ColumnType.DATE
         except Unreadable:
             pass

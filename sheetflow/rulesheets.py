@@ -12,11 +12,15 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import contract
+from .coerce import MAX_SHIFT_DAYS
 from .expr import CompiledWhen, Schema, WhenError, compile_when
 from .names import normalize, suggest
 from .problems import Problem, error, note
 from .tables import Table, Tables
 
+# Points per Scoring rule. A score is a sum of points, written to a cell: with this bound even 100,000
+# rules sum to a finite number Excel can hold exactly enough (1e308 twice would be infinity).
+MAX_POINTS = 1e9
 ASSIGN_METHODS = ("round_robin", "weighted", "least_loaded", "sticky_account")
 
 
@@ -90,6 +94,15 @@ def load_scoring(tables: Tables) -> tuple[list[ScoringRule], list[Problem]]:
                 error(sheet.ref(pos, "points"), "points is empty", "enter a number of points, e.g. 10 or -5")
             )
             continue
+        if not abs(float(points)) <= MAX_POINTS:
+            problems.append(
+                error(
+                    sheet.ref(pos, "points"),
+                    f"points {float(points):g} is out of range",
+                    f"enter a number from {-MAX_POINTS:,.0f} to {MAX_POINTS:,.0f}",
+                )
+            )
+            continue
         if when is not None:
             rules.append(ScoringRule(_rule_name(sheet, pos), when, float(points), sheet.ref(pos, "rule")))
     return rules, problems
@@ -124,4 +137,13 @@ def check_other_rules(tables: Tables) -> list[Problem]:
     sequences, contacts = tables["Sequences"], tables["Contacts"]
     for pos in range(len(sequences)):
         _compile(sequences, pos, "stop_when", schema_for(contacts), problems)
+        delay = sequences.df["delay_days"].iloc[pos] if "delay_days" in sequences.df else None
+        if delay is not None and delay == delay and not 0 <= float(delay) <= MAX_SHIFT_DAYS:
+            problems.append(
+                error(
+                    sequences.ref(pos, "delay_days"),
+                    f"delay_days {float(delay):g} is out of range",
+                    f"enter a number of days from 0 to {MAX_SHIFT_DAYS}",
+                )
+            )
     return problems

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .coerce import MAX_SHIFT_DAYS as MAX_DAYS
 from .engine import Context
 from .expr import CompiledWhen, WhenError, compile_when
 from .names import normalize
@@ -54,6 +55,15 @@ def load_sequences(ctx: Context) -> dict[str, list[Step]]:
         if not isinstance(template, str) or not template.strip():
             ctx.plan.problems.append(
                 error(sheet.ref(pos, "template"), f'step of sequence "{name}" has no template')
+            )
+            continue
+        if delay == delay and delay is not None and not 0 <= float(delay) <= MAX_DAYS:
+            ctx.plan.problems.append(
+                error(
+                    sheet.ref(pos, "delay_days"),
+                    f"delay_days {float(delay):g} is out of range",
+                    f"enter a number of days from 0 to {MAX_DAYS}",
+                )
             )
             continue
         stop = sheet.df["stop_when"].iloc[pos]

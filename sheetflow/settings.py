@@ -17,6 +17,20 @@ from .names import normalize
 from .problems import Problem, error, warning
 from .tables import Table
 
+# What each number setting may be, and why: beyond these the value cannot mean anything (a catch-up of
+# 1e18 days, a negative limit) and would overflow the date arithmetic it feeds.
+RANGES: dict[str, tuple[float, float]] = {
+    "catch_up_days": (0, 3650),  # ten years
+    "daily_email_limit": (0, 10_000_000),
+    "backups": (0, 1000),
+    "mql_threshold": (-1e12, 1e12),
+    "sql_threshold": (-1e12, 1e12),
+    "sla_hours_urgent": (0, 87_600),  # ten years of hours; the business-hours walk looks that far
+    "sla_hours_high": (0, 87_600),
+    "sla_hours_normal": (0, 87_600),
+    "sla_hours_low": (0, 87_600),
+}
+
 
 @dataclass
 class Settings:
@@ -34,12 +48,18 @@ class Settings:
     def number(self, key: str) -> float | None:
         """The setting as a number; an unreadable value is reported once and the default used."""
         raw = self.text(key)
+        spec = contract.SETTINGS_BY_KEY.get(key)
+        default = parse_number(spec.default) if spec and spec.default else None
         try:
-            return parse_number(raw, self.locale)
+            value = parse_number(raw, self.locale)
         except Unreadable as e:
             self._report(key, f'"{raw}" {e}', "enter a number")
-            spec = contract.SETTINGS_BY_KEY.get(key)
-            return parse_number(spec.default) if spec and spec.default else None
+            return default
+        low, high = RANGES.get(key, (-1e15, 1e15))
+        if value is not None and not low <= value <= high:
+            self._report(key, f"{value:g} is out of range", f"enter a number from {low:g} to {high:g}")
+            return default
+        return value
 
     @property
     def locale(self) -> Locale:

@@ -38,6 +38,8 @@ SEVERITY = {
     "low": "low",
     "baixa": "low",
 }
+
+
 class Schedule:
     """Business hours with holidays: the one weekly-hours syntax of :mod:`sheetflow.mail.window`."""
 
@@ -60,11 +62,17 @@ def stage_sla(ctx: Context) -> None:
         schedule = Schedule.parse(ctx.settings.text("business_hours"), _holidays(ctx))
     except ValueError as e:
         ctx.plan.problems.append(
-            error(where, f"business_hours: {e}", "write it like Mon-Fri 09:00-18:00; no due_at is set until then")
+            error(
+                where,
+                f"business_hours: {e}",
+                "write it like Mon-Fri 09:00-18:00; no due_at is set until then",
+            )
         )
         return
     if not schedule.always and not schedule.days:
-        ctx.plan.problems.append(error(where, "business_hours has no open time", "write e.g. Mon-Fri 09:00-18:00"))
+        ctx.plan.problems.append(
+            error(where, "business_hours has no open time", "write e.g. Mon-Fri 09:00-18:00")
+        )
         return
     zone = ctx.settings.timezone
     df = tickets.df
@@ -88,7 +96,9 @@ def stage_sla(ctx: Context) -> None:
             values.append(schedule.add(start, hours[level], zone))
         except (ValueError, OverflowError) as e:
             ctx.plan.problems.append(
-                error(tickets.ref(pos, "due_at"), f"no due time: {e}", f"sla_hours_{level} and business_hours")
+                error(
+                    tickets.ref(pos, "due_at"), f"no due time: {e}", f"sla_hours_{level} and business_hours"
+                )
             )
             continue
         positions.append(pos)

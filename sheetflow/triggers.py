@@ -31,8 +31,11 @@ import numpy as np
 import pandas as pd
 
 from . import contract
+from .coerce import MAX_SHIFT_DAYS
 from .expr import Schema
 from .names import normalize, suggest
+
+MAX_DAYS = MAX_SHIFT_DAYS
 
 EDGE = ("new", "changed", "entered", "score_reached")
 KINDS = ("new", "changed", "entered", "score_reached", "date", "idle", "every_run")
@@ -108,7 +111,10 @@ def parse_trigger(text: str, table: str, schema: Schema) -> Trigger:
         if schema.type_of(column).value != "date":
             raise TriggerError(f"{column} is not a date column; date: needs one, e.g. date:renewal_date-30d")
         sign = -1 if m.group(2) == "-" else 1
-        return Trigger(kind, column, days=sign * int(m.group(3) or 0), text=raw)
+        days = int(m.group(3) or 0)
+        if days > MAX_DAYS:
+            raise TriggerError(f'"{raw}": {days} days is more than {MAX_DAYS // 365} years')
+        return Trigger(kind, column, days=sign * days, text=raw)
     # idle
     if normalize(arg) in ("rotting", "rotting_days"):
         if table != "Deals":
@@ -117,6 +123,8 @@ def parse_trigger(text: str, table: str, schema: Schema) -> Trigger:
     m = _DAYS.match(arg)
     if not m:
         raise TriggerError(f'idle needs a number of days, e.g. idle:14d, not "{arg}"')
+    if int(m.group(1)) > MAX_DAYS:
+        raise TriggerError(f'"{raw}": {m.group(1)} days is more than {MAX_DAYS // 365} years')
     return Trigger(kind, ACTIVITY_COLUMN[table], days=int(m.group(1)), text=raw)
 
 

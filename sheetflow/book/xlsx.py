@@ -65,6 +65,8 @@ class XlsxBook:
             raise UsageError(f"{self.path.name}: sheetflow works on .xlsx and .xlsm files")
         if not self.path.exists():
             raise UsageError(f"{self.path} does not exist (create one with: sheetflow init {self.path})")
+        if not self.path.is_file():
+            raise UsageError(f"{self.path} is a folder, not a workbook file; give the path of the .xlsx file")
 
     def read(self, *, full: Collection[str] = ()) -> dict[str, RawSheet]:
         """Every sheet a run needs. The append-only logs (Activity, Runs, Tasks) grow with every run and a

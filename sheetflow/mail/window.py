@@ -74,9 +74,7 @@ ALWAYS_WORDS = ("always", "any", "sempre", "qualquer", "24_7", "all", "todos", "
 DAY_MINUTES = 24 * 60
 MAX_SPAN_DAYS = 3660  # Hours.add looks ten years ahead at most: a bound, not a limit anyone reaches
 _TIME = r"(\d{1,2})(?:(?::|h)(\d{2})?)?"
-_SPAN = re.compile(
-    rf"(?<![\w:]){_TIME}\s*(?:-|–|—|to|a|as|às|até|ate)\s*{_TIME}(?![\w:])", re.IGNORECASE
-)
+_SPAN = re.compile(rf"(?<![\w:]){_TIME}\s*(?:-|–|—|to|a|as|às|até|ate)\s*{_TIME}(?![\w:])", re.IGNORECASE)
 _FEIRA = re.compile(r"[-\s]?feira\b", re.IGNORECASE)
 _DAY_RANGE_WORD = re.compile(r"\s+(?:a|to|até|ate|through|thru)\s+", re.IGNORECASE)
 
@@ -146,13 +144,17 @@ class Hours:
                 remaining -= available
                 current = closing
             current = midnight + dt.timedelta(days=1)
-        raise ValueError("the hours do not fit in the next ten years — check the hours and the Holidays sheet")
+        raise ValueError(
+            "the hours do not fit in the next ten years — check the hours and the Holidays sheet"
+        )
 
 
 def _elapsed(a: dt.datetime, b: dt.datetime, zone: dt.tzinfo | None) -> dt.timedelta:
     if zone is None:
         return b - a
-    return b.replace(tzinfo=zone).astimezone(dt.timezone.utc) - a.replace(tzinfo=zone).astimezone(dt.timezone.utc)
+    return b.replace(tzinfo=zone).astimezone(dt.timezone.utc) - a.replace(tzinfo=zone).astimezone(
+        dt.timezone.utc
+    )
 
 
 def _later(a: dt.datetime, delta: dt.timedelta, zone: dt.tzinfo | None) -> dt.datetime:
