@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import contract
+from .book.raw import RawSheet  # re-exported: the layers above take it from here
 from .coerce import Locale, convert_column, infer_type
 from .coltypes import ColumnType
 from .contract import SheetSpec
@@ -22,27 +23,6 @@ from .names import cell_ref, column_letter, normalize
 from .problems import Problem, error, warning
 
 MAX_WARNINGS_PER_COLUMN = 5
-
-
-@dataclass
-class RawSheet:
-    """Cell values of one sheet as read (python-calamine types); ``origin`` is the 1-based (row, col) of rows[0][0]."""
-
-    name: str
-    rows: list[list[object]]
-    origin: tuple[int, int] = (1, 1)
-    state: str = "visible"
-    last: int | None = None  # set when only the header was read (append-only logs)
-
-    @property
-    def last_row(self) -> int:
-        """Last sheet row holding anything (0 for an empty sheet)."""
-        if self.last is not None:
-            return self.last
-        for i in range(len(self.rows) - 1, -1, -1):
-            if any(v not in (None, "") for v in self.rows[i]):
-                return self.origin[0] + i
-        return 0
 
 
 @dataclass

@@ -23,11 +23,11 @@ from filelock import FileLock, Timeout
 
 from .. import contract
 from ..problems import SheetflowError, UsageError, WorkbookBusy
-from ..tables import RawSheet
+from .base import LOGS
+from .raw import RawSheet
 from .xlsxpatch import SheetPatch, patch_workbook
 
 SUFFIXES = (".xlsx", ".xlsm")
-LOGS = ("Activity", "Runs", "Tasks")
 
 
 @dataclass(frozen=True)
@@ -45,17 +45,32 @@ class Fingerprint:
                 digest.update(block)
         return cls(stat.st_size, stat.st_mtime_ns, digest.hexdigest())
 
+    def __str__(self) -> str:
+        return f"{self.size}:{self.mtime_ns}:{self.sha256}"
+
 
 class XlsxBook:
+    """A local .xlsx/.xlsm file (see :class:`sheetflow.book.base.Book` for the interface)."""
+
     def __init__(self, path: Path):
         self.path = path
         self.address = str(path)
         self._seen: Fingerprint | None = None
 
     @property
+    def identity(self) -> str:
+        """The file name (``crm.xlsx``): sidecars are ``.sheetflow/crm.xlsx.lock`` and so on."""
+        return self.path.name
+
+    @property
     def workdir(self) -> Path:
         """``.sheetflow/`` beside the workbook: lock, backups."""
         return self.path.parent / ".sheetflow"
+
+    def fingerprint(self) -> str:
+        """Size, modification time and SHA-256 of the file (a save without changes counts as a change)."""
+        self._check_readable()
+        return str(Fingerprint.of(self.path))
 
     # ------------------------------------------------------------ reading
     def _check_readable(self) -> None:
@@ -119,7 +134,9 @@ class XlsxBook:
         return None
 
     @contextlib.contextmanager
-    def lease(self) -> Iterator[None]:
+    def lease(self, wait: float = 0.0) -> Iterator[None]:
+        """A file lock in ``workdir`` (``wait``: seconds to wait for another runner's lock); refused while the
+        file is open in Excel or LibreOffice, which would keep or overwrite its own copy."""
         self._check_readable()
         if (lock := self.office_lock()) is not None:
             raise WorkbookBusy(
@@ -127,7 +144,7 @@ class XlsxBook:
                 "close it there, or run sheetflow from the workbook's button"
             )
         self.workdir.mkdir(exist_ok=True)
-        filelock = FileLock(str(self.workdir / f"{self.path.name}.lock"), timeout=0)
+        filelock = FileLock(str(self.workdir / f"{self.identity}.lock"), timeout=max(0.0, wait))
         try:
             filelock.acquire()
         except Timeout:
