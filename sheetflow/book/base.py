@@ -41,8 +41,9 @@ class Book(Protocol):
     Values read (in :attr:`RawSheet.rows`) are: ``str`` (text exactly as stored: leading zeros, leading
     ``=``/``+``/``-``/``@``, white space and line breaks kept), ``float`` or ``int`` for numbers (compare by
     value: ``42`` may read as ``42.0``), ``bool``, ``datetime.date`` for a date cell and
-    ``datetime.datetime`` for a date-and-time cell (to the millisecond at best; a datetime at midnight is
-    written as a date and reads back as ``datetime.date``), and ``""`` for empty cells and error values
+    ``datetime.datetime`` for a date-and-time cell (to the millisecond at best; a whole day, such as a
+    datetime at midnight, reads back as ``datetime.date``), ``datetime.time`` for a time-of-day cell,
+    ``datetime.timedelta`` for a duration (``[h]:mm``), and ``""`` for empty cells and error values
     (``#N/A``, ``#REF!``...). A formula cell reads as its last computed value and is listed in
     :attr:`RawSheet.formulas`.
 

@@ -387,7 +387,11 @@ def _grid(sheet: _Sheet) -> RawSheet:
     r1, c1 = max(r for r, _ in used), max(c for _, c in used)
     rows: list[list[object]] = [[""] * (c1 - c0 + 1) for _ in range(r1 - r0 + 1)]
     for (r, c), value in sheet.cells.items():
-        rows[r - r0][c - c0] = "" if isinstance(value, ErrorValue) else value
+        if isinstance(value, ErrorValue):
+            value = ""
+        elif type(value) is dt.datetime and value.time() == dt.time(0):
+            value = value.date()  # a whole day number reads as a date, whatever the cell's format
+        rows[r - r0][c - c0] = value
     return RawSheet(sheet.name, rows, (r0, c0), sheet.state, formulas=set(sheet.formulas))
 
 

@@ -91,7 +91,7 @@ def journal_path(book: Any) -> Path:
     workdir = getattr(book, "workdir", None)
     if workdir is None:
         workdir = Path(str(book.address)).parent / ".sheetflow"
-    name = getattr(getattr(book, "path", None), "name", None) or Path(str(book.address)).name
+    name = getattr(book, "identity", None) or Path(str(book.address)).name  # Book.identity: sidecar names
     return Path(workdir) / f"{name}.mail.sqlite"
 
 

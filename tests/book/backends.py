@@ -1,0 +1,122 @@
+"""One factory per workbook backend for the conformance suite (``test_conformance.py``).
+
+A factory builds a workbook with given contents through a path independent of the backend under test (the
+way a person or another program would), opens it as a :class:`~sheetflow.book.base.Book`, opens it a second
+time, and changes it behind the Book's back. A new backend (gsheets, excel) is one more class here and one
+more entry in ``BACKENDS``; the suite then runs on it unchanged.
+
+Seed values: str, numbers, bool, dates, None (empty), :class:`Formula` (a formula with its last computed
+number) and :class:`ErrorValue` (a formula error like ``#N/A``).
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from openpyxl import Workbook, load_workbook
+from openpyxl.utils import get_column_letter
+
+from sheetflow.book import Book
+from sheetflow.book.memory import ErrorValue, Formula, MemoryBook
+from sheetflow.book.xlsx import XlsxBook
+
+Sheets = Mapping[str, list[list[Any]]]
+
+
+class Backend(Protocol):
+    name: str
+
+    def make(self, sheets: Sheets, states: Mapping[str, str] | None = None) -> Book:
+        """A new workbook with these sheets (rows of seed values from A1, in order) and sheet states."""
+
+    def reopen(self, book: Book) -> Book:
+        """The same workbook opened a second time (another runner)."""
+
+    def change_behind(self, book: Book, sheet: str, row: int, col: int, value: Any) -> None:
+        """A person changes one cell of the workbook, not through ``book``."""
+
+
+class XlsxBackend:
+    name = "xlsx"
+
+    def __init__(self, tmp_path: Path):
+        self.path = tmp_path / "crm.xlsx"
+
+    def make(self, sheets: Sheets, states: Mapping[str, str] | None = None) -> Book:
+        wb = Workbook()
+        wb.remove(wb.active)
+        cached: dict[tuple[int, str], object] = {}
+        for index, (name, rows) in enumerate(sheets.items()):
+            ws = wb.create_sheet(name)
+            ws.sheet_state = (states or {}).get(name, "visible")
+            for r, row in enumerate(rows, start=1):
+                for c, value in enumerate(row, start=1):
+                    if value is None:
+                        continue
+                    cell = ws.cell(r, c)
+                    if isinstance(value, ErrorValue):
+                        cell.value, cell.data_type = value.code, "e"
+                    elif isinstance(value, Formula):
+                        cell.value = value.text
+                        cached[(index, f"{get_column_letter(c)}{r}")] = value.value
+                    else:
+                        cell.value = value
+                        if isinstance(value, str):
+                            cell.data_type = "s"  # openpyxl takes "=..." for a formula; a person typed text
+        wb.save(self.path)
+        if cached:
+            _put_cached_values(self.path, cached)
+        return XlsxBook(self.path)
+
+    def reopen(self, book: Book) -> Book:
+        return XlsxBook(self.path)
+
+    def change_behind(self, book: Book, sheet: str, row: int, col: int, value: Any) -> None:
+        wb = load_workbook(self.path)
+        wb[sheet].cell(row, col).value = value
+        wb.save(self.path)
+
+
+def _put_cached_values(path: Path, cached: dict[tuple[int, str], object]) -> None:
+    """openpyxl writes formulas without a computed value; put one in, as Excel would have saved it."""
+    with zipfile.ZipFile(path) as zf:
+        parts = {info.filename: zf.read(info.filename) for info in zf.infolist()}
+    for (index, ref), value in cached.items():
+        name = f"xl/worksheets/sheet{index + 1}.xml"
+        xml = parts[name].decode("utf-8")
+        xml, n = re.subn(
+            rf'(<c r="{ref}"[^>]*>(?:<f>[^<]*</f>))<v\s*/?>(?:</v>)?', rf"\g<1><v>{value}</v>", xml
+        )
+        assert n == 1, (ref, xml)
+        parts[name] = xml.encode("utf-8")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in parts.items():
+            zf.writestr(name, data)
+
+
+class MemoryBackend:
+    name = "memory"
+
+    def __init__(self, tmp_path: Path):
+        self.workdir = tmp_path / ".sheetflow"
+
+    def make(self, sheets: Sheets, states: Mapping[str, str] | None = None) -> Book:
+        return MemoryBook(sheets, name="crm", states=states, workdir=self.workdir)
+
+    def reopen(self, book: Book) -> Book:
+        assert isinstance(book, MemoryBook)
+        return book.handle()
+
+    def change_behind(self, book: Book, sheet: str, row: int, col: int, value: Any) -> None:
+        assert isinstance(book, MemoryBook)
+        book.edit(sheet, {(row, col): value})
+
+
+BACKENDS: dict[str, Callable[[Path], Backend]] = {
+    "xlsx": XlsxBackend,
+    "memory": MemoryBackend,
+}
