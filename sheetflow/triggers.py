@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import contract
-from .coerce import MAX_SHIFT_DAYS
+from .coerce import MAX_SHIFT_DAYS, Locale, Unreadable, parse_bool, parse_number
 from .expr import Schema
 from .names import normalize, suggest
 
@@ -242,6 +242,15 @@ def detect(
     return Firing(hits.tolist(), [f"idle:{label}@{s}" for s in since])
 
 
+def _text_means(text: str, value: bool | int | float) -> bool:
+    try:
+        if isinstance(value, bool):
+            return parse_bool(text) is value
+        return any(parse_number(text, Locale(code)) == float(value) for code in ("pt-BR", "en-US"))
+    except Unreadable:
+        return False
+
+
 class _Missing:
     def __repr__(self) -> str:
         return "<missing>"
@@ -272,6 +281,10 @@ def _comparable(series: pd.Series | None, n: int) -> list[object]:
 def _same(old: object, new: object) -> bool:
     if isinstance(old, str) and isinstance(new, str):
         return old.strip() == new.strip()
+    if isinstance(old, str) and isinstance(new, (bool, int, float)):
+        # A team's column typed from its values (1.234,56 -> 1234.56, SIM -> TRUE) was remembered as the
+        # text an earlier version read; the same value is not a change.
+        return _text_means(old, new)
     if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
         return abs(float(old) - float(new)) < 1e-9
     return old == new

@@ -24,9 +24,9 @@ from sheetflow.sla import Schedule
 AUTOMATIONS_HEADER = ["rule", "table", "trigger", "when", "action", "params", "delay", "enabled"]
 
 
-def tasks(path) -> list[list[object]]:
+def tasks(path, name: str = "Tasks") -> list[list[object]]:
     try:
-        return sheet(path, "Tasks")[1:]
+        return sheet(path, name)[1:]
     except Exception:  # noqa: BLE001 - no Tasks sheet yet
         return []
 
@@ -654,3 +654,33 @@ def test_a_folder_named_like_a_workbook_is_a_message(tmp_path, capsys):
         err = capsys.readouterr()
         assert code == 2
         assert "is a folder" in err.err + err.out and "Traceback" not in err.err + err.out
+
+
+def test_a_column_whose_type_flips_does_not_look_changed(book):
+    """Fixing the one cell that kept a column text makes it a number column; the other records did not
+    change, so changed: fires for the fixed record only."""
+    from openpyxl import load_workbook
+
+    path = book(
+        {
+            "Settings": [["key", "value"], ["locale", "pt-BR"]],
+            "Contacts": [
+                ["id", "email", "Faturamento", "VIP"],
+                ["C-1", "a@b.com", "1.234,56", "SIM"],
+                ["C-2", "b@b.com", "999,00", "NÃO"],
+                ["C-3", "c@b.com", "n/a", "talvez"],
+            ],
+            "Automations": [
+                AUTOMATIONS_HEADER,
+                ["Fat", "Contacts", "changed:faturamento", "", "create_task", "text=fat", None, True],
+                ["Vip", "Contacts", "changed:vip", "", "create_task", "text=vip", None, True],
+            ],
+        }
+    )
+    run(path, now=dt.datetime(2026, 3, 2, 9, 0))
+    wb = load_workbook(path)
+    wb["Contacts"]["C4"] = "2.000,00"
+    wb["Contacts"]["D4"] = "SIM"
+    wb.save(path)
+    run(path, now=dt.datetime(2026, 3, 3, 9, 0))
+    assert sorted((t[4], t[6]) for t in tasks(path, "Tarefas")) == [("C-3", "Fat"), ("C-3", "Vip")]
