@@ -684,3 +684,19 @@ def test_a_column_whose_type_flips_does_not_look_changed(book):
     wb.save(path)
     run(path, now=dt.datetime(2026, 3, 3, 9, 0))
     assert sorted((t[4], t[6]) for t in tasks(path, "Tarefas")) == [("C-3", "Fat"), ("C-3", "Vip")]
+
+
+def test_regex_test_works_with_the_public_binding_api_too():
+    import numpy as np
+    import re2
+
+    from sheetflow.expr import _regex_options, _regex_test
+
+    compiled = re2.compile("^vp", _regex_options())
+
+    class Public:  # a binding version without the private fast path
+        search = staticmethod(compiled.search)
+
+    values = np.array(["vp sales", "svp", "VP"], dtype=object)
+    assert _regex_test(compiled)(values).tolist() == [True, False, True]
+    assert _regex_test(Public())(values).tolist() == [True, False, True]
