@@ -1,0 +1,5 @@
+"""Test support shipped with the package.
+
+:mod:`sheetflow.testing.sheets_emulator` is a local Google Sheets API v4 emulator (Google ships none) so the
+Google backend, its retries and its request economy can be tested without Google credentials or network.
+"""
