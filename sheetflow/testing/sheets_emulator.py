@@ -590,8 +590,9 @@ class _FormulaEval:
                 if text[pos:].strip() == "":
                     break
                 return "#ERROR!"
-            kind = ("num", "ref", "fn", "str", "op")[m.lastindex - 1]
-            self.toks.append((kind, m.group(m.lastindex)))
+            idx = m.lastindex or 1
+            kind = ("num", "ref", "fn", "str", "op")[idx - 1]
+            self.toks.append((kind, m.group(idx)))
             pos = m.end()
         self.i = 0
         try:
@@ -758,7 +759,7 @@ def _number_format(cell: Cell) -> dict | None:
 
 
 def _is_datetime_format(nf: Mapping | None) -> bool:
-    return bool(nf) and nf.get("type") in ("DATE", "TIME", "DATE_TIME")
+    return nf is not None and nf.get("type") in ("DATE", "TIME", "DATE_TIME")
 
 
 def render(cell: Cell | None, sheet: Sheet, value_render: str, date_render: str, locale: str) -> Any:
@@ -841,7 +842,7 @@ def _parse_fields(text: str) -> dict:
     return tree
 
 
-def _apply_fields(obj: Any, tree: dict | bool) -> Any:
+def _apply_fields(obj: Any, tree: Any) -> Any:
     if tree is True or "*" in tree:
         return obj
     if isinstance(obj, list):
@@ -1007,11 +1008,14 @@ class Emulator:
     def load(self, data: Mapping[str, Any] | str | os.PathLike) -> list[str]:
         """Load spreadsheets from a dict or JSON file ``{"spreadsheets": [{"id", "title", "locale",
         "timeZone", "sheets": {...} | [...], "allowedCallers"}]}``; returns their ids."""
-        if not isinstance(data, Mapping):
+        doc: Mapping[str, Any]
+        if isinstance(data, Mapping):
+            doc = data
+        else:
             with open(data, encoding="utf-8") as fh:
-                data = json.load(fh)
+                doc = json.load(fh)
         ids = []
-        for spec in data.get("spreadsheets", []):
+        for spec in doc.get("spreadsheets", []):
             ids.append(
                 self.create_spreadsheet(
                     spec.get("sheets"),
@@ -1550,35 +1554,50 @@ class Emulator:
         return {"spreadsheetId": book.id, "clearedRanges": cleared}
 
     def _values_append(self, book, a1, q, payload) -> dict:
-        """values.append, simplified: the table is the block of rows from the range's first row down to
-        the last non-empty row in the range's columns; values go below it (the grid grows as needed)."""
+        """values.append with Google's table detection, as observed: the "table" is the run of non-empty
+        cells ending at the last non-empty cell of the last non-empty row in the range, extended upwards
+        while the rows above have data in those columns; values go to the next row, starting at the table's
+        first column (so ``["a", "", "c"]`` appended twice lands the second row under ``c``, as Google
+        does). The grid grows as needed; ``insertDataOption`` is ignored (OVERWRITE)."""
         if "valueInputOption" not in q:
             raise _bad("'valueInputOption' is required but not specified")
-        g = book.grid(a1)
+        g = book.grid(a1).clipped()
         s = g.sheet
         values = payload.get("values") or []
 
+        def filled(r: int, c: int) -> bool:
+            cell = s.cell(r, c)
+            return cell is not None and not cell.is_blank()
+
         def run():
             last = -1
-            for r in range(g.r0, len(s.rows)):
-                row = s.rows[r]
-                if any(
-                    row[c] is not None and not row[c].is_blank() for c in range(g.c0, min(g.c1, len(row)))
-                ):
+            for r in range(g.r0, min(g.r1, len(s.rows))):
+                if any(filled(r, c) for c in range(g.c0, g.c1)):
                     last = r
-            start = last + 1 if last >= 0 else g.r0
-            need = start + len(values)
-            if need > s.row_count:
-                s.props["gridProperties"]["rowCount"] = need
-                self._check_cells(book, "append")
             width = max((len(r) for r in values), default=1)
+            out: dict[str, Any] = {"spreadsheetId": book.id}
+            if last < 0:
+                start, c0 = g.r0, g.c0
+            else:
+                ce = max(c for c in range(g.c0, g.c1) if filled(last, c)) + 1
+                cs = ce - 1
+                while cs > g.c0 and filled(last, cs - 1):
+                    cs -= 1
+                top = last
+                while top > g.r0 and any(filled(top - 1, c) for c in range(cs, ce)):
+                    top -= 1
+                out["tableRange"] = Grid(s, top, last + 1, cs, ce).a1()
+                start, c0 = last + 1, cs
+            need_rows, need_cols = start + len(values), c0 + width
+            gp = s.props["gridProperties"]
+            if need_rows > s.row_count or need_cols > s.col_count:
+                gp["rowCount"] = max(gp["rowCount"], need_rows)
+                gp["columnCount"] = max(gp["columnCount"], need_cols)
+                self._check_cells(book, "Invalid append")
             res = self._write(
-                book, Grid(s, start, start + len(values), g.c0, g.c0 + width), values, q["valueInputOption"]
+                book, Grid(s, start, start + len(values), c0, need_cols), values, q["valueInputOption"]
             )
             res.pop("_touched")
-            out: dict[str, Any] = {"spreadsheetId": book.id}
-            if last >= 0:
-                out["tableRange"] = Grid(s, g.r0, last + 1, g.c0, g.c0 + width).a1()
             out["updates"] = res
             return out
 
@@ -1772,8 +1791,8 @@ class Emulator:
             gp["columnCount"] += n
             for row in s.rows:
                 if start < len(row):
-                    src = row[start - 1] if inherit_before and start > 0 else row[start]
-                    fmt_cell = Cell(None, None, src.fmt) if src is not None and src.fmt else None
+                    near = row[start - 1] if inherit_before and start > 0 else row[start]
+                    fmt_cell = Cell(None, None, near.fmt) if near is not None and near.fmt else None
                     row[start:start] = [fmt_cell] * n
 
     def _req_deleteDimension(self, book, body, where):
@@ -2083,6 +2102,10 @@ _THEME = {
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as requests' sessions use it
+    # One write per response and no Nagle: otherwise headers and body go out in two segments and every
+    # keep-alive request waits ~40 ms for a delayed ACK.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
     server_version = "ESF"
     emulator: Emulator
 
@@ -2124,12 +2147,12 @@ class EmulatorServer:
     @property
     def base_url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> str:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever, name="sheets-emulator", daemon=True
+                target=self._httpd.serve_forever, args=(0.05,), name="sheets-emulator", daemon=True
             )
             self._thread.start()
         return self.base_url
