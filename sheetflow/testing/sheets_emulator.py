@@ -167,8 +167,8 @@ def split_range(a1: str) -> tuple[str | None, str | None]:
             i += 1
         raise _bad(f"Unable to parse range: {a1}")
     if "!" in a1:
-        title, _, cells = a1.rpartition("!")
-        return title, cells or None
+        name, _, cells = a1.rpartition("!")
+        return name, cells or None
     return None, a1
 
 
