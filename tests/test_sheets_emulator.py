@@ -271,6 +271,9 @@ def test_writing_beyond_the_grid_fails_like_google_and_writes_nothing(emu) -> No
     assert emu.values(sid, "S") == [["keep"]]
     with pytest.raises(gspread.exceptions.APIError, match="tried writing to column"):
         ws.update([["x", "y", "z"]], "A2:B2")
+    with pytest.raises(gspread.exceptions.APIError, match=r"Range \(S!A1:B4\) exceeds grid limits"):
+        ws.get("A1:B4")  # reads past the grid fail too; open-ended ranges stop at it
+    assert ws.get("A:B") == [["keep"]]
 
 
 def test_ten_million_cell_limit(emu) -> None:
@@ -459,6 +462,7 @@ def test_counters_per_kind_operation_and_bytes(emu) -> None:
     sh.batch_update({"requests": [{"addSheet": {"properties": {"title": "T"}}}]})  # 1 write
     stats = emu.stats()
     assert stats["counts"] == {"read": 1, "write": 2}
+    assert stats["by_method"] == {"GET read": 1, "POST write": 2}
     assert stats["ops"] == {"values.batchGet": 1, "values.batchUpdate": 1, "spreadsheets.batchUpdate": 1}
     assert stats["requests"] == 3
     assert stats["bytes_in"] > 50 and stats["bytes_out"] > 200

@@ -61,6 +61,7 @@ __all__ = [
     "Emulator",
     "EmulatorServer",
     "emulator_client",
+    "emulator_session",
     "main",
     "start",
 ]
@@ -913,8 +914,10 @@ class Emulator:
     """The emulated Google account: spreadsheets, faults, hooks and counters. Thread-safe (one lock:
     requests are applied one at a time, in arrival order, as Google serialises writes per spreadsheet).
 
-    Counters: ``counts`` (per kind: ``read``, ``write``, ``metadata``, ``drive``), ``ops`` (per operation,
-    e.g. ``values.batchGet``), ``requests`` (all API requests), ``bytes_in``/``bytes_out`` (bodies).
+    Counters: ``counts`` (per kind: ``read``, ``write``, ``metadata``, ``drive``), ``by_method`` (per
+    method and kind, e.g. ``"POST write"``), ``ops`` (per operation, e.g. ``values.batchGet``),
+    ``requests`` (all API requests), ``bytes_in``/``bytes_out`` (request and response bodies). Google's
+    quota counts metadata reads as reads: ``counts["read"] + counts["metadata"]`` is its read count.
     """
 
     def __init__(self, *, api_disabled: bool = False):
@@ -930,6 +933,7 @@ class Emulator:
     def reset_counts(self) -> None:
         with getattr(self, "lock", threading.RLock()):
             self.counts: Counter[str] = Counter()
+            self.by_method: Counter[str] = Counter()
             self.ops: Counter[str] = Counter()
             self.requests = 0
             self.bytes_in = 0
@@ -941,6 +945,7 @@ class Emulator:
             return {
                 "requests": self.requests,
                 "counts": dict(self.counts),
+                "by_method": dict(self.by_method),
                 "ops": dict(self.ops),
                 "bytes_in": self.bytes_in,
                 "bytes_out": self.bytes_out,
@@ -1148,6 +1153,7 @@ class Emulator:
             self.requests += 1
             number = self.requests
             self.counts[kind] += 1
+            self.by_method[f"{method} {kind}"] += 1
             self.ops[op] += 1
             self.bytes_in += len(body)
             for f in self._faults:
@@ -1177,6 +1183,11 @@ class Emulator:
                     status, payload = e.code, e.body()
                 except (ValueError, KeyError, TypeError, IndexError) as e:
                     status, payload = 400, ApiError(400, f"Invalid request: {e}").body()
+                except Exception:  # an emulator bug: answer as Google's 500 does, and say where
+                    import traceback
+
+                    traceback.print_exc()
+                    status, payload = 500, ApiError(500, _FAULT_MESSAGES[500]).body()
             data = b"" if payload is None else json.dumps(payload, ensure_ascii=False).encode("utf-8")
             self.bytes_out += len(data)
             self.log.append(
@@ -1367,7 +1378,9 @@ class Emulator:
 
     # ---- values: reading
     def _read(self, book, g: Grid, value_render: str, date_render: str, major: str):
-        if g.r0 >= g.sheet.row_count or g.c0 >= g.sheet.col_count:
+        # Google refuses reads past the grid too (pygsheets#124/#416: get_all_values on a range computed
+        # larger than the sheet); open-ended ranges (A:A, A2:C, 3:3, a sheet name) stop at the grid.
+        if not g.within_grid():
             raise _bad(
                 f"Range ({g.a1()}) exceeds grid limits. Max rows: {g.sheet.row_count}, "
                 f"max columns: {g.sheet.col_count}"
@@ -2187,20 +2200,16 @@ def start(emulator: Emulator | None = None, port: int = 0) -> EmulatorServer:
 _GOOGLE_PREFIXES = ("https://sheets.googleapis.com", "https://www.googleapis.com")
 
 
-def emulator_client(base_url: str | None = None, *, caller: str | None = None, timeout: float | None = 10.0):
-    """A real ``gspread.Client`` talking to the emulator at ``base_url`` (default: ``$SHEETFLOW_GSHEETS_ENDPOINT``).
+def emulator_session(base_url: str | None = None, *, caller: str | None = None):
+    """A ``requests.Session`` whose Google API URLs go to the emulator (default ``$SHEETFLOW_GSHEETS_ENDPOINT``).
 
     gspread builds every URL from the constants in ``gspread.urls`` (``https://sheets.googleapis.com/v4/
-    spreadsheets/...`` and ``https://www.googleapis.com/drive/v3/files``) and sends them through the
-    ``requests.Session`` it is given (``Client(auth, session=...)``, gspread 6.x HTTPClient). So the client
-    gets a session that rewrites those two prefixes to ``base_url``, and google-auth's
-    ``AnonymousCredentials`` (no token, no Google account). ``caller`` sets the identity the emulator
-    checks against a spreadsheet's ``allowed_callers``. The plain ``HTTPClient`` is used, never
-    ``BackOffHTTPClient`` (it retries forever); ``timeout`` seconds per request.
+    spreadsheets/...``, ``https://www.googleapis.com/drive/v3/files``) and sends them through the session it
+    is given (gspread 6.x ``Client(auth, session=...)`` -> ``HTTPClient``), so rewriting those two prefixes
+    in the session is enough; nothing in gspread is patched. ``caller`` sets the identity the emulator
+    checks against a spreadsheet's ``allowed_callers``. Raises ValueError when no address is known.
     """
-    import gspread
     import requests
-    from google.auth.credentials import AnonymousCredentials
 
     base = (base_url or os.environ.get(ENDPOINT_ENV) or "").rstrip("/")
     if not base:
@@ -2217,7 +2226,19 @@ def emulator_client(base_url: str | None = None, *, caller: str | None = None, t
     session = _RewritingSession()
     if caller:
         session.headers[CALLER_HEADER] = caller
-    client = gspread.Client(auth=None, session=session)  # type: ignore[arg-type]
+    return session
+
+
+def emulator_client(base_url: str | None = None, *, caller: str | None = None, timeout: float | None = 10.0):
+    """A real ``gspread.Client`` talking to the emulator (see :func:`emulator_session`), no Google account.
+
+    Credentials are google-auth's ``AnonymousCredentials`` (no token). The plain ``HTTPClient`` is used,
+    never ``BackOffHTTPClient`` (it retries forever); ``timeout`` seconds per request.
+    """
+    import gspread
+    from google.auth.credentials import AnonymousCredentials
+
+    client = gspread.Client(auth=None, session=emulator_session(base_url, caller=caller))  # type: ignore[arg-type]
     client.http_client.auth = AnonymousCredentials()
     client.set_timeout(timeout)
     return client
