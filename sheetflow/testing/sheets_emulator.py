@@ -231,7 +231,9 @@ def _parse_cells(sheet: Sheet, cells: str, original: str) -> Grid:
 
 
 class Cell:
-    """One stored cell; treated as immutable so a batch snapshot is a shallow copy of the row lists.
+    """One stored cell with a formula or a format; treated as immutable so a batch snapshot is a shallow
+    copy of the row lists. Rows hold None (empty), a plain value (str/int/float/bool: no formula, no
+    format; most cells, kept small and fast) or a Cell; :meth:`Sheet.cell` always answers a Cell.
 
     ``value``: None, str, int/float, bool or :class:`FormulaError`-like str starting with ``#``;
     ``formula``: the entered formula text or None; ``fmt``: the userEnteredFormat dict or None.
@@ -281,7 +283,8 @@ class Sheet:
         if r < len(self.rows):
             row = self.rows[r]
             if c < len(row):
-                return row[c]
+                x = row[c]
+                return x if x is None or type(x) is Cell else Cell(x)
         return None
 
     def put(self, r: int, c: int, cell: Cell | None) -> None:
@@ -744,9 +747,9 @@ def _as_text(v) -> str:
     return str(v)
 
 
-def _effective(cell: Cell | None, sheet: Sheet, depth: int = 0) -> Any:
-    if cell is None:
-        return None
+def _effective(cell: Any, sheet: Sheet, depth: int = 0) -> Any:
+    if cell is None or type(cell) is not Cell:  # empty, or a plain stored value
+        return cell
     if cell.formula is None:
         return cell.value
     if depth > 50:
@@ -765,8 +768,12 @@ def _is_datetime_format(nf: Mapping | None) -> bool:
 
 def render(cell: Cell | None, sheet: Sheet, value_render: str, date_render: str, locale: str) -> Any:
     """One cell as values.get returns it (empty cells are "")."""
-    if cell is None or cell.is_blank():
+    if cell is None:
         return ""
+    if type(cell) is not Cell:  # a plain stored value (no formula, no format): the common case, kept fast
+        if value_render != "FORMATTED_VALUE" or isinstance(cell, str):
+            return cell
+        cell = Cell(cell)
     if value_render == "FORMULA" and cell.formula is not None:
         return cell.formula
     v = _effective(cell, sheet)
@@ -1457,16 +1464,27 @@ class Emulator:
                 f"max columns: {s.col_count}"
             )
         rows_touched, cols_touched, cells = set(), set(), 0
+        locale, c0 = book.locale, g.c0
         for i, row in enumerate(values):
+            r = g.r0 + i
+            if not row:
+                continue
+            while len(s.rows) <= r:
+                s.rows.append([])
+            stored = s.rows[r]
+            if len(stored) < c0 + len(row):
+                stored.extend([None] * (c0 + len(row) - len(stored)))
+            before = cells
             for j, v in enumerate(row):
                 if v is None:
                     continue
-                r, c = g.r0 + i, g.c0 + j
-                old = s.cell(r, c)
-                s.put(r, c, _new_cell(v, old, value_input, book.locale))
-                rows_touched.add(r)
-                cols_touched.add(c)
+                stored[c0 + j] = _new_cell(v, stored[c0 + j], value_input, locale)
+                cols_touched.add(c0 + j)
                 cells += 1
+            if cells > before:
+                rows_touched.add(r)
+            while stored and stored[-1] is None:
+                stored.pop()
         out: dict[str, Any] = {"spreadsheetId": book.id}
         out["updatedRange"] = (target if nrows else g).a1()
         if cells:
@@ -1550,9 +1568,8 @@ class Emulator:
         for r in range(g.r0, min(g.r1, len(s.rows))):
             row = s.rows[r]
             for c in range(g.c0, min(g.c1, len(row))):
-                old = row[c]
-                if old is not None:
-                    row[c] = Cell(None, None, old.fmt) if old.fmt else None
+                fmt = _fmt(row[c])
+                row[c] = Cell(None, None, fmt) if fmt else None
         book.modified = _dt.datetime.now(_dt.timezone.utc)
         return g.a1()
 
@@ -1805,7 +1822,7 @@ class Emulator:
             for row in s.rows:
                 if start < len(row):
                     near = row[start - 1] if inherit_before and start > 0 else row[start]
-                    fmt_cell = Cell(None, None, near.fmt) if near is not None and near.fmt else None
+                    fmt_cell = Cell(None, None, _fmt(near)) if _fmt(near) else None
                     row[start:start] = [fmt_cell] * n
 
     def _req_deleteDimension(self, book, body, where):
@@ -2025,27 +2042,40 @@ def _typed(value, formula) -> dict:
 
 
 def _formats_only(row: list[Cell | None]) -> list[Cell | None]:
-    out = [Cell(None, None, c.fmt) if c is not None and c.fmt else None for c in row]
+    out = [Cell(None, None, _fmt(c)) if _fmt(c) else None for c in row]
     while out and out[-1] is None:
         out.pop()
     return out
 
 
-def _new_cell(v: Any, old: Cell | None, value_input: str, locale: str) -> Cell | None:
-    fmt = old.fmt if old is not None else None
+def _fmt(stored: Any) -> dict | None:
+    return stored.fmt if type(stored) is Cell else None
+
+
+def _stored(value: Any, formula: str | None, fmt: dict | None) -> Any:
+    """What a row keeps: None (empty), the plain value (no formula, no format), or a :class:`Cell`."""
+    if formula is None and not fmt:
+        return value
+    return Cell(value, formula, fmt or None)
+
+
+def _new_cell(v: Any, old: Any, value_input: str, locale: str) -> Any:
+    fmt = _fmt(old)
+    if value_input == "RAW" and fmt is None and type(v) is str and v:  # the common case, kept fast
+        return v
     if isinstance(v, str):
         if v == "":
-            return Cell(None, None, fmt) if fmt else None
+            return _stored(None, None, fmt)
         if value_input == "RAW" or ((fmt or {}).get("numberFormat") or {}).get("type") == "TEXT":
-            return Cell(v, None, fmt)
+            return _stored(v, None, fmt)
         value, formula, nf = parse_user_entered(v, locale)
         if nf and not (fmt or {}).get("numberFormat"):
             fmt = {**(fmt or {}), "numberFormat": nf}
-        return Cell(value, formula, fmt)
+        return _stored(value, formula, fmt)
     if isinstance(v, bool):
-        return Cell(v, None, fmt)
+        return _stored(v, None, fmt)
     if isinstance(v, (int, float)):
-        return Cell(_num(v), None, fmt)
+        return _stored(_num(v), None, fmt)
     raise _bad(f"Invalid values: {json.dumps(v)[:80]} is not a string, number or boolean")
 
 
@@ -2079,9 +2109,7 @@ def _apply_cell_data(
             fmt = holder.get("userEnteredFormat") or {}
         elif head[0] not in ("userEnteredValue", "note", "dataValidation", "textFormatRuns"):
             raise _bad(f"{where}: unsupported field {mask!r}")
-    if value is None and formula is None and not fmt:
-        return None
-    return Cell(value, formula, fmt or None)
+    return _stored(value, formula, fmt)
 
 
 _DEFAULT_FORMAT = {
