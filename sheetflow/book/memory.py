@@ -22,10 +22,11 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import contract
 from ..names import cell_ref
@@ -129,10 +130,10 @@ class MemoryBook:
         if states:
             raise ValueError(f"states given for sheets that do not exist: {', '.join(states)}")
 
-    def handle(self) -> MemoryBook:
-        """The same workbook opened again (another runner, another machine): shares cells, lease and
-        fingerprint; has its own read state."""
-        return MemoryBook(name=self.name, workdir=self._workdir, _store=self._store)
+    def handle(self, workdir: Path | None = None) -> MemoryBook:
+        """The same workbook opened again (another runner): shares cells, lease and fingerprint; has its own
+        read state. ``workdir``: its sidecar folder (default: this handle's; another machine has its own)."""
+        return MemoryBook(name=self.name, workdir=workdir or self.workdir, _store=self._store)
 
     # ------------------------------------------------------------ identity
     @property
@@ -205,10 +206,11 @@ class MemoryBook:
             if keep:
                 store.backups = [*store.backups, copy.deepcopy(store.sheets)][-keep:]
             for patch, values in work:
-                sheet = store.sheet(patch.sheet)
-                if sheet is None:
+                if patch.new is not None:
                     sheet = _Sheet(patch.sheet, patch.new.state, layout=copy.deepcopy(patch.new))
                     store.sheets.append(sheet)
+                else:
+                    sheet = self._sheet(patch.sheet)  # exists: checked above
                 if patch.replace:
                     sheet.cells.clear()
                     sheet.formulas.clear()
@@ -240,9 +242,13 @@ class MemoryBook:
             target.cells, target.formulas = move(target.cells), move(target.formulas)
             self._store.generation += 1
 
-    def add_sheet(self, name: str, rows: list[list[object]] = (), state: str = "visible") -> None:
+    def add_sheet(self, name: str, rows: Sequence[Sequence[object]] = (), state: str = "visible") -> None:
         """A person adds a sheet at the end."""
         with self._store.lock:
+            if any(s.name.casefold() == name.casefold() for s in self._store.sheets) or state not in STATES:
+                raise ValueError(
+                    f'cannot add sheet "{name}" ({state}): the name is taken or the state unknown'
+                )
             sheet = _Sheet(name, state)
             for r, row in enumerate(rows, start=1):
                 for c, value in enumerate(row, start=1):
@@ -305,7 +311,7 @@ def _clean_text(text: str) -> str:
     return text
 
 
-def _stored(value: object, where: str) -> object:
+def _stored(value: Any, where: str) -> object:
     """A written value as the workbook then holds it; PatchError (naming the cell) for what the xlsx writer
     refuses: non-finite numbers, NaT, dates before 1900-01-01, unknown types."""
     if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)):
