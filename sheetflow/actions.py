@@ -8,6 +8,10 @@
     notify       text=...                      email the owner (one digest per rep per run)
     escalate     to=NAME                       mark escalated_at (tickets) and notify NAME
 
+Every action also takes ``repeat=true`` (condition triggers and ``every_run``: act again on each run
+instead of once per occurrence / once a day) and ``include_existing=true`` (edge triggers: fire once for
+the records already there when the rule is first seen, instead of taking them as the baseline).
+
 Params are ``key=value`` pairs separated by ``;`` (or ``,`` before the next ``key=``); values may be quoted.
 Texts may use merge fields like ``{{ first_name }}`` (rendered in Jinja2's sandbox). Every mistake is an
 :class:`ActionError` whose message the caller prefixes with the params cell.
@@ -33,6 +37,19 @@ if TYPE_CHECKING:
     from .tables import Table
 
 ACTIONS = ("send_email", "set", "assign", "enroll", "create_task", "notify", "escalate")
+# Actions whose effect leaves the workbook or adds to it (an email, a task, an enrollment). Of an
+# ``every_run`` rule they happen at most once per record per local day (unless ``repeat=true``): a
+# condition that keeps holding must not mail or task someone on every run (issue 9.6). ``set`` and
+# ``assign`` are idempotent (writing the same value again changes nothing) and run every time.
+SIDE_EFFECTS = frozenset({"send_email", "notify", "escalate", "create_task", "enroll"})
+TRUE_WORDS = ("true", "yes", "sim", "1", "verdadeiro", "x")
+
+
+def flag(params: dict[str, str], key: str) -> bool:
+    """A yes/no param such as ``repeat=true`` or ``include_existing=sim``."""
+    return normalize(params.get(key, "")) in TRUE_WORDS
+
+
 _PAIR = re.compile(
     r'\s*([^=;,]+?)\s*=\s*("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|.*?)\s*(?=(?:[;,]\s*[^=;,"\']+?\s*=)|;|$)'
 )

@@ -138,6 +138,8 @@ def build_patches(
             )
     for item in plan.appends:
         builder.target(item.sheet).append(item.values)
+    if plan.enrollments is not None:
+        enrollments_patch(builder, plan.enrollments)
     if plan.emails:
         from .mail.log import add_to_patches
 
@@ -150,12 +152,32 @@ def build_patches(
     return list(builder.patches.values())
 
 
+def enrollments_patch(builder: PatchBuilder, rows: list[dict[str, Any]]) -> None:
+    """The Enrollments sheet: changed cells of existing rows, new enrollments appended (one bulk patch)."""
+    from .sequences import diff_enrollments
+
+    added, updated = diff_enrollments(builder.tables.get("Enrollments"), rows)
+    if not added and not updated:
+        return
+    target = builder.target("Enrollments")
+    for pos, column, value in updated:
+        builder.set_cell("Enrollments", pos, column, value)
+    for row in added:
+        target.append(row)
+
+
 def runs_row(plan: Plan, finished: Any) -> dict[str, Any]:
     errors = [str(p) for p in plan.errors]
     if len(errors) > MAX_ERRORS_IN_RUNS:
         errors = errors[:MAX_ERRORS_IN_RUNS] + [
             f"... and {len(errors) - MAX_ERRORS_IN_RUNS} more (run sheetflow check)"
         ]
+    # the notes a person should read (baseline, dropped catch-ups, who left a sequence) are kept with
+    # the run, not only printed (issue 10.2)
+    notes = plan.notices[:MAX_ERRORS_IN_RUNS]
+    if len(plan.notices) > len(notes):
+        notes.append(f"... and {len(plan.notices) - len(notes)} more notes")
+    errors += [f"note: {text}" for text in notes]
     return {
         "run_id": plan.run_id,
         "started_at": plan.local_now,
@@ -205,8 +227,13 @@ def state_patch(builder: PatchBuilder, state: State) -> None:
 
 
 def needs_write(plan: Plan, old_state: State) -> bool:
-    """False when the run would only log itself: nothing changed, no errors, state as before."""
-    if plan.changes or plan.appends or plan.errors:
+    """False when the run would only log itself: nothing changed, no errors, state as before.
+
+    A first run always writes: it records the baseline (even of an empty sheet), so contacts typed
+    after it are new (issue 10.1)."""
+    if plan.changes or plan.appends or plan.errors or +plan.added or +plan.updates:
+        return True
+    if not old_state.has_history and plan.mode != "send" and "send" not in plan.stages:
         return True
     return _records_rows(plan.state) != _records_rows(old_state)
 

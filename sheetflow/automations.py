@@ -11,7 +11,14 @@ Per run:
 
 State sections (saved in the workbook's hidden state sheet): ``fired`` (condition triggers that already
 fired, so a date or idle trigger fires once per occurrence), ``pending`` (delayed actions with their due
-time), and the sequence enrollments of :mod:`.sequences`.
+time), ``rules`` (when each rule was first seen: its baseline run), ``daily`` (records an ``every_run``
+rule's side effect reached today, as packed ids), and the sequence enrollments of :mod:`.sequences`.
+
+Baselines: the first run that sees a rule (the workbook's first run, or the run after the rule was added
+or re-enabled) takes the records already there as its baseline, and says so in plain words; an edge
+trigger fires only for what happens afterwards. ``include_existing=true`` in the params fires it once for
+those records instead. ``every_run`` rules with a side effect (:data:`~.actions.SIDE_EFFECTS`) act at
+most once per record per local day; ``repeat=true`` makes them act on every run.
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from dataclasses import dataclass
 
 from .actions import (
     ACTIONS,
+    SIDE_EFFECTS,
     Action,
     ActionError,
     apply_set,
     delay_of,
+    flag,
     parse_action,
     record_fields,
     render_text,
@@ -37,8 +46,25 @@ from .expr import CompiledWhen, WhenError, compile_when
 from .names import normalize
 from .problems import error, note, warning
 from .rulesheets import _enabled, _rule_name, _target_table, _text, schema_for
+from .state import pack_ids, unpack_ids
 from .tables import Table
 from .triggers import Trigger, TriggerError, detect, parse_trigger
+
+NOUNS = {
+    "en": {"Contacts": ("contact", "contacts"), "Deals": ("deal", "deals"), "Tickets": ("ticket", "tickets")},
+    "pt": {
+        "Contacts": ("contato", "contatos"),
+        "Deals": ("negócio", "negócios"),
+        "Tickets": ("chamado", "chamados"),
+    },
+}
+
+
+def count_of(n: int, table: str, lang: str) -> str:
+    """``2 contacts`` / ``1 negócio``: a record count in words."""
+    singular, plural = NOUNS[lang][table]
+    return f"{n} {singular if n == 1 else plural}"
+
 
 MAX_PASSES = 5
 FIRED_KEEP_DAYS = 400
@@ -55,6 +81,12 @@ class AutomationRule:
     delay: dt.timedelta
     repeat: bool
     where: str  # the rule's row, for messages
+    include_existing: bool = False  # edge trigger: fire once for the records there when first seen
+
+    @property
+    def once_a_day(self) -> bool:
+        """An every_run rule whose action has a side effect: at most once per record per day."""
+        return self.trigger.kind == "every_run" and self.action.kind in SIDE_EFFECTS and not self.repeat
 
 
 def known_names(ctx: Context) -> dict[str, set[str]]:
@@ -123,10 +155,48 @@ def load_automations(ctx: Context) -> list[AutomationRule]:
             )
             key = f"{key}#{int(sheet.rows[pos])}"
         seen_keys.add(key)
-        repeat = normalize(action.params.get("repeat", "")) in ("true", "yes", "sim", "1", "verdadeiro")
+        repeat = flag(action.params, "repeat")
+        include = flag(action.params, "include_existing")
+        if include and trigger.kind not in ("new", "entered", "score_reached"):
+            problems.append(
+                warning(
+                    sheet.ref(pos, "params"),
+                    f'include_existing has no effect on a "{trigger.text}" trigger',
+                    "it applies to new, entered: and score_reached: rules"
+                    + (
+                        "; date:, idle: and every_run fire on the first run anyway"
+                        if not trigger.edge
+                        else ""
+                    ),
+                )
+            )
+        if (
+            trigger.kind == "every_run"
+            and action.kind == "send_email"
+            and "last_emailed_at" not in when.columns
+        ):
+            problems.append(
+                warning(
+                    sheet.ref(pos, "trigger"),
+                    f'"{name}" is every_run + send_email: while its condition holds it would email the same '
+                    "record on every run; sheetflow sends it at most once a day per record"
+                    + (" (and repeat=true sends it on every run)" if repeat else ""),
+                    "to send it once, limit when with last_emailed_at (e.g. days_since(last_emailed_at) > 30 "
+                    "or last_emailed_at is empty), or use an idle: or date: trigger",
+                )
+            )
         rules.append(
             AutomationRule(
-                key, name, target.spec.name, trigger, when, action, delay, repeat, sheet.ref(pos, "rule")
+                key,
+                name,
+                target.spec.name,
+                trigger,
+                when,
+                action,
+                delay,
+                repeat,
+                sheet.ref(pos, "rule"),
+                include,
             )
         )
     return rules
@@ -154,19 +224,81 @@ class _Runner:
         self.pending = ctx.section("pending")
         self.today = ctx.plan.local_now.date()
         self.baseline = ctx.state.meta.get("last_run_id") or None
+        self.tag = self.baseline or "start"
+        last_at = ctx.state.meta.get("last_run_at") or ""
+        try:
+            self.since: dt.date | None = dt.datetime.fromisoformat(last_at).date() if last_at else None
+        except ValueError:
+            self.since = None
         catch_up = ctx.settings.number("catch_up_days")
         self.catch_up = int(catch_up) if catch_up is not None else 7
         self.rotting = _rotting_days(ctx)
         self._before: dict[tuple[str, int, str], object] = {}  # a cell's value before its latest write
-        if self.baseline is None and any(r.trigger.edge for r in rules):
-            ctx.plan.problems.append(
-                note(
-                    "Automations",
-                    "first run on this workbook: existing records are "
-                    "recorded as the baseline; new/changed/entered/score_reached rules "
-                    "fire for what happens from now on",
-                )
+        self.daily = _load_daily(ctx.section("daily"), self.today)
+        # rules seen for the first time (the workbook's first run, or added since the last run) take the
+        # records already there as their baseline; a version-1 state did not record rules: all count as seen
+        seen = ctx.section("rules")
+        legacy = ctx.state.has_history and ctx.state.version < 2
+        self.fresh: set[str] = set()
+        for rule in rules:
+            if rule.key not in seen:
+                seen[rule.key] = self.today.isoformat()
+                if not legacy:
+                    self.fresh.add(rule.key)
+        for rule in rules:
+            if rule.key in self.fresh and rule.trigger.edge and not rule.include_existing:
+                self._say_baseline(rule)
+
+    # ------------------------------------------------------------ what people are told
+    def _say_baseline(self, rule: AutomationRule) -> None:
+        table = self.ctx.tables[rule.table]
+        n = (
+            sum(1 for v in table.df["id"].to_numpy(dtype=object) if isinstance(v, str) and v.strip())
+            if len(table)
+            else 0
+        )
+        first = not self.ctx.state.has_history
+        kind, value = rule.trigger.kind, rule.trigger.text.partition(":")[2].strip()
+        en_n, pt_n = count_of(n, rule.table, "en"), count_of(n, rule.table, "pt")
+        en_noun, pt_noun = NOUNS["en"][rule.table][1], NOUNS["pt"][rule.table][1]
+        en_what = {
+            "new": f"{en_noun} added from now on",
+            "entered": f"{en_noun} that enter {value} from now on",
+            "score_reached": f"{en_noun} whose score reaches {value} from now on",
+            "changed": f"changes to {value} from now on",
+        }[kind]
+        pt_what = {
+            "new": f"{pt_noun} incluídos a partir de agora",
+            "entered": f"{pt_noun} que entrarem em {value} a partir de agora",
+            "score_reached": f"{pt_noun} cuja pontuação chegar a {value} a partir de agora",
+            "changed": f"mudanças em {value} a partir de agora",
+        }[kind]
+        en_hint = pt_hint = ""
+        if kind != "changed" and n:
+            en_hint = " — to include them, set include_existing=true in its params"
+            pt_hint = " — para incluí-los, coloque include_existing=true nos parâmetros da regra"
+        label = f'"{rule.name}" ({rule.trigger.text})'
+        if first:
+            en_head = (
+                f"first run: {en_n} already here are the baseline" if n else f"first run: no {en_noun} yet"
             )
+            pt_head = (
+                f"primeira execução: {pt_n} que já estão aqui são a base"
+                if n
+                else f"primeira execução: ainda não há {pt_noun}"
+            )
+            self.ctx.notice(
+                f"{en_head}; {label} fires for {en_what}{en_hint}",
+                f"{pt_head}; {label} dispara para {pt_what}{pt_hint}",
+            )
+        else:
+            self.ctx.notice(
+                f"new rule {label}: {'the ' + en_n + ' already here are its baseline' if n else 'no ' + en_noun + ' yet'}; "
+                f"it fires for {en_what}{en_hint}",
+                f"regra nova {label}: {'os ' + pt_n + ' que já estão aqui são a base dela' if n else 'ainda não há ' + pt_noun}; "
+                f"ela dispara para {pt_what}{pt_hint}",
+            )
+        self.ctx.baseline_said = True
 
     # ------------------------------------------------------------ delayed actions
     def run_pending(self) -> None:
@@ -212,7 +344,7 @@ class _Runner:
 
     # ------------------------------------------------------------ triggers
     def run_passes(self) -> None:
-        written = self.fire(self.rules, tag=self.baseline)
+        written = self.fire(self.rules, tag=self.tag)
         involved: set[str] = set()
         for n in range(2, MAX_PASSES + 1):
             if not written:
@@ -254,7 +386,7 @@ class _Runner:
         chosen = [r for r in rules if r.key in restricts]
         if not chosen:
             return {}
-        return self.fire(chosen, restricts=restricts, befores=befores, tag=f"{self.baseline or 'start'}/p{n}")
+        return self.fire(chosen, restricts=restricts, befores=befores, tag=f"{self.tag}/p{n}")
 
     def fire(
         self,
@@ -262,7 +394,7 @@ class _Runner:
         *,
         restricts: dict[str, set[int]] | None = None,
         befores: dict[str, dict] | None = None,
-        tag: str | None,
+        tag: str,
     ) -> dict[str, list[tuple[int, str, str]]]:
         # detect every rule against the same moment first, then act: a write by one rule in this pass
         # must not look like a user's change to a rule further down (cascades get their own pass)
@@ -272,8 +404,17 @@ class _Runner:
             if not len(table):
                 continue
             restrict = restricts.get(rule.key) if restricts is not None else None
+            # a rule's first run: its edge trigger takes the records there as the baseline, or with
+            # include_existing fires once for them (compared with nothing, as if each were new)
+            existing = restricts is None and rule.key in self.fresh and rule.trigger.edge
+            if existing and not rule.include_existing:
+                continue
             previous = (
-                befores[rule.key] if befores is not None else self.ctx.state.records.get(rule.table, {})
+                befores[rule.key]
+                if befores is not None
+                else {}
+                if existing
+                else self.ctx.state.records.get(rule.table, {})
             )
             try:
                 firing = detect(
@@ -283,25 +424,37 @@ class _Runner:
                     previous,
                     tag,
                     self.today,
+                    gone=frozenset() if existing else self.ctx.state.gone.get(rule.table, frozenset()),
                     catch_up_days=self.catch_up,
                     rotting=self.rotting,
+                    since=self.since if restricts is None else None,
                 )
             except Exception as e:  # noqa: BLE001 - one rule must never stop the others
                 self.ctx.plan.problems.append(error(rule.where, f'trigger of "{rule.name}" failed: {e}'))
                 continue
-            if not firing.positions:
+            if not firing.positions and not firing.dropped:
+                if existing:
+                    self._say_existing(rule, 0)
                 continue
             mask = rule.when.mask(self.ctx.frame(rule.table)).to_numpy(dtype=bool)
             ids = table.df["id"].to_numpy(dtype=object)
+            self._say_dropped(rule, [str(ids[p]).strip() for p in firing.dropped if mask[p]])
             positions, occurrences = [], []
+            today_ids = self.daily.setdefault(rule.key, set()) if rule.once_a_day else None
             for pos, occ in zip(firing.positions, firing.occurrences):
                 if restrict is not None and pos not in restrict:
                     continue
                 if not mask[pos]:
                     continue
-                if rule.repeat and not rule.trigger.edge:
-                    occ = f"{occ}#{self.baseline or 'start'}"
-                key = f"{rule.key}|{str(ids[pos]).strip()}|{occ}"
+                rid = str(ids[pos]).strip()
+                if today_ids is not None:  # every_run + side effect: once per record per local day
+                    if rid in today_ids:
+                        continue
+                    today_ids.add(rid)
+                    occ = f"day@{self.today.isoformat()}"
+                elif rule.repeat and not rule.trigger.edge and rule.trigger.kind != "every_run":
+                    occ = f"{occ}#{self.tag}"
+                key = f"{rule.key}|{rid}|{occ}"
                 if not rule.trigger.edge and rule.trigger.kind != "every_run":
                     if key in self.fired:
                         continue
@@ -320,6 +473,8 @@ class _Runner:
                     continue
                 positions.append(pos)
                 occurrences.append(occ)
+            if existing:
+                self._say_existing(rule, len(positions))
             if positions:
                 firings.append((rule, table, positions, occurrences))
         written: dict[str, list[tuple[int, str, str]]] = {}
@@ -438,11 +593,52 @@ class _Runner:
         self._notify(rule, table, positions, occurrences, to)
         return cells
 
+    def _say_existing(self, rule: AutomationRule, n: int) -> None:
+        en_n, pt_n = count_of(n, rule.table, "en"), count_of(n, rule.table, "pt")
+        self.ctx.notice(
+            f'"{rule.name}" ({rule.trigger.text}) is new here and has include_existing=true: '
+            f"it fires once for the {en_n} already here that match",
+            f'"{rule.name}" ({rule.trigger.text}) é nova aqui e tem include_existing=true: '
+            f"dispara uma vez para os {pt_n} que já estão aqui e atendem à condição",
+        )
+        self.ctx.baseline_said = True
+
+    def _say_dropped(self, rule: AutomationRule, ids: list[str]) -> None:
+        if not ids:
+            return
+        shown = ", ".join(ids[:10]) + (f", +{len(ids) - 10}" if len(ids) > 10 else "")
+        en_n, pt_n = count_of(len(ids), rule.table, "en"), count_of(len(ids), rule.table, "pt")
+        self.ctx.notice(
+            f'"{rule.name}" ({rule.trigger.text}) did not fire for {en_n} whose date passed while '
+            f"sheetflow did not run, more than Settings catch_up_days = {self.catch_up} days ago: {shown}",
+            f'"{rule.name}" ({rule.trigger.text}) não disparou para {pt_n} cuja data passou sem '
+            f"execução do sheetflow há mais de catch_up_days = {self.catch_up} dias: {shown}",
+        )
+
     def prune(self) -> None:
         horizon = (self.today - dt.timedelta(days=FIRED_KEEP_DAYS + self.catch_up)).isoformat()
         for key, day in list(self.fired.items()):
             if day < horizon:
                 del self.fired[key]
+        daily = self.ctx.section("daily")
+        daily.clear()
+        for key, ids in sorted(self.daily.items()):
+            for n, chunk in enumerate(pack_ids(ids), start=1):
+                daily[f"{key}|{n}"] = f"{self.today.isoformat()} {chunk}"
+
+
+def _load_daily(section: dict[str, str], today: dt.date) -> dict[str, set[str]]:
+    """``daily`` state: rule key -> ids its every_run side effect reached today (older days are dropped)."""
+    out: dict[str, set[str]] = {}
+    for key, raw in section.items():
+        day, _, chunk = raw.partition(" ")
+        if day != today.isoformat():
+            continue
+        try:
+            out.setdefault(key.rsplit("|", 1)[0], set()).update(unpack_ids([chunk]))
+        except (ValueError, TypeError):
+            continue
+    return out
 
 
 class _Unavailable(RuntimeError):
@@ -503,6 +699,8 @@ def stage_pipeline(ctx: Context) -> None:
         if not isinstance(rid, str) or not isinstance(stage, str) or not stage.strip():
             continue
         before = seen.get(rid.strip())
+        if before is None and rid.strip() in ctx.state.gone.get("Deals", ()):
+            continue  # a deal that was cut and pasted back: not new, its stage date stays
         old = (before or {}).get("stage")
         if before is None or not isinstance(old, str) or normalize(old) != normalize(stage):
             positions.append(pos)

@@ -339,14 +339,17 @@ def print_reps(console: Console, plan: Plan) -> None:
 
 
 def print_plan(console: Console, plan: Plan, *, limit: int = 40) -> None:
-    counts = plan.counts()
-    if plan.empty:
+    """The plan: one line naming every write (never "no changes" when something is written), the
+    changed cells, new rows, emails and delayed actions, then the notes a person should read."""
+    writes = plan.writes()
+    if not writes:
         console.print("[green]plan:[/] no changes")
         print_pending(console, plan, limit=limit)
+        print_notices(console, plan)
         return
     console.print(
         f"[bold]plan[/] ({plan.mode}, run {plan.run_id}, now {plan.local_now:%Y-%m-%d %H:%M}): "
-        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        + _escape("; ".join(writes))
     )
     table = RichTable(show_lines=False, header_style="bold")
     for column in ("cell", "record", "column", "from", "to", "rule"):
@@ -361,6 +364,13 @@ def print_plan(console: Console, plan: Plan, *, limit: int = 40) -> None:
     print_rows(console, plan, limit=limit)
     print_emails(console, plan, limit=limit)
     print_pending(console, plan, limit=limit)
+    print_notices(console, plan)
+
+
+def print_notices(console: Console, plan: Plan) -> None:
+    """What a person should know about this run (baseline, dropped catch-ups, who left a sequence)."""
+    for text in plan.notices:
+        console.print(f"[cyan]note[/] {_escape(text)}")
 
 
 def print_rows(console: Console, plan: Plan, *, limit: int = 40) -> None:

@@ -40,12 +40,20 @@ class Context:
     frames: dict[str, Frame] = field(default_factory=dict)
     memory: dict[str, dict[str, str]] = field(default_factory=dict)  # state sections this run leaves
     tracked: dict[str, set[str]] = field(default_factory=dict)  # extra columns to remember per table
+    baseline_said: bool = False  # a stage already told people about this run's baseline
 
     def section(self, name: str) -> dict[str, str]:
         """A state section (e.g. round-robin pointers) as this run will save it; starts as last run's."""
         if name not in self.memory:
             self.memory[name] = dict(self.state.sections.get(name, {}))
         return self.memory[name]
+
+    def notice(self, en: str, pt: str) -> None:
+        """Something a person should read after this run (baseline, dropped catch-ups, who left a
+        sequence), in the workbook's language; ``run`` prints it and the Runs row keeps it."""
+        text = pt if self.portuguese else en
+        if text not in self.plan.notices:
+            self.plan.notices.append(text)
 
     def append(self, sheet: str, values: dict[str, object], rule: str = "") -> None:
         """Append a row to an output sheet (Tasks, ...), values by canonical column."""
@@ -245,14 +253,14 @@ def remember(ctx: Context) -> State:
     old = ctx.state
     sections = {k: dict(v) for k, v in old.sections.items()}
     sections.update({k: dict(v) for k, v in ctx.memory.items()})
-    new = State(meta=dict(old.meta), sections=sections)
+    new = State(meta=dict(old.meta), sections=sections, gone={k: set(v) for k, v in old.gone.items()})
     for name, base in TRACKED.items():
         columns = tuple(dict.fromkeys((*base, *sorted(ctx.tracked.get(name, ())))))
         table = ctx.tables[name]
         seen = new.seen(name)
         previous = old.records.get(name, {})
         if not len(table):
-            seen.update(previous)
+            seen.update(previous)  # a sheet emptied or missing for a run: keep what was seen
             continue
         ids = table.df["id"].to_numpy(dtype=object)
         cols = {c: _json_column(table.df[c]) for c in columns if c in table.df}
@@ -262,11 +270,19 @@ def remember(ctx: Context) -> State:
             rid = ids[pos]
             if isinstance(rid, str) and rid.strip():
                 seen[rid.strip()] = dict(zip(names, values))
+        # tombstones: ids seen before and no longer in the sheet are remembered (id only), so a row cut
+        # and pasted back later is not "new" again; an id that is back leaves the tombstones
+        gone = new.gone.setdefault(name, set())
+        gone.update(rid for rid in previous if rid not in seen)
+        gone.difference_update(seen)
+        if not gone:
+            del new.gone[name]
     new.meta.update(
         version=VERSION,
         last_run_id=ctx.plan.run_id,
         last_run_at=ctx.plan.local_now.isoformat(timespec="seconds"),
     )
+    new.meta.setdefault("baseline_at", ctx.plan.local_now.isoformat(timespec="seconds"))
     return new
 
 
@@ -343,7 +359,35 @@ def plan_run(
 
     plan.report, plan.report_bold = build(ctx)
     plan.state = remember(ctx)
+    plan.first_run = not state.has_history
+    if plan.first_run and not ctx.baseline_said:
+        _say_first_run(ctx)
+    plan.state_changed = _remembered(plan.state) != _remembered(state)
     return plan
+
+
+def _remembered(state: State) -> list[list[str]]:
+    """What a state remembers, without the run bookkeeping (last run id/time change on every run)."""
+    return [r for r in state.rows()[1:] if r[0] != "meta"]
+
+
+def _say_first_run(ctx: Context) -> None:
+    """The first run records what is there as the baseline; say it, with what it means for later runs."""
+    en, pt = [], []
+    for name in contract.RECORD_SHEETS:
+        table = ctx.tables[name]
+        if table.exists:
+            n = sum(1 for v in table.df["id"].to_numpy(dtype=object) if isinstance(v, str) and v.strip())
+            from .automations import count_of
+
+            en.append(count_of(n, name, "en"))
+            pt.append(count_of(n, name, "pt"))
+    ctx.notice(
+        f"first run: the baseline is recorded ({', '.join(en) or 'no records yet'}); rules with new, changed:, "
+        "entered: or score_reached: triggers fire for what happens from now on",
+        f"primeira execução: a base foi registrada ({', '.join(pt) or 'ainda sem registros'}); regras com "
+        "gatilhos new, changed:, entered: ou score_reached: disparam para o que acontecer a partir de agora",
+    )
 
 
 def _copy(table: Table) -> Table:

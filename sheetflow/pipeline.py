@@ -169,7 +169,6 @@ def _execute(
     transport,
     write_state: bool = True,
 ) -> RunResult:
-    from .mail import log as mail_log
     from .mail.sender import Mailer, preview
 
     say = progress or (lambda _msg: None)
@@ -183,6 +182,7 @@ def _execute(
         plan = make_plan(loaded, now, "dry-run")
         plan.problems[:0] = loaded.problems
         Mailer(book, loaded.settings, outbox=outbox_path).prepare(plan, loaded.tables, dry_run=True)
+        _decide_writes(plan, loaded)
         previews = preview(plan, outbox_path) if outbox_path is not None and plan.emails else []
         return RunResult(plan, False, book.address, previews=previews)
     started = time.monotonic()
@@ -195,8 +195,7 @@ def _execute(
         mailer = Mailer(book, loaded.settings, outbox=outbox_path, transport=transport)
         try:
             mailer.prepare(plan, loaded.tables)
-            emails_changed = mail_log.needs_write(loaded.tables, plan.emails)
-            if not emails_changed and not needs_write(plan, loaded.state):
+            if not _decide_writes(plan, loaded):
                 return RunResult(plan, False, book.address)
             mailer.queue(plan)
             say("writing")
@@ -229,6 +228,21 @@ def _execute(
             mailer.close()
 
 
+def _decide_writes(plan: Plan, loaded: Loaded) -> bool:
+    """Whether the run writes, and what besides the plan's own items (Emails and Enrollments rows of
+    earlier runs updated, Enrollments rows added), so the summary lists every write (issue 10.2)."""
+    from .mail import log as mail_log
+    from .sequences import diff_enrollments
+
+    plan.updates["Emails"] = sum(1 for e in plan.emails if mail_log.row_updates(loaded.tables, e))
+    if plan.enrollments is not None:
+        added, updated = diff_enrollments(loaded.tables.get("Enrollments"), plan.enrollments)
+        plan.added["Enrollments"] = len(added)
+        plan.updates["Enrollments"] = len(updated)
+    plan.will_write = mail_log.needs_write(loaded.tables, plan.emails) or needs_write(plan, loaded.state)
+    return plan.will_write
+
+
 def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | None = None) -> list[Problem]:
     """Every problem of a workbook: sheets, headers, cell types, rules, templates, settings.
 
@@ -249,6 +263,7 @@ def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | N
                 problems.append(note(table.sheet, "columns not present: " + ", ".join(missing)))
     plan = plan_run(tables, loaded.settings, loaded.state, _aware(now), mode="dry-run")
     problems += [p for p in plan.problems if p.severity is not Severity.NOTE]
+    problems += [note("", text) for text in plan.notices]
     problems += check_other_rules(tables)
     problems += check_assignment(tables)
     problems += check_templates(tables, loaded.settings)

@@ -92,6 +92,13 @@ class Plan:
     report: list[list[Any]] = field(default_factory=list)  # the Report sheet's rows (report.build)
     report_bold: set[int] = field(default_factory=set)
     mail: Any = field(default=None, repr=False, compare=False)  # the email planner's working state
+    notices: list[str] = field(default_factory=list)  # plain words for people (baseline, ...), see Context
+    first_run: bool = False  # no earlier run: this run records the baseline
+    state_changed: bool = False  # the state sheet differs from what was read (set by the engine)
+    enrollments: list[dict[str, Any]] | None = None  # the Enrollments sheet's rows (None: not planned)
+    will_write: bool | None = None  # the pipeline's decision (None: not decided, e.g. a bare engine plan)
+    updates: Counter = field(default_factory=Counter)  # sheet -> rows of earlier runs updated in place
+    added: Counter = field(default_factory=Counter)  # sheet -> rows appended besides ``appends``
 
     @property
     def errors(self) -> list[Problem]:
@@ -108,12 +115,72 @@ class Plan:
                 c[f"emails {'due' if email.due else email.status}"] += 1
         return c
 
+    @property
+    def writes_anything(self) -> bool:
+        if self.will_write is not None:
+            return self.will_write
+        return not self.empty or self.state_changed or self.first_run
+
+    def writes(self) -> list[str]:
+        """Everything this plan writes, in words: cells, rows appended and updated, emails, state.
+
+        Issue 10.2: the summary never says "no changes" while something is written, and lists each
+        kind of write, so the terminal, the Runs sheet and the file always agree. Empty when nothing
+        at all is written.
+        """
+        if not self.writes_anything:
+            return []
+        parts: list[str] = []
+        if self.changes:
+            cells: Counter = Counter(f"{ch.table}.{ch.column}" for ch in self.changes)
+            parts.append(
+                f"{len(self.changes)} {'cell' if len(self.changes) == 1 else 'cells'} ("
+                + ", ".join(f"{k} {v}" for k, v in sorted(cells.items()))
+                + ")"
+            )
+        rows: Counter = Counter()
+        if self.changes:
+            rows["Activity"] += len(self.changes)
+        for ap in self.appends:
+            rows[ap.sheet] += 1
+        new_emails = sum(1 for e in self.emails if e.log_position is None)
+        if new_emails:
+            rows["Emails"] += new_emails
+        rows.update(self.added)
+        rows["Runs"] += 1
+        parts.append("rows added: " + ", ".join(f"{k} {v}" for k, v in sorted((+rows).items())))
+        if +self.updates:
+            parts.append("rows updated: " + ", ".join(f"{k} {v}" for k, v in sorted((+self.updates).items())))
+        emails = self.email_counts()
+        if emails:
+            parts.append("emails: " + ", ".join(f"{v} {k}" for k, v in emails.items()))
+        if self.first_run:
+            parts.append("state: baseline recorded")
+        elif self.state_changed:
+            parts.append("state updated")
+        if self.report:
+            parts.append("Report rebuilt")
+        return parts
+
+    def email_counts(self) -> dict[str, int]:
+        """Emails of this plan by what happens to them: sent now, left planned, skipped, settled."""
+        c: Counter = Counter()
+        for email in self.emails:
+            if email.due:
+                c["to send now"] += 1
+            elif email.status == "planned":
+                c["left planned"] += 1
+            elif email.log_position is None or email.status == "skipped":
+                c[email.status] += 1
+        order = ("to send now", "left planned", "skipped")
+        return {k: c[k] for k in (*order, *sorted(set(c) - set(order))) if c[k]}
+
     def summary(self) -> str:
-        """One line for the Runs sheet and the terminal."""
-        parts = [f"{len(self.changes)} cell changes"]
-        parts += [f"{k} {v}" for k, v in sorted(self.counts().items())]
+        """One line for the Runs sheet and the terminal: every write (``no changes`` only when nothing
+        at all is written), then the problem counts."""
+        parts = self.writes() or ["no changes"]
         errors = len(self.errors)
-        warnings = len(self.problems) - errors
+        warnings = sum(1 for p in self.problems if p.severity.value == "warning")
         parts.append(f"{errors} errors, {warnings} warnings")
         return "; ".join(parts)
 

@@ -8,6 +8,12 @@ one step of a sequence goes out per contact per run, so a run after a long pause
 
 Enrollments live in the state section ``sequences`` (``SEQUENCE|contact id`` -> JSON), saved with the
 workbook. Deals and tickets enroll their linked contact (``contact_id``).
+
+People see them in the ``Enrollments`` output sheet (pt-BR ``Inscrições``, issue 10.3): one row per
+enrollment (a re-enrollment after the sequence ended is a new row) with the current step, when the next
+step is due, the status and why someone left. Each run updates the cells that changed and appends rows
+for new enrollments; rows are found by their ``key`` column (``sequence|contact id|n``), so a team may
+sort or filter the sheet, and rows the log cap moved to the archive are not recreated.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .coerce import MAX_SHIFT_DAYS as MAX_DAYS
+from .coerce import as_text, to_cell
 from .engine import Context
 from .expr import CompiledWhen, WhenError, compile_when
 from .names import normalize
-from .problems import error, note
+from .problems import error
 from .rulesheets import schema_for
 from .tables import Table
 
@@ -109,6 +116,7 @@ def enroll(ctx: Context, table: Table, positions: list[int], sequence: str, rule
                 "status": "active",
                 "by": rule,
                 "n": (current or {}).get("n", 0) + 1,
+                "sequence": sequence.strip(),
             }
         )
 
@@ -120,11 +128,17 @@ def _contact_ids(ctx: Context, table: Table, positions: list[int]) -> list[str]:
 
 
 def stage_sequences(ctx: Context) -> None:
-    """Send the next due step of every active enrollment, or end it."""
+    """Send the next due step of every active enrollment, or end it; then plan the Enrollments sheet."""
     enrollments = ctx.section(SECTION)
     if not enrollments:
+        ctx.plan.enrollments = []
         return
     sequences = load_sequences(ctx)
+    _advance(ctx, enrollments, sequences)
+    ctx.plan.enrollments = enrollment_rows(ctx, enrollments, sequences)
+
+
+def _advance(ctx: Context, enrollments: dict[str, str], sequences: dict[str, list[Step]]) -> None:
     contacts = ctx.tables["Contacts"]
     index = {
         v.strip(): i
@@ -159,6 +173,7 @@ def stage_sequences(ctx: Context) -> None:
                 mask = masks[id(stop)] = stop.mask(frame).to_numpy(dtype=bool)
             if mask[pos]:
                 reason = "stop_when holds"
+                item["stop"] = stop.source
         if reason:
             _end(enrollments, key, item, reason, ctx)
             continue
@@ -169,7 +184,7 @@ def stage_sequences(ctx: Context) -> None:
         due_by_template.setdefault((name, step.template, item.get("by", "")), []).append((pos, occurrence))
         item.update(step=done + 1, at=ctx.plan.local_now.isoformat(timespec="seconds"))
         if done + 1 >= len(steps):
-            item["status"] = "finished"
+            item.update(status="finished", ended=item["at"])
         enrollments[key] = json.dumps(item)
     from .automations import _mail
 
@@ -211,5 +226,142 @@ def _end(enrollments: dict[str, str], key: str, item: dict, reason: str, ctx: Co
         ended=ctx.plan.local_now.isoformat(timespec="seconds"),
     )
     enrollments[key] = json.dumps(item)
-    if reason not in ("finished",):
-        ctx.plan.problems.append(note("Sequences", f"{key.replace('|', ': ')} left the sequence ({reason})"))
+    if reason != "finished":
+        name, _, cid = key.partition("|")
+        who = _contact_name(ctx, cid)
+        sequence = item.get("sequence") or name
+        ctx.notice(
+            f'{who} left sequence "{sequence}": {_reason_text(item, "en")}',
+            f'{who} saiu da sequência "{sequence}": {_reason_text(item, "pt")}',
+        )
+
+
+# ---------------------------------------------------------------- the Enrollments sheet
+
+STATUS_TEXT = {
+    "en": {"active": "active", "finished": "finished", "stopped": "left"},
+    "pt": {"active": "ativa", "finished": "concluída", "stopped": "saiu"},
+}
+REASON_TEXT = {
+    "en": {
+        "unsubscribed": "unsubscribed",
+        "replied": "replied",
+        "stop_when holds": "stop_when holds: {stop}",
+        "contact removed": "the contact is no longer in Contacts",
+        "sequence removed": "the sequence is no longer in Sequences",
+    },
+    "pt": {
+        "unsubscribed": "descadastrou",
+        "replied": "respondeu",
+        "stop_when holds": "parar_quando vale: {stop}",
+        "contact removed": "o contato não está mais em Contatos",
+        "sequence removed": "a sequência não está mais em Sequências",
+    },
+}
+
+
+def _reason_text(item: dict, lang: str) -> str:
+    reason = item.get("reason") or ""
+    if item.get("status") != "stopped" or not reason:
+        return ""
+    return REASON_TEXT[lang].get(reason, reason).format(stop=item.get("stop") or "")
+
+
+def _contact_name(ctx: Context, cid: str) -> str:
+    """``Ana Souza (C-00001)``; just the id when the contact is gone or has no name."""
+    contacts = ctx.tables["Contacts"]
+    if len(contacts):
+        ids = contacts.df["id"].to_numpy(dtype=object)
+        for pos, rid in enumerate(ids):
+            if isinstance(rid, str) and rid.strip() == cid:
+                name = " ".join(
+                    str(v).strip()
+                    for v in (
+                        contacts.df[c].iloc[pos] for c in ("first_name", "last_name") if c in contacts.df
+                    )
+                    if isinstance(v, str) and v.strip()
+                )
+                if not name and "email" in contacts.df and isinstance(contacts.df["email"].iloc[pos], str):
+                    name = contacts.df["email"].iloc[pos].strip()
+                return f"{name} ({cid})" if name else cid
+    return cid
+
+
+def enrollment_rows(
+    ctx: Context, enrollments: dict[str, str], sequences: dict[str, list[Step]]
+) -> list[dict[str, object]]:
+    """The Enrollments sheet as this run leaves it: one row per enrollment, by canonical column."""
+    lang = "pt" if ctx.portuguese else "en"
+    contacts = ctx.tables["Contacts"]
+    names: dict[str, str] = {}
+    if len(contacts):
+        df = contacts.df
+        parts = [df[c].to_numpy(dtype=object) for c in ("first_name", "last_name") if c in df]
+        emails = df["email"].to_numpy(dtype=object) if "email" in df else [None] * len(df)
+        for pos, rid in enumerate(df["id"].to_numpy(dtype=object)):
+            if isinstance(rid, str) and rid.strip():
+                name = " ".join(p[pos].strip() for p in parts if isinstance(p[pos], str) and p[pos].strip())
+                names[rid.strip()] = name or (emails[pos].strip() if isinstance(emails[pos], str) else "")
+    rows = []
+    for key, raw in enrollments.items():
+        item = json.loads(raw)
+        name, _, cid = key.partition("|")
+        steps = sequences.get(name) or []
+        done = int(item.get("step", 0))
+        status = item.get("status", "active")
+        next_at = None
+        if status == "active" and done < len(steps):
+            last = dt.datetime.fromisoformat(item["at"]).date()
+            next_at = dt.datetime.combine(last + dt.timedelta(days=steps[done].delay_days), dt.time())
+        of = "de" if lang == "pt" else "of"
+        rows.append(
+            {
+                "sequence": item.get("sequence") or name,
+                "contact_id": cid,
+                "contact": names.get(cid, ""),
+                "step": f"{done} {of} {len(steps)}" if steps else str(done),
+                "next_step_at": next_at,
+                "status": STATUS_TEXT[lang].get(status, status),
+                "reason": _reason_text(item, lang),
+                "enrolled_at": dt.datetime.fromisoformat(item["since"]),
+                "updated_at": dt.datetime.fromisoformat(item.get("ended") or item["at"]),
+                "rule": item.get("by", ""),
+                "key": f"{key}|{item.get('n', 1)}",
+            }
+        )
+    rows.sort(key=lambda r: (r["enrolled_at"], r["key"]))
+    return rows
+
+
+def diff_enrollments(
+    table: Table | None, rows: list[dict[str, object]]
+) -> tuple[list[dict[str, object]], list[tuple[int, str, object]]]:
+    """Rows to append and ``(position, column, value)`` cells to update so the sheet shows ``rows``.
+
+    Rows are matched by ``key``; a row whose key is not in the sheet is appended, cells that already
+    show the value are left alone (so an unchanged run writes nothing here).
+    """
+    index: dict[str, int] = {}
+    if table is not None and table.exists and len(table) and "key" in table.df:
+        for pos, key in enumerate(table.df["key"].to_numpy(dtype=object).tolist()):
+            if isinstance(key, str) and key.strip():
+                index[key.strip()] = pos
+    added: list[dict[str, object]] = []
+    updates: list[tuple[int, str, object]] = []
+    for row in rows:
+        pos = index.get(str(row["key"]))
+        if pos is None:
+            added.append(row)
+            continue
+        df = table.df
+        for column, value in row.items():
+            if column not in df or not _same(df[column].iloc[pos], value):
+                updates.append((pos, column, value))
+    return added, updates
+
+
+def _same(old: object, new: object) -> bool:
+    old, new = to_cell(old), to_cell(new)
+    if isinstance(old, dt.datetime) and isinstance(new, dt.datetime):
+        return abs((old - new).total_seconds()) < 1
+    return (as_text(old) or "") == (as_text(new) or "")

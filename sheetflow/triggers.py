@@ -16,16 +16,22 @@ twice.
                         the deal stage's ``rotting_days``
     every_run           every run
 
-The very first run on a workbook (no earlier run at all) records a baseline: edge triggers do not fire
-for records that already exist, so adding a welcome-email rule to a 5,000-contact sheet does not email
-5,000 people. Condition triggers (date, idle, every_run) do fire on the first run.
+Baselines (decided by :mod:`.automations`, which calls :func:`detect`): the first run on a workbook, and
+the first run that sees a rule, record a baseline for that rule: its edge trigger does not fire for the
+records already there, so adding a welcome-email rule to a 5,000-contact sheet does not email 5,000 people
+— unless the rule's params say ``include_existing=true``, which fires it once for the records present
+then. Condition triggers (date, idle, every_run) do fire on the first run.
+
+Records whose id was seen once and then disappeared (tombstones, :class:`~sheetflow.state.State`) are not
+``new`` when they come back, and their edge triggers compare from the values they come back with: a row
+cut and pasted back does not fire ``new`` or ``entered:`` again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -150,6 +156,7 @@ def _stage_key(text: object, table: str) -> str:
 class Firing:
     positions: list[int]
     occurrences: list[str]
+    dropped: list[int] = field(default_factory=list)  # date: missed since the last run, past catch-up
 
 
 def detect(
@@ -157,26 +164,32 @@ def detect(
     table_name: str,
     df: pd.DataFrame,
     previous: dict[str, dict],
-    baseline: str | None,
+    tag: str,
     today: dt.date,
     *,
+    gone: set[str] | frozenset[str] = frozenset(),
     catch_up_days: int = 7,
     rotting: dict[str, float] | None = None,
+    since: dt.date | None = None,
 ) -> Firing:
-    """Records the trigger holds for now, with their occurrence ids (before ``when`` and fire-once)."""
+    """Records the trigger holds for now, with their occurrence ids (before ``when`` and fire-once).
+
+    ``previous``: id -> values the last run saw; ``gone``: ids seen once and since removed (tombstones);
+    ``tag``: the last completed run's id (``"start"`` before the first), part of edge occurrences.
+    ``since``: the last run's day; a ``date:`` target after it but older than ``catch_up_days`` is
+    returned in ``dropped`` (missed because no run happened in time, and too old to catch up).
+    """
     ids = df["id"].to_numpy(dtype=object)
     n = len(df)
     has_id = np.asarray([isinstance(v, str) and bool(v.strip()) for v in ids], dtype=bool)
     seen = np.asarray([isinstance(v, str) and v.strip() in previous for v in ids], dtype=bool)
-    tag = baseline or "start"
+    back = np.asarray([isinstance(v, str) and v.strip() in gone for v in ids], dtype=bool) & ~seen
     if trigger.kind == "every_run":
         hits = np.flatnonzero(has_id)
         return Firing(hits.tolist(), [f"run@{tag}"] * len(hits))
     if trigger.kind in EDGE:
-        if baseline is None:  # the first run ever only records a baseline
-            return Firing([], [])
         if trigger.kind == "new":
-            hits = np.flatnonzero(has_id & ~seen)
+            hits = np.flatnonzero(has_id & ~seen & ~back)
             return Firing(hits.tolist(), ["new"] * len(hits))
         now_values = _comparable(df.get(trigger.column), n)
         before = [
@@ -184,7 +197,7 @@ def detect(
             for v in ids
         ]
         positions: list[int] = []
-        for pos in np.flatnonzero(has_id).tolist():
+        for pos in np.flatnonzero(has_id & ~back).tolist():
             old, new = before[pos], now_values[pos]
             if trigger.kind == "changed":
                 if seen[pos] and old is not _MISSING and _same(old, new) is False:
@@ -216,7 +229,11 @@ def detect(
         ok = (target <= today_ts) & (target >= today_ts - pd.Timedelta(days=catch_up_days))
         hits = np.flatnonzero(ok.fillna(False).to_numpy(dtype=bool) & has_id)
         days = target.iloc[hits].dt.strftime("%Y-%m-%d").tolist()
-        return Firing(hits.tolist(), [f"date:{trigger.column}{trigger.days:+d}d@{d}" for d in days])
+        dropped: list[int] = []
+        if since is not None:
+            stale = (target > pd.Timestamp(since)) & (target < today_ts - pd.Timedelta(days=catch_up_days))
+            dropped = np.flatnonzero(stale.fillna(False).to_numpy(dtype=bool) & has_id).tolist()
+        return Firing(hits.tolist(), [f"date:{trigger.column}{trigger.days:+d}d@{d}" for d in days], dropped)
     # idle
     column = trigger.column if trigger.column in df else None
     last = pd.to_datetime(df[column]) if column else pd.Series(pd.NaT, index=df.index)
