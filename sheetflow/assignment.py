@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import hashlib
 import heapq
 import json
 import math
@@ -927,12 +928,30 @@ class Assigner:
             else:  # a rep without an e-mail address learns it from the Tasks sheet
                 tasks[rep.key] = (rep.name, [self._notice(records)], {t for t, _ in records})
         fallback = self.ctx.settings.text("fallback_owner").strip()
+        # the fallback task is made once per set of records nobody could take, not on every run while
+        # the same records wait (issue 9.6): the set's fingerprint is remembered in the state
+        memory = self.ctx.section("stranded")
+        stranded = sorted(
+            f"{rule.table}|{self.table(rule.table).ids[p]}"
+            for rule, positions, _ in self.stranded.values()
+            for p in positions
+        )
+        fingerprint = (
+            normalize(fallback) + " " + hashlib.sha256("\n".join(stranded).encode()).hexdigest()[:20]
+            if stranded and fallback
+            else ""
+        )
+        told = fingerprint and memory.get("fallback") == fingerprint
         for rule, positions, others in self.stranded.values():
             text = self._stranded(rule, positions, others, fallback)
-            if fallback:
+            if fallback and not told:
                 name, texts, kinds = tasks.setdefault(normalize(fallback), (fallback, [], set()))
                 texts.append(text)
                 kinds.add(rule.table)
+        if fingerprint:
+            memory["fallback"] = fingerprint
+        else:
+            memory.pop("fallback", None)
         at = self.ctx.plan.local_now
         for name, texts, kinds in tasks.values():
             self.ctx.append(

@@ -258,21 +258,10 @@ class _Runner:
             else 0
         )
         first = not self.ctx.state.has_history
-        kind, value = rule.trigger.kind, rule.trigger.text.partition(":")[2].strip()
+        kind = rule.trigger.kind
         en_n, pt_n = count_of(n, rule.table, "en"), count_of(n, rule.table, "pt")
         en_noun, pt_noun = NOUNS["en"][rule.table][1], NOUNS["pt"][rule.table][1]
-        en_what = {
-            "new": f"{en_noun} added from now on",
-            "entered": f"{en_noun} that enter {value} from now on",
-            "score_reached": f"{en_noun} whose score reaches {value} from now on",
-            "changed": f"changes to {value} from now on",
-        }[kind]
-        pt_what = {
-            "new": f"{pt_noun} incluídos a partir de agora",
-            "entered": f"{pt_noun} que entrarem em {value} a partir de agora",
-            "score_reached": f"{pt_noun} cuja pontuação chegar a {value} a partir de agora",
-            "changed": f"mudanças em {value} a partir de agora",
-        }[kind]
+        en_what, pt_what = _what(rule)
         en_hint = pt_hint = ""
         if kind != "changed" and n:
             en_hint = " — to include them, set include_existing=true in its params"
@@ -292,11 +281,11 @@ class _Runner:
                 f"{pt_head}; {label} dispara para {pt_what}{pt_hint}",
             )
         else:
+            en_base = f"the {en_n} already here are its baseline" if n else f"no {en_noun} yet"
+            pt_base = f"os {pt_n} que já estão aqui são a base dela" if n else f"ainda não há {pt_noun}"
             self.ctx.notice(
-                f"new rule {label}: {'the ' + en_n + ' already here are its baseline' if n else 'no ' + en_noun + ' yet'}; "
-                f"it fires for {en_what}{en_hint}",
-                f"regra nova {label}: {'os ' + pt_n + ' que já estão aqui são a base dela' if n else 'ainda não há ' + pt_noun}; "
-                f"ela dispara para {pt_what}{pt_hint}",
+                f"new rule {label}: {en_base}; it fires for {en_what}{en_hint}",
+                f"regra nova {label}: {pt_base}; ela dispara para {pt_what}{pt_hint}",
             )
         self.ctx.baseline_said = True
 
@@ -595,11 +584,14 @@ class _Runner:
 
     def _say_existing(self, rule: AutomationRule, n: int) -> None:
         en_n, pt_n = count_of(n, rule.table, "en"), count_of(n, rule.table, "pt")
+        first = not self.ctx.state.has_history
         self.ctx.notice(
-            f'"{rule.name}" ({rule.trigger.text}) is new here and has include_existing=true: '
-            f"it fires once for the {en_n} already here that match",
-            f'"{rule.name}" ({rule.trigger.text}) é nova aqui e tem include_existing=true: '
-            f"dispara uma vez para os {pt_n} que já estão aqui e atendem à condição",
+            ("first run: " if first else "new rule ")
+            + f'"{rule.name}" ({rule.trigger.text}) has include_existing=true: it fires once for the '
+            f"{en_n} already here that match, then for {_what(rule)[0]}",
+            ("primeira execução: " if first else "regra nova ")
+            + f'"{rule.name}" ({rule.trigger.text}) tem include_existing=true: dispara uma vez para os '
+            f"{pt_n} que já estão aqui e atendem à condição, depois para {_what(rule)[1]}",
         )
         self.ctx.baseline_said = True
 
@@ -625,6 +617,26 @@ class _Runner:
         for key, ids in sorted(self.daily.items()):
             for n, chunk in enumerate(pack_ids(ids), start=1):
                 daily[f"{key}|{n}"] = f"{self.today.isoformat()} {chunk}"
+
+
+def _what(rule: AutomationRule) -> tuple[str, str]:
+    """What an edge rule fires for after its baseline, in words (en, pt-BR)."""
+    value = rule.trigger.text.partition(":")[2].strip()
+    en_noun, pt_noun = NOUNS["en"][rule.table][1], NOUNS["pt"][rule.table][1]
+    kind = rule.trigger.kind
+    en = {
+        "new": f"{en_noun} added from now on",
+        "entered": f"{en_noun} that enter {value} from now on",
+        "score_reached": f"{en_noun} whose score reaches {value} from now on",
+        "changed": f"changes to {value} from now on",
+    }[kind]
+    pt = {
+        "new": f"{pt_noun} incluídos a partir de agora",
+        "entered": f"{pt_noun} que entrarem em {value} a partir de agora",
+        "score_reached": f"{pt_noun} cuja pontuação chegar a {value} a partir de agora",
+        "changed": f"mudanças em {value} a partir de agora",
+    }[kind]
+    return en, pt
 
 
 def _load_daily(section: dict[str, str], today: dt.date) -> dict[str, set[str]]:

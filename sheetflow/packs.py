@@ -19,6 +19,7 @@ from .problems import UsageError
 RULE_SHEETS = ("Scoring", "Assignment", "Automations", "Sequences", "Templates", "Settings", "Stages")
 DEFAULT_PACKS = (
     "b2b-lead-scoring",
+    "welcome",
     "onboarding",
     "renewals",
     "reactivation",

@@ -238,7 +238,7 @@ def _decide_writes(plan: Plan, loaded: Loaded) -> bool:
     if plan.enrollments is not None:
         added, updated = diff_enrollments(loaded.tables.get("Enrollments"), plan.enrollments)
         plan.added["Enrollments"] = len(added)
-        plan.updates["Enrollments"] = len(updated)
+        plan.updates["Enrollments"] = len({pos for pos, _, _ in updated})
     plan.will_write = mail_log.needs_write(loaded.tables, plan.emails) or needs_write(plan, loaded.state)
     return plan.will_write
 

@@ -13,7 +13,9 @@ People see them in the ``Enrollments`` output sheet (pt-BR ``Inscrições``, iss
 enrollment (a re-enrollment after the sequence ended is a new row) with the current step, when the next
 step is due, the status and why someone left. Each run updates the cells that changed and appends rows
 for new enrollments; rows are found by their ``key`` column (``sequence|contact id|n``), so a team may
-sort or filter the sheet, and rows the log cap moved to the archive are not recreated.
+sort or filter the sheet. The row of an enrollment that ended is not written again once it is gone from the
+sheet (the log cap moved it to the archive), unless the enrollment changes in this run; an active
+enrollment always has its row.
 """
 
 from __future__ import annotations
@@ -292,6 +294,7 @@ def enrollment_rows(
 ) -> list[dict[str, object]]:
     """The Enrollments sheet as this run leaves it: one row per enrollment, by canonical column."""
     lang = "pt" if ctx.portuguese else "en"
+    now = ctx.plan.local_now.isoformat(timespec="seconds")
     contacts = ctx.tables["Contacts"]
     names: dict[str, str] = {}
     if len(contacts):
@@ -327,6 +330,9 @@ def enrollment_rows(
                 "updated_at": dt.datetime.fromisoformat(item.get("ended") or item["at"]),
                 "rule": item.get("by", ""),
                 "key": f"{key}|{item.get('n', 1)}",
+                # an ended enrollment whose row is not in the sheet (the log cap archived it, or it ended
+                # before the sheet existed) is not written again; one that changed in this run is
+                "_show": status == "active" or (item.get("ended") or item["at"]) == now,
             }
         )
     rows.sort(key=lambda r: (r["enrolled_at"], r["key"]))
@@ -350,11 +356,13 @@ def diff_enrollments(
     updates: list[tuple[int, str, object]] = []
     for row in rows:
         pos = index.get(str(row["key"]))
+        values = {k: v for k, v in row.items() if not k.startswith("_")}
         if pos is None:
-            added.append(row)
+            if row.get("_show", True):
+                added.append(values)
             continue
         df = table.df
-        for column, value in row.items():
+        for column, value in values.items():
             if column not in df or not _same(df[column].iloc[pos], value):
                 updates.append((pos, column, value))
     return added, updates
