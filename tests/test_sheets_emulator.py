@@ -589,3 +589,203 @@ def test_module_runs_as_a_program_with_data_file(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------------- more of the API surface
+
+
+def test_formulas_are_evaluated_safely(emu) -> None:
+    sid = emu.create_spreadsheet()
+    ws = emulator_client(emu.base_url).open_by_key(sid).sheet1
+    formulas = [
+        "=SUM(A2:C2)",
+        "=A2*2+B2",
+        "=1/0",
+        "=NOPE(1)",
+        "=__import__('os').system('echo hi')",
+        '="a"&"b"',
+        "=(1+2)^2",
+    ]
+    ws.update([formulas, [1, 2, 3]], "A1", raw=False)
+    assert ws.get("A1:G1", value_render_option="UNFORMATTED_VALUE") == [
+        [6, 4, "#DIV/0!", "#NAME?", "#ERROR!", "ab", 9]
+    ]
+    assert ws.get("A1:G1", value_render_option="FORMULA") == [formulas]
+    ws.update([[10]], "A2")  # formulas follow their inputs
+    assert ws.get("A1:B1", value_render_option="UNFORMATTED_VALUE") == [[15, 22]]
+    assert ws.get("A2:C2", value_render_option="FORMULA") == [[10, 2, 3]]  # plain numbers stay numbers
+
+
+def test_sheet_properties_rename_move_hide_and_last_sheet(emu) -> None:
+    sid = emu.create_spreadsheet([{"title": "A"}, {"title": "B"}, {"title": "C"}])
+    sh = emulator_client(emu.base_url).open_by_key(sid)
+    ids = [w.id for w in sh.worksheets()]
+    sh.batch_update(
+        {
+            "requests": [
+                {
+                    "updateSheetProperties": {
+                        "properties": {"sheetId": ids[2], "title": "Z", "index": 0},
+                        "fields": "title,index",
+                    }
+                },
+                {
+                    "updateSheetProperties": {
+                        "properties": {"sheetId": ids[0], "hidden": True},
+                        "fields": "hidden",
+                    }
+                },
+            ]
+        }
+    )
+    props = [s["properties"] for s in emu.metadata(sid)["sheets"]]
+    assert [(p["title"], p["index"], p.get("hidden", False)) for p in props] == [
+        ("Z", 0, False),
+        ("A", 1, True),
+        ("B", 2, False),
+    ]
+    assert emu.spreadsheets[sid].grid("A1").a1() == "Z!A1"  # no sheet named: the first visible one
+    with pytest.raises(gspread.exceptions.APIError, match='A sheet with the name "B" already exists'):
+        sh.batch_update(
+            {
+                "requests": [
+                    {
+                        "updateSheetProperties": {
+                            "properties": {"sheetId": ids[2], "title": "B"},
+                            "fields": "title",
+                        }
+                    }
+                ]
+            }
+        )
+    sh.batch_update(
+        {"requests": [{"deleteSheet": {"sheetId": ids[0]}}, {"deleteSheet": {"sheetId": ids[1]}}]}
+    )
+    with pytest.raises(gspread.exceptions.APIError, match="can't remove all the sheets"):
+        sh.batch_update({"requests": [{"deleteSheet": {"sheetId": ids[2]}}]})
+
+
+def test_clear_keeps_formats_and_batch_clear_reports_ranges(emu) -> None:
+    sid = emu.create_spreadsheet({"S": contacts(3)})
+    sh = emulator_client(emu.base_url).open_by_key(sid)
+    sh.batch_update(
+        {
+            "requests": [
+                {
+                    "repeatCell": {
+                        "range": {
+                            "sheetId": 0,
+                            "startRowIndex": 1,
+                            "endRowIndex": 4,
+                            "startColumnIndex": 2,
+                            "endColumnIndex": 3,
+                        },
+                        "cell": {
+                            "userEnteredFormat": {"numberFormat": {"type": "NUMBER", "pattern": "#,##0.00"}}
+                        },
+                        "fields": "userEnteredFormat.numberFormat",
+                    }
+                }
+            ]
+        }
+    )
+    assert sh.values_get("S!C2:C2")["values"] == [["10.00"]]
+    got = sh.values_batch_clear(body={"ranges": ["S!C2:C3", "S!A4:B"]})
+    assert got == {"spreadsheetId": sid, "clearedRanges": ["S!C2:C3", "S!A4:B1000"]}
+    assert emu.values(sid, "S") == [
+        ["id", "email", "score"],
+        ["c1", "p1@example.org"],
+        ["c2", "p2@example.org"],
+        ["", "", 30],
+    ]
+    sh.values_update("S!C2", params={"valueInputOption": "RAW"}, body={"values": [[1234.5]]})
+    assert sh.values_get("S!C2")["values"] == [["1,234.50"]]  # the format survived the clear
+
+
+def test_columns_major_write_and_sort_range(emu) -> None:
+    sid = emu.create_spreadsheet({"S": [["name", "n"]]})
+    sh = emulator_client(emu.base_url).open_by_key(sid)
+    sh.values_update(
+        "S!A2",
+        params={"valueInputOption": "RAW"},
+        body={"majorDimension": "COLUMNS", "values": [["b", "a", "c"], [2, 1, 3]]},
+    )
+    sh.batch_update(
+        {
+            "requests": [
+                {
+                    "sortRange": {
+                        "range": {"sheetId": 0, "startRowIndex": 1},
+                        "sortSpecs": [{"dimensionIndex": 1, "sortOrder": "DESCENDING"}],
+                    }
+                }
+            ]
+        }
+    )
+    assert emu.values(sid, "S") == [["name", "n"], ["c", 3], ["b", 2], ["a", 1]]
+
+
+def test_append_grows_the_grid_and_reports_the_table(emu) -> None:
+    sid = emu.create_spreadsheet({"S": [["id"], ["a"]]}, rows=2, cols=1)
+    sh = emulator_client(emu.base_url).open_by_key(sid)
+    got = sh.values_append("S", params={"valueInputOption": "RAW"}, body={"values": [["b", "extra"]]})
+    assert got["tableRange"] == "S!A1:A2"
+    assert got["updates"]["updatedRange"] == "S!A3:B3"
+    grid = emu.metadata(sid)["sheets"][0]["properties"]["gridProperties"]
+    assert grid == {"rowCount": 3, "columnCount": 2}
+
+
+def test_concurrent_requests_are_serialised_and_all_counted(emu) -> None:
+    import threading
+
+    sid = emu.create_spreadsheet({"S": [["n"]]})
+    emu.reset_counts()
+    errors = []
+
+    def writer(k: int) -> None:
+        try:
+            hc = emulator_client(emu.base_url).http_client
+            for i in range(5):
+                hc.values_update(
+                    sid,
+                    f"S!B{k * 5 + i + 1}",
+                    params={"valueInputOption": "RAW"},
+                    body={"values": [[k * 5 + i]]},
+                )
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [r[0] for r in emu.values(sid, "S!B1:B30")] == list(range(30))
+    assert emu.stats()["counts"] == {"write": 30}
+
+
+def test_retry_after_and_delayed_fault_that_also_fails(emu) -> None:
+    sid = emu.create_spreadsheet()
+    hc = emulator_client(emu.base_url).http_client
+    emu.fail(429, retry_after=1.5, kind="read")
+    with pytest.raises(gspread.exceptions.APIError) as err:
+        hc.values_get(sid, "Sheet1!A1")
+    assert err.value.response.headers["Retry-After"] == "1.5"
+    assert "Read requests" in err.value.error["message"]
+    emu.fail(503, delay=0.1, method="PUT")
+    with pytest.raises(gspread.exceptions.APIError) as err:
+        hc.values_update(sid, "Sheet1!A1", params={"valueInputOption": "RAW"}, body={"values": [["x"]]})
+    assert err.value.code == 503
+    assert emu.values(sid, "Sheet1!A1") == []
+
+
+def test_gspread_create_open_by_title_and_delete_through_drive_calls(emu) -> None:
+    gc = emulator_client(emu.base_url)
+    sh = gc.create("Made here")
+    assert (sh.title, sh.sheet1.title) == ("Made here", "Sheet1")
+    assert gc.open("Made here").id == sh.id
+    assert sh.get_lastUpdateTime().endswith("Z")
+    gc.del_spreadsheet(sh.id)
+    with pytest.raises(gspread.exceptions.SpreadsheetNotFound):
+        gc.open_by_key(sh.id)
