@@ -789,3 +789,19 @@ def test_gspread_create_open_by_title_and_delete_through_drive_calls(emu) -> Non
     gc.del_spreadsheet(sh.id)
     with pytest.raises(gspread.exceptions.SpreadsheetNotFound):
         gc.open_by_key(sh.id)
+
+
+def test_empty_batches_answer_as_google_proto3_json(emu) -> None:
+    sid = emu.create_spreadsheet()
+    sh = emulator_client(emu.base_url).open_by_key(sid)
+    assert sh.values_batch_update({"valueInputOption": "RAW", "data": []}) == {"spreadsheetId": sid}
+    assert sh.values_batch_get([]) == {"spreadsheetId": sid}
+    with pytest.raises(gspread.exceptions.APIError, match="Must specify at least one request"):
+        sh.batch_update({"requests": []})
+    got = sh.values_batch_update(
+        {"valueInputOption": "RAW", "data": [{"range": "Sheet1!A1:B2", "values": [[None, None]]}]}
+    )
+    assert got == {
+        "spreadsheetId": sid,
+        "responses": [{"spreadsheetId": sid, "updatedRange": "Sheet1!A1:B1"}],
+    }

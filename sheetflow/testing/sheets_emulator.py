@@ -1432,7 +1432,10 @@ class Emulator:
         return self._value_range(book, a1, q)
 
     def _values_batch_get(self, book, ranges, q) -> dict:
-        return {"spreadsheetId": book.id, "valueRanges": [self._value_range(book, a1, q) for a1 in ranges]}
+        out: dict[str, Any] = {"spreadsheetId": book.id}
+        if ranges:  # proto3 JSON: empty lists and zero numbers are left out, as Google does
+            out["valueRanges"] = [self._value_range(book, a1, q) for a1 in ranges]
+        return out
 
     # ---- values: writing
     def _write(self, book, g: Grid, values, value_input: str, major: str = "ROWS") -> dict:
@@ -1551,7 +1554,8 @@ class Emulator:
                     totalUpdatedCells=cells,
                     totalUpdatedSheets=len(sheets),
                 )
-            out["responses"] = responses
+            if responses:
+                out["responses"] = responses
             return out
 
         return self._atomically(book, run)
@@ -1581,7 +1585,7 @@ class Emulator:
 
     def _values_batch_clear(self, book, ranges) -> dict:
         cleared = self._atomically(book, lambda: [self._clear(book, a1) for a1 in ranges])
-        return {"spreadsheetId": book.id, "clearedRanges": cleared}
+        return {"spreadsheetId": book.id, "clearedRanges": cleared} if cleared else {"spreadsheetId": book.id}
 
     def _values_append(self, book, a1, q, payload) -> dict:
         """values.append with Google's table detection, as observed: the "table" is the run of non-empty
@@ -1638,6 +1642,8 @@ class Emulator:
         requests = payload.get("requests")
         if not isinstance(requests, list):
             raise _bad("Invalid JSON payload: 'requests' must be a list")
+        if not requests:
+            raise _bad("Invalid requests: Must specify at least one request.")
 
         def run():
             replies = []
