@@ -773,6 +773,7 @@ def test_retry_after_and_delayed_fault_that_also_fails(emu) -> None:
         hc.values_get(sid, "Sheet1!A1")
     assert err.value.response.headers["Retry-After"] == "1.5"
     assert "Read requests" in err.value.error["message"]
+    assert err.value.error["details"][0]["reason"] == "RATE_LIMIT_EXCEEDED"
     emu.fail(503, delay=0.1, method="PUT")
     with pytest.raises(gspread.exceptions.APIError) as err:
         hc.values_update(sid, "Sheet1!A1", params={"valueInputOption": "RAW"}, body={"values": [["x"]]})
@@ -805,3 +806,26 @@ def test_empty_batches_answer_as_google_proto3_json(emu) -> None:
         "spreadsheetId": sid,
         "responses": [{"spreadsheetId": sid, "updatedRange": "Sheet1!A1:B1"}],
     }
+
+
+def test_payload_and_cell_size_limits(emu) -> None:
+    sid = emu.create_spreadsheet()
+    sh = emulator_client(emu.base_url).open_by_key(sid)
+    with pytest.raises(gspread.exceptions.APIError, match="more than the maximum of 50000 characters"):
+        sh.values_update("Sheet1!A1", params={"valueInputOption": "RAW"}, body={"values": [["x" * 50_001]]})
+    with start(Emulator(max_request_bytes=2_000)) as small:
+        sid2 = small.create_spreadsheet()
+        hc = emulator_client(small.base_url).http_client
+        rows = [[f"row {i}", "y" * 40] for i in range(100)]
+        with pytest.raises(gspread.exceptions.APIError) as err:
+            hc.values_update(sid2, "Sheet1!A1", params={"valueInputOption": "RAW"}, body={"values": rows})
+        assert err.value.error["message"] == "Request payload size exceeds the limit: 2000 bytes."
+        assert small.values(sid2, "Sheet1") == []
+        for k in range(0, 100, 20):  # split into small requests, it goes through
+            hc.values_update(
+                sid2,
+                f"Sheet1!A{k + 1}",
+                params={"valueInputOption": "RAW"},
+                body={"values": rows[k : k + 20]},
+            )
+        assert small.values(sid2, "Sheet1") == rows

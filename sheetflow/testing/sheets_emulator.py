@@ -21,8 +21,10 @@ Google's real responses recorded in gspread's cassettes (``tests/data/gspread-ca
   appendDimension, insertDimension, deleteDimension, sortRange,
 - the Drive calls gspread makes to create/delete/list spreadsheets (``/drive/v3/files``).
 
-Google's behaviours reproduced: grid limits ("exceeds grid limits" on writes), the 10,000,000-cell
-spreadsheet limit, atomic batches (one bad request changes nothing), error bodies
+Google's behaviours reproduced: grid limits ("exceeds grid limits" on writes and on reads past the grid),
+the 10,000,000-cell spreadsheet limit, 50,000 characters per cell, the 10 MiB request body limit
+(``max_request_bytes``, lower it to test splitting), atomic batches (one bad request changes nothing),
+proto3 JSON (empty lists and zero counts left out), error bodies
 ``{"error": {"code", "message", "status"}}`` for 404 NOT_FOUND, 403 PERMISSION_DENIED (caller not in a
 spreadsheet's ``allowed_callers``; the Sheets API not enabled), 400 INVALID_ARGUMENT.
 
@@ -57,6 +59,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 __all__ = [
     "ENDPOINT_ENV",
     "MAX_CELLS",
+    "MAX_CELL_CHARS",
+    "MAX_REQUEST_BYTES",
     "ApiError",
     "Emulator",
     "EmulatorServer",
@@ -72,6 +76,9 @@ CALLER_HEADER = "X-Emulator-Caller"
 # Google's limit per spreadsheet since March 2022 (workspaceupdates.googleblog.com, "ten million cells").
 MAX_CELLS = 10_000_000
 DEFAULT_ROWS, DEFAULT_COLS = 1000, 26  # a new Google sheet's grid
+MAX_CELL_CHARS = 50_000  # Google's limit per cell (support.google.com/drive/answer/37603)
+# Google's API front end refuses larger bodies: "Request payload size exceeds the limit: 10485760 bytes."
+MAX_REQUEST_BYTES = 10_485_760
 _EPOCH = _dt.datetime(1899, 12, 30)  # day 0 of Google's (and Lotus/Excel's) date serials
 
 _STATUS = {
@@ -927,10 +934,11 @@ class Emulator:
     quota counts metadata reads as reads: ``counts["read"] + counts["metadata"]`` is its read count.
     """
 
-    def __init__(self, *, api_disabled: bool = False):
+    def __init__(self, *, api_disabled: bool = False, max_request_bytes: int = MAX_REQUEST_BYTES):
         self.lock = threading.RLock()
         self.spreadsheets: dict[str, Spreadsheet] = {}
         self.api_disabled = api_disabled
+        self.max_request_bytes = max_request_bytes  # lower it in tests to exercise request splitting
         self._faults: list[_Fault] = []
         self._hooks: list[_Hook] = []
         self.log: list[dict] = []  # one entry per API request: number, method, path, kind, op, status
@@ -1177,12 +1185,32 @@ class Emulator:
                 text = fault.message or _FAULT_MESSAGES.get(fault.status, "Error")
                 if fault.status == 429 and kind in ("read", "metadata") and not fault.message:
                     text = text.replace("Write requests", "Read requests")
-                err = ApiError(fault.status, text)
+                details = None
+                if fault.status == 429:
+                    metric = "read" if kind in ("read", "metadata") else "write"
+                    details = [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": "RATE_LIMIT_EXCEEDED",
+                            "domain": "googleapis.com",
+                            "metadata": {
+                                "quota_metric": f"sheets.googleapis.com/{metric}_requests",
+                                "quota_limit": f"{metric.capitalize()}RequestsPerMinutePerUser",
+                                "service": "sheets.googleapis.com",
+                            },
+                        }
+                    ]
+                err = ApiError(fault.status, text, details=details)
                 status, payload = err.code, err.body()
                 if fault.retry_after is not None:
                     extra["Retry-After"] = str(
                         int(fault.retry_after) if float(fault.retry_after).is_integer() else fault.retry_after
                     )
+            elif len(body) > self.max_request_bytes:
+                err = ApiError(
+                    400, f"Request payload size exceeds the limit: {self.max_request_bytes} bytes."
+                )
+                status, payload = err.code, err.body()
             else:
                 try:
                     status, payload = self._dispatch(method, path, query, body, headers)
@@ -2067,6 +2095,10 @@ def _stored(value: Any, formula: str | None, fmt: dict | None) -> Any:
 
 def _new_cell(v: Any, old: Any, value_input: str, locale: str) -> Any:
     fmt = _fmt(old)
+    if type(v) is str and len(v) > MAX_CELL_CHARS:
+        raise _bad(
+            f"Your input contains more than the maximum of {MAX_CELL_CHARS} characters in a single cell."
+        )
     if value_input == "RAW" and fmt is None and type(v) is str and v:  # the common case, kept fast
         return v
     if isinstance(v, str):
