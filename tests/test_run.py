@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import python_calamine as pc
-from conftest import CORPUS, NOW, ROOT
+from conftest import NOW, ROOT, needs_corpus
 from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
@@ -478,7 +478,7 @@ def test_runner_py_is_the_same_cli(tmp_path):
 
 
 def test_odoo_demo_leads(book):
-    with (CORPUS / "crm" / "odoo15_crm_lead_demo.csv").open(newline="", encoding="utf-8") as f:
+    with needs_corpus("crm", "odoo15_crm_lead_demo.csv").open(newline="", encoding="utf-8") as f:
         leads = list(csv.DictReader(f))
     header = ["id", "first_name", "company", "email", "phone", "title", "country", "source", "created_at"]
     rows = [header] + [

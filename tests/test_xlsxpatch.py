@@ -1,6 +1,6 @@
 """Tests for sheetflow.book.xlsxpatch: writing into real Excel files without losing anything.
 
-The corpus round trip patches every real workbook in /work/shared/corpus/workbooks (copied to tmp_path first)
+The corpus round trip patches every real workbook in ../shared/corpus/workbooks (copied to tmp_path first)
 and checks the result four independent ways: the corpus' own check_preserved.py, python-calamine, openpyxl and a
 byte comparison of every zip entry the patch had no reason to touch.
 
@@ -25,6 +25,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS as SHARED_CORPUS
+from conftest import NO_CORPUS
 from lxml import etree
 
 try:
@@ -45,8 +47,8 @@ from sheetflow.book.xlsxpatch import (  # noqa: E402
 openpyxl = pytest.importorskip("openpyxl")
 calamine = pytest.importorskip("python_calamine")
 
-CORPUS = Path("/work/shared/corpus/workbooks")
-CHECKER = Path("/work/shared/corpus/tools/check_preserved.py")
+CORPUS = SHARED_CORPUS / "workbooks"
+CHECKER = SHARED_CORPUS / "tools" / "check_preserved.py"
 WORKBOOKS = sorted(p.name for p in CORPUS.glob("*.xls[xm]")) if CORPUS.is_dir() else []
 
 NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -294,7 +296,7 @@ def _target(path: Path) -> tuple[dict | None, dict | None]:
     return first, writable
 
 
-@pytest.mark.skipif(not WORKBOOKS, reason="corpus not available")
+@pytest.mark.skipif(not WORKBOOKS, reason=NO_CORPUS)
 @pytest.mark.parametrize("name", WORKBOOKS)
 def test_corpus_round_trip(name: str, tmp_path: Path) -> None:
     original = tmp_path / name
@@ -427,7 +429,7 @@ def _openpyxl_reads(result: Path, sheet: str | None, expected: dict, with_new_sh
 
 def _corpus_copy(name: str, tmp_path: Path) -> Path:
     if not (CORPUS / name).is_file():
-        pytest.skip(f"corpus file {name} not available")
+        pytest.skip(f"corpus file {name} not available ({NO_CORPUS})")
     path = tmp_path / name
     shutil.copy(CORPUS / name, path)
     return path
@@ -1492,7 +1494,7 @@ def test_rows_as_bytes_replace_and_damage(tmp_path: Path, monkeypatch) -> None:
     assert not (tmp_path / "out.xlsx").exists()
 
 
-@pytest.mark.skipif(not WORKBOOKS, reason="corpus not available")
+@pytest.mark.skipif(not WORKBOOKS, reason=NO_CORPUS)
 @pytest.mark.parametrize("name", [n for n in WORKBOOKS if n not in REFUSED])
 def test_corpus_rows_as_bytes(tmp_path: Path, monkeypatch, name: str) -> None:
     original = tmp_path / name
