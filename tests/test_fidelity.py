@@ -99,6 +99,7 @@ def test_undo_without_activity_is_a_clear_error(book, capsys):
     assert "no changes to undo" in capsys.readouterr().out
 
 
+@corpus
 def test_init_on_existing_workbook_adds_only_missing_sheets(tmp_path):
     path = tmp_path / "macro.xlsm"
     shutil.copy(WORKBOOKS / "poi__SimpleMacro.xlsm", path)
