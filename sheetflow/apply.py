@@ -15,14 +15,18 @@ transport has taken the messages (:mod:`sheetflow.mail.sender`).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import contract
+from .archive import LOG_SHEETS, ArchiveBatch, header_label
 from .book import NewSheet, SheetPatch
-from .coerce import as_text
+from .coerce import as_text, to_cell
 from .plan import Plan
+from .problems import Problem, note, warning
 from .state import State
 from .tables import Table, Tables
 
@@ -41,6 +45,10 @@ class _Target:
     next_row: int
     lang: str
     new_headers: dict[str, int] = field(default_factory=dict)
+    start_row: int = 0  # the first row appended in this run
+
+    def __post_init__(self) -> None:
+        self.start_row = self.next_row
 
     def column(self, name: str) -> int:
         if name not in self.columns:
@@ -114,9 +122,16 @@ class PatchBuilder:
 
 
 def build_patches(
-    plan: Plan, tables: Tables, *, elapsed: dt.timedelta = dt.timedelta(0), write_state: bool = True
+    plan: Plan,
+    tables: Tables,
+    *,
+    elapsed: dt.timedelta = dt.timedelta(0),
+    write_state: bool = True,
+    trim: LogTrim | None = None,
 ) -> list[SheetPatch]:
-    """All writes of a run. ``elapsed`` (wall-clock time so far) dates the end of the run in Runs."""
+    """All writes of a run. ``elapsed`` (wall-clock time so far) dates the end of the run in Runs.
+    ``trim``: keep the logs under the cap; the rows that leave them are in ``trim.batches`` afterwards (the
+    caller archives them before it writes the patches)."""
     builder = PatchBuilder(tables)
     at = plan.local_now
     for ch in plan.changes:
@@ -149,6 +164,8 @@ def build_patches(
         report_patch(builder, plan)
     if write_state:
         state_patch(builder, plan.state)
+    if trim is not None:
+        trim_logs(builder, trim)
     return list(builder.patches.values())
 
 
@@ -240,3 +257,205 @@ def needs_write(plan: Plan, old_state: State) -> bool:
 
 def _records_rows(state: State) -> list[list[str]]:
     return [r for r in state.rows()[1:] if r[0] != "meta"]
+
+
+# ---------------------------------------------------------------- log cap (sheetflow.archive)
+
+OPEN_EMAIL = ("planned", "sending")
+RUNNING_ENROLLMENT = ("active", "ativa", "ativo", "em andamento", "waiting", "aguardando")
+
+
+@dataclass
+class LogTrim:
+    """Keeps each log at most ``cap`` rows while a run's patches are built (see :mod:`sheetflow.archive`).
+
+    ``full(names)`` reads logs in full (canonical -> Table); the builder's tables may hold only their header.
+    After :func:`trim_logs`, ``batches`` holds the rows that leave the workbook and ``problems`` says so.
+    """
+
+    cap: int
+    full: Callable[[list[str]], dict[str, Table]]
+    archive_name: str = ".sheetflow/"
+    batches: list[ArchiveBatch] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def over_cap(tables: Tables, cap: int) -> list[str]:
+    """Logs that already hold more than ``cap`` rows (as read, before this run adds any)."""
+    out = []
+    for name in LOG_SHEETS:
+        table = tables.get(name)
+        if (
+            table is not None
+            and table.exists
+            and table.header_row
+            and table.last_row - table.header_row > cap
+        ):
+            out.append(name)
+    return out
+
+
+def _finished(canonical: str, values: dict[str, object]) -> bool:
+    """Whether a log row may leave the sheet: its story is over (nobody works on it any more)."""
+    if canonical == "Emails":
+        status = values.get("status")
+        return not (isinstance(status, str) and status.strip().lower() in OPEN_EMAIL)
+    if canonical == "Tasks":
+        return to_cell(values.get("done")) is True
+    if canonical == "Enrollments":
+        status = values.get("status")
+        return (
+            isinstance(status, str)
+            and bool(status.strip())
+            and status.strip().lower() not in RUNNING_ENROLLMENT
+        )
+    return True
+
+
+def trim_logs(builder: PatchBuilder, trim: LogTrim) -> None:
+    """Move the oldest finished rows of every log over the cap out of its patch into ``trim.batches``.
+
+    A log over the cap keeps its newest rows: ``cap - cap // 10`` of them, so that the next runs only append
+    until it is full again. Existing rows leave through the patch's ``delete_rows`` (rows below move up, as
+    with Excel's "Delete row"); rows this run appends and that are already too old are not written at all.
+    Rows this run updates (an Emails status) and unfinished rows stay, even if the log then stays over the cap.
+    """
+    cap, keep = trim.cap, trim.cap - trim.cap // 10
+    for canonical in LOG_SHEETS:
+        if canonical not in contract.BY_NAME:
+            continue
+        table = builder.tables.get(canonical)
+        target = builder.targets.get(canonical)
+        exists = table is not None and table.exists and bool(table.header_row)
+        existing = (table.last_row - table.header_row) if exists else 0
+        new = (target.next_row - target.start_row) if target is not None else 0
+        if existing + new <= cap:
+            continue
+        if exists and existing and len(table) == 0:  # only the header was read: read the rows now
+            full = trim.full([canonical]).get(canonical)
+            if full is None or full.header_row != table.header_row or full.col_index != table.col_index:
+                continue
+            table = full
+        _trim_one(builder, trim, canonical, table if exists else None, target, keep)
+
+
+def _trim_one(
+    builder: PatchBuilder,
+    trim: LogTrim,
+    canonical: str,
+    table: Table | None,
+    target: _Target | None,
+    keep: int,
+) -> None:
+    patch = (
+        target.patch
+        if target is not None
+        else builder.patches.get(table.sheet)
+        if table is not None
+        else None
+    )
+    if patch is None:
+        patch = builder.patches.setdefault(table.sheet, SheetPatch(table.sheet, {}))
+    sheet = table.sheet if table is not None else patch.sheet
+    positions = range(len(table)) if table is not None else range(0)
+    rows = table.rows.tolist() if table is not None else []
+    start = target.start_row if target is not None else (table.last_row + 1)
+    end = target.next_row if target is not None else start
+    total = len(rows) + (end - start)
+    drop = total - keep
+    if drop <= 0:
+        return
+    touched = {r for r, _ in patch.cells if r < start}
+    columns = dict(target.columns) if target is not None else dict(table.col_index)
+    by_col = {c: name for name, c in columns.items()}
+    gone_old: list[int] = []  # positions in table
+    gone_new: set[int] = set()  # sheet rows appended by this run
+    if table is not None:
+        data = {c: table.df[c].to_numpy(dtype=object) for c in table.col_index}
+        for pos in positions:
+            if len(gone_old) == drop:
+                break
+            if rows[pos] in touched or rows[pos] == table.header_row:
+                continue
+            if _finished(canonical, {c: data[c][pos] for c in ("status", "done") if c in data}):
+                gone_old.append(pos)
+    if len(gone_old) < drop and end > start:
+        new_values: dict[int, dict[str, object]] = {}
+        for (r, c), value in patch.cells.items():
+            if r >= start and c in by_col:
+                new_values.setdefault(r, {})[by_col[c]] = value
+        for r in range(start, end):
+            if len(gone_old) + len(gone_new) == drop:
+                break
+            if canonical == "Runs" and r == end - 1:
+                continue  # this run's own row
+            if _finished(canonical, new_values.get(r, {})):
+                gone_new.add(r)
+    if not gone_old and not gone_new:
+        return
+    header_row = table.header_row if table is not None else 1
+    labels = [
+        (
+            name,
+            header_label(table, name, builder.lang)
+            if table is not None
+            else _label(canonical, name, builder.lang),
+        )
+        for name, _ in sorted(columns.items(), key=lambda item: item[1])
+    ]
+    batch = ArchiveBatch(canonical, sheet, labels)
+    if table is not None:
+        for pos in gone_old:
+            batch.rows.append({c: data[c][pos] for c in table.col_index})
+    new_rows: dict[int, dict[str, object]] = {}
+    for (r, c), value in patch.cells.items():
+        if r in gone_new and c in by_col:
+            new_rows.setdefault(r, {})[by_col[c]] = value
+    batch.rows += [new_rows.get(r, {}) for r in sorted(gone_new)]
+    trim.batches.append(batch)
+    # what is left, renumbered: existing rows move up over the deleted ones, kept new rows follow them
+    deleted = sorted(int(rows[pos]) for pos in gone_old)
+    kept_new = [r for r in range(start, end) if r not in gone_new]
+    first_new = start - len(deleted)
+    new_row_of = {r: first_new + i for i, r in enumerate(kept_new)}
+    cells: dict[tuple[int, int], object] = {}
+    for (r, c), value in patch.cells.items():
+        if r >= start:
+            if r in new_row_of:
+                cells[(new_row_of[r], c)] = value
+        elif r <= header_row:
+            cells[(r, c)] = value
+        else:
+            cells[(r - bisect.bisect_left(deleted, r), c)] = value
+    patch.cells = cells
+    patch.delete_rows = tuple(deleted)
+    if target is not None:
+        target.next_row = first_new + len(kept_new)
+    moved = len(gone_old) + len(gone_new)
+    left = total - moved
+    where = trim.archive_name
+    if len(rows) > trim.cap:
+        trim.problems.append(
+            warning(
+                sheet,
+                f"{len(rows):,} rows, more than log_max_rows ({trim.cap:,}): the {moved:,} oldest moved to {where}",
+                "nothing is lost: undo and the email log read the archive too",
+            )
+        )
+    else:
+        trim.problems.append(
+            note(sheet, f"{moved:,} older rows moved to {where} (log_max_rows {trim.cap:,})")
+        )
+    if left > trim.cap:
+        trim.problems.append(
+            warning(
+                sheet,
+                f"{left:,} rows stay, more than log_max_rows ({trim.cap:,}): the others are not finished yet",
+                "mark done tasks as done; planned emails leave once they are sent",
+            )
+        )
+
+
+def _label(canonical: str, name: str, lang: str) -> str:
+    col = contract.BY_NAME[canonical].column(name)
+    return contract.label(col, lang) if col is not None else name

@@ -500,6 +500,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("sla_hours_high", "8", "business hours to resolve a high ticket", ("sla_horas_alta",)),
     SettingSpec("sla_hours_normal", "24", "business hours to resolve a normal ticket", ("sla_horas_normal",)),
     SettingSpec("sla_hours_low", "72", "business hours to resolve a low ticket", ("sla_horas_baixa",)),
+    SettingSpec(
+        "log_max_rows",
+        "50000",
+        "most rows kept in each log sheet (Activity, Emails, Tasks, Runs, Enrollments); older finished rows "
+        "move to the archive in .sheetflow/",
+        ("maximo_de_linhas_nos_logs", "max_linhas_log"),
+    ),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 SETTING_ALIASES = {normalize(a): s.key for s in SETTINGS for a in s.pt}

@@ -349,7 +349,7 @@ def plan_run(
     local_now = settings.local_now(now)
     plan = Plan(run_id or new_run_id(local_now), now, local_now, mode, trigger, stages=selected)
     # the engine works on its own copies: the caller's tables stay as read
-    copies = Tables({k: _copy(t) for k, t in tables.by_name.items()}, tables.locale, tables.other_sheets)
+    copies = replace(tables, by_name={k: _copy(t) for k, t in tables.by_name.items()})
     ctx = Context(copies, settings, state, plan)
     stage_ids(ctx)
     for name in selected:

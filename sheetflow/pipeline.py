@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import contract
-from .apply import build_patches, needs_write
+from .apply import LogTrim, build_patches, needs_write, over_cap
+from .archive import Archive, cap_of
 from .assignment import check_assignment
 from .book import Book, open_book
 from .engine import plan_run
@@ -33,7 +34,7 @@ from .problems import Problem, Severity, WorkbookBusy, note, warning
 from .rulesheets import check_other_rules
 from .settings import Settings, load_settings
 from .state import State, load_state
-from .tables import RawSheet, Tables, load_tables
+from .tables import RawSheet, Table, Tables, load_table, load_tables
 from .templating import check_templates
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ def _execute(
     if dry_run:
         say("reading")
         loaded = load(book.read())
+        loaded.tables.archived = Archive.of(book).facts()
         say("planning")
         plan = make_plan(loaded, now, "dry-run")
         plan.problems[:0] = loaded.problems
@@ -189,22 +191,31 @@ def _execute(
     with book.lease():
         say("reading")
         loaded = load(book.read())
+        archive = Archive.of(book)
+        loaded.tables.archived = archive.facts()
         say("planning")
         plan = make_plan(loaded, now, "run")
         plan.problems[:0] = loaded.problems
         mailer = Mailer(book, loaded.settings, outbox=outbox_path, transport=transport)
         try:
             mailer.prepare(plan, loaded.tables)
+            cap = cap_of(loaded.settings)
             if not _decide_writes(plan, loaded):
                 return RunResult(plan, False, book.address)
             mailer.queue(plan)
             say("writing")
+            trim = log_trim(book, loaded, cap, archive, plan.local_now.year)
             patches = build_patches(
                 plan,
                 loaded.tables,
                 elapsed=dt.timedelta(seconds=time.monotonic() - started),
                 write_state=write_state,
+                trim=trim,
             )
+            plan.problems += trim.problems
+            if trim.batches:
+                say("archiving older log rows")
+                archive.store(trim.batches, plan.local_now)
             backups = loaded.settings.number("backups")
             book.write(patches, backups=int(backups) if backups is not None else 10)
             mailer.after_write()
@@ -239,7 +250,11 @@ def _decide_writes(plan: Plan, loaded: Loaded) -> bool:
         added, updated = diff_enrollments(loaded.tables.get("Enrollments"), plan.enrollments)
         plan.added["Enrollments"] = len(added)
         plan.updates["Enrollments"] = len({pos for pos, _, _ in updated})
-    plan.will_write = mail_log.needs_write(loaded.tables, plan.emails) or needs_write(plan, loaded.state)
+    plan.will_write = (
+        mail_log.needs_write(loaded.tables, plan.emails)
+        or needs_write(plan, loaded.state)
+        or bool(over_cap(loaded.tables, cap_of(loaded.settings)))  # an overfull log is trimmed (10.4)
+    )
     return plan.will_write
 
 
@@ -251,6 +266,7 @@ def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | N
     """
     book = book or open_book(address)
     loaded = load(book.read())
+    loaded.tables.archived = Archive.of(book).facts()
     problems = list(loaded.problems)
     tables = loaded.tables
     for spec in contract.SHEETS:
@@ -270,6 +286,23 @@ def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | N
     loaded.settings.timezone  # noqa: B018 - reading it reports an unknown zone
     problems += loaded.settings.problems
     return list(dict.fromkeys(problems))
+
+
+def log_trim(book: Book, loaded: Loaded, cap: int, archive: Archive, year: int) -> LogTrim:
+    """How this run keeps its logs under ``cap`` (see :mod:`sheetflow.archive`)."""
+
+    def full(names: list[str]) -> dict[str, Table]:
+        reader = getattr(book, "read_logs", None)
+        raws = reader(names) if reader is not None else book.read(full=names)
+        out = {}
+        for raw in raws.values():
+            spec = contract.sheet_spec(raw.name)
+            if spec is not None and spec.name in names:
+                out[spec.name], _ = load_table(raw, spec, loaded.tables.locale)
+        return out
+
+    where = ".sheetflow" if archive.workdir.name == ".sheetflow" else str(archive.workdir)
+    return LogTrim(cap, full, archive_name=f"{where}/{archive.stem}.archive-{year}.xlsx")
 
 
 def _aware(now: dt.datetime | None) -> dt.datetime:

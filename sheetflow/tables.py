@@ -182,6 +182,16 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
     ), problems
 
 
+@dataclass(frozen=True)
+class ArchivedLogs:
+    """What the log archive in ``.sheetflow/`` knows that the sheets no longer show (:mod:`sheetflow.archive`):
+    email keys ever archived (never planned again) and addresses of archived failed/bounced emails
+    (lower case -> why, for the ``skipped`` detail)."""
+
+    email_keys: frozenset[str] = frozenset()
+    blocked: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Tables:
     """Every contract sheet of a workbook, typed (missing sheets are empty tables with exists=False)."""
@@ -189,6 +199,7 @@ class Tables:
     by_name: dict[str, Table]
     locale: Locale
     other_sheets: list[str] = field(default_factory=list)
+    archived: ArchivedLogs = field(default_factory=ArchivedLogs)
 
     def __getitem__(self, name: str) -> Table:
         return self.by_name[name]

@@ -4,6 +4,10 @@ Only cells that still hold what that run wrote are restored; a cell someone (or 
 since is left alone and reported, so an undo never destroys newer work. The undo is itself a run: it
 writes Activity rows (rule ``undo RUN_ID``) and a Runs row (mode ``undo``), and can be undone in turn.
 Saved trigger state is not rewound: the next run compares with what the undone run saw.
+
+A run whose Activity rows were moved to the log archive (``log_max_rows``, :mod:`sheetflow.archive`) is
+undone the same way: ``sheetflow undo BOOK RUN_ID`` finds its rows in ``.sheetflow/`` (the index says which
+archive file holds them); without RUN_ID the newest run still in the Activity sheet is undone.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import contract
-from .apply import build_patches
+from .apply import LogTrim, build_patches
+from .archive import Archive, cap_of
 from .book import Book, open_book
 from .coerce import Locale, Unreadable, as_text, parse_as, to_cell
 from .coltypes import ColumnType
@@ -44,17 +49,21 @@ def undo(
     started = time.monotonic()
     with book.lease():
         loaded = load(book.read(full=("Activity",)))
+        archive = Archive.of(book)
         activity = loaded.tables["Activity"]
-        if not activity.exists or not len(activity):
-            raise SheetflowError("the Activity sheet has no changes to undo")
-        df = activity.df
-        run_ids = [r for r in df["run_id"].tolist() if isinstance(r, str)]
-        target = run_id or _last_undoable(df)
-        if target is None or target not in run_ids:
+        df = activity.df if activity.exists else None
+        run_ids = [r for r in df["run_id"].tolist() if isinstance(r, str)] if df is not None else []
+        target = run_id or (_last_undoable(df) if df is not None and len(df) else None)
+        archived = archive.activity_of(target) if target is not None else []
+        if target is None or (target not in run_ids and not archived):
+            if run_id:
+                raise SheetflowError(f'no changes of run "{run_id}" in Activity or in its archive')
             raise SheetflowError(
-                f'no changes of run "{run_id}" in Activity' if run_id else "no run left to undo in Activity"
+                "the Activity sheet has no changes to undo"
+                if not run_ids
+                else "no run left to undo in Activity"
             )
-        if (df["rule"] == f"undo {target}").any():
+        if (df is not None and (df["rule"] == f"undo {target}").any()) or archive.undone(target):
             raise SheetflowError(f"run {target} was already undone")
         now = now or dt.datetime.now(dt.timezone.utc)
         if now.tzinfo is None:
@@ -62,17 +71,28 @@ def undo(
         local_now = loaded.settings.local_now(now)
         plan = Plan(new_run_id(local_now), now, local_now, "undo", "cli", state=loaded.state)
         result = UndoResult(target, plan)
-        positions = [i for i, r in enumerate(df["run_id"].tolist()) if r == target]
-        for i in reversed(positions):
-            _restore(loaded.tables, activity, i, target, loaded.tables.locale, result)
+        # newest first: the sheet's rows, then the rows that went to the archive
+        in_sheet = [i for i, r in enumerate(df["run_id"].tolist()) if r == target] if df is not None else []
+        sources = [(activity, in_sheet)]
+        sources += list(reversed(archived))
+        for table, positions in sources:
+            for i in reversed(positions):
+                _restore(loaded.tables, table, i, target, loaded.tables.locale, result)
         plan.problems += result.skipped
         if plan.changes:
+            cap = cap_of(loaded.settings)
+            trim = LogTrim(
+                cap, lambda names: {}, archive_name=f".sheetflow/{archive.stem}.archive-{local_now.year}.xlsx"
+            )
             patches = build_patches(
                 plan,
                 loaded.tables,
                 write_state=False,
                 elapsed=dt.timedelta(seconds=time.monotonic() - started),
+                trim=trim,
             )
+            plan.problems += trim.problems
+            archive.store(trim.batches, local_now)
             book.write(patches, backups=int(loaded.settings.number("backups") or 10))
             result.written = True
         return result

@@ -124,6 +124,31 @@ class XlsxBook:
             book.close()
         return sheets
 
+    def read_logs(self, names: Collection[str]) -> dict[str, RawSheet]:
+        """The named logs (canonical names) in full, from the file read() saw; WorkbookBusy if it changed
+        since. For a run that has to move rows of a log to the archive (sheetflow.archive): only those
+        sheets are converted, not the whole workbook again."""
+        self._check_readable()
+        if self._seen is None:
+            raise RuntimeError("read() must come before read_logs()")
+        self._check_unchanged()
+        sheets: dict[str, RawSheet] = {}
+        book = pc.CalamineWorkbook.from_path(str(self.path))
+        try:
+            for meta in book.sheets_metadata:
+                spec = contract.sheet_spec(meta.name)
+                if meta.typ != pc.SheetTypeEnum.WorkSheet or spec is None or spec.name not in names:
+                    continue
+                sheet = book.get_sheet_by_name(meta.name)
+                start = sheet.start or (0, 0)
+                sheets[meta.name] = RawSheet(
+                    meta.name, sheet.to_python(), (start[0] + 1, start[1] + 1), _state(meta.visible)
+                )
+        finally:
+            book.close()
+        self._check_unchanged()
+        return sheets
+
     # ------------------------------------------------------------ locking
     def office_lock(self) -> Path | None:
         """Excel's ``~$NAME`` or LibreOffice's ``.~lock.NAME#`` owner file, if the workbook is open."""

@@ -110,6 +110,11 @@ class MailPlanner:
                     self.log_keys.setdefault(key.strip(), pos)
 
     # ------------------------------------------------------------ lookups
+    def known(self, key: str) -> bool:
+        """The key is in the Emails sheet, in the log archive (its row was archived) or already in this plan:
+        never planned again."""
+        return key in self.log_keys or key in self.by_key or key in self.tables.archived.email_keys
+
     def position(self, table: str, record_id: str) -> int | None:
         if table not in self._ids:
             t = self.tables[table]
@@ -330,7 +335,7 @@ def request_email(
     for pos, occurrence in zip(positions, occurrences):
         rid = ids[pos] if isinstance(ids[pos], str) else ""
         key = email_key(rule, spec.name, rid, template, occurrence)
-        if key in planner.log_keys or key in planner.by_key:
+        if planner.known(key):
             continue
         planner.add(planner.compose(t, int(pos), template, rule, occurrence, to, key))
 
@@ -390,7 +395,7 @@ def _digests(planner: MailPlanner) -> None:
     for digest in planner.digests.values():
         occ = "|".join(sorted(f"{normalize(i['rule'])}@{i['occurrence']}" for i in digest.items))
         key = email_key("notify", "Reps", digest.rep, NOTIFICATION_TEMPLATE, occ)
-        if key in planner.log_keys or key in planner.by_key:
+        if planner.known(key):
             continue
         rules = ", ".join(dict.fromkeys(i["rule"] for i in digest.items))
         email = PlannedEmail(

@@ -7,7 +7,8 @@
   or rule the email comes from.
 - an address that is not a valid single address (email-validator, no DNS lookups) -> skipped.
 - an address that bounced or failed permanently before (an Emails row with status ``failed`` or
-  ``bounced``; a team can type ``bounced`` itself when a bounce comes back) -> skipped.
+  ``bounced``; a team can type ``bounced`` itself when a bounce comes back; rows moved to the log archive
+  count too, see :mod:`sheetflow.archive`) -> skipped.
 - the same recipient twice in one run for the same template -> the second one is skipped (the planner
   checks this, see :mod:`.planner`).
 """
@@ -51,6 +52,8 @@ class Suppression:
                 ):
                     detail = details[pos] if isinstance(details[pos], str) else status
                     rules.failed.setdefault(to.strip().lower(), f"{log.ref(pos, 'status')}: {detail[:120]}")
+        for address, why in tables.archived.blocked.items():
+            rules.failed.setdefault(address, why)
         return rules
 
     def reason(self, address: str) -> str | None:
