@@ -372,12 +372,13 @@ def _trim_one(
     gone_new: set[int] = set()  # sheet rows appended by this run
     if table is not None:
         data = {c: table.df[c].to_numpy(dtype=object) for c in table.col_index}
+        always = canonical in ("Activity", "Runs")
         for pos in positions:
             if len(gone_old) == drop:
                 break
-            if rows[pos] in touched or rows[pos] == table.header_row:
+            if rows[pos] in touched:
                 continue
-            if _finished(canonical, {c: data[c][pos] for c in ("status", "done") if c in data}):
+            if always or _finished(canonical, {c: data[c][pos] for c in ("status", "done") if c in data}):
                 gone_old.append(pos)
     if len(gone_old) < drop and end > start:
         new_values: dict[int, dict[str, object]] = {}

@@ -169,12 +169,15 @@ class Archive:
         headers: list[tuple[str, str]],
         rows: list[dict[str, Any]],
         last_row: int,
+        hashes: list[bytes] | None = None,
     ) -> None:
         db.execute(
             "INSERT OR REPLACE INTO sheets VALUES (?, ?, ?, ?, ?)",
             (file, canonical, sheet, last_row, "\x1f".join(f"{c}\x1e{h}" for c, h in headers)),
         )
-        db.executemany("INSERT OR IGNORE INTO rows VALUES (?)", ((row_hash(canonical, r),) for r in rows))
+        if hashes is None:
+            hashes = [row_hash(canonical, r) for r in rows]
+        db.executemany("INSERT OR IGNORE INTO rows VALUES (?)", ((h,) for h in hashes))
         if canonical == "Emails":
             db.executemany(
                 "INSERT OR REPLACE INTO emails VALUES (?, ?, ?, ?)",
@@ -260,22 +263,23 @@ class Archive:
         where: dict[str, Path] = {}
         with self._db() as db:
             year = f"{when.year:04d}"
-            pending: dict[Path, list[tuple[ArchiveBatch, list[dict[str, Any]]]]] = {}
+            pending: dict[Path, list[tuple[ArchiveBatch, list[dict[str, Any]], list[bytes]]]] = {}
             planned: dict[tuple[str, str], int] = {}  # (file, log) -> rows after this run
             for batch in batches:
-                fresh = _unseen(db, batch)
+                fresh, hashes = _unseen(db, batch)
                 while fresh:
                     path, room = self._part_for(db, year, batch.canonical, planned)
                     chunk, fresh = fresh[:room], fresh[room:]
+                    chunk_hashes, hashes = hashes[:room], hashes[room:]
                     planned[(path.name, batch.canonical)] = PART_ROWS - room + len(chunk)
-                    pending.setdefault(path, []).append((batch, chunk))
+                    pending.setdefault(path, []).append((batch, chunk, chunk_hashes))
                     where[batch.canonical] = path
             for path, items in pending.items():
                 if not path.exists():
-                    _new_workbook(path, [b.sheet for b, _ in items])
+                    _new_workbook(path, [b.sheet for b, _, _ in items])
                     self._index_file(db, path)
                 patches = []
-                for batch, fresh in items:
+                for batch, fresh, fresh_hashes in items:
                     info = db.execute(
                         "SELECT sheet, rows, headers FROM sheets WHERE file = ? AND canonical = ?",
                         (path.name, batch.canonical),
@@ -308,7 +312,16 @@ class Archive:
                             freeze_rows=1, bold_rows={1}, col_widths=_widths(batch.canonical, headers)
                         )
                     patches.append(SheetPatch(sheet, cells, new=new))
-                    self._record(db, path.name, batch.canonical, sheet, headers, fresh, row)
+                    self._record(
+                        db,
+                        path.name,
+                        batch.canonical,
+                        sheet,
+                        headers,
+                        fresh,
+                        row,
+                        fresh_hashes,
+                    )
                 tmp = path.with_name(f".{path.name}.tmp")
                 try:
                     patch_workbook(path, tmp, patches)
@@ -345,20 +358,22 @@ def _text(value: object) -> str:
     return (as_text(to_cell(value)) or "").strip()
 
 
-def _unseen(db: sqlite3.Connection, batch: ArchiveBatch) -> list[dict[str, Any]]:
+def _unseen(db: sqlite3.Connection, batch: ArchiveBatch) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The rows of ``batch`` not archived yet (each once), and their hashes."""
     hashes = [row_hash(batch.canonical, r) for r in batch.rows]
     seen: set[bytes] = set()
     for i in range(0, len(hashes), 500):
         chunk = hashes[i : i + 500]
         marks = ",".join("?" * len(chunk))
         seen.update(h for (h,) in db.execute(f"SELECT h FROM rows WHERE h IN ({marks})", chunk))  # noqa: S608
-    fresh, twice = [], set()
+    fresh, fresh_hashes, twice = [], [], set()
     for h, row in zip(hashes, batch.rows):
         if h in seen or h in twice:
             continue
         twice.add(h)
         fresh.append(row)
-    return fresh
+        fresh_hashes.append(h)
+    return fresh, fresh_hashes
 
 
 def _table_rows(table: Table) -> list[dict[str, Any]]:
