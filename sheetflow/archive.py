@@ -68,8 +68,9 @@ def row_hash(canonical: str, row: dict[str, Any]) -> bytes:
     matter, so a column moved in the sheet changes nothing)."""
     parts = [canonical]
     for column in sorted(row):
-        text = as_text(to_cell(row[column]))
-        if text:
+        value = row[column]
+        text = value if type(value) is str else as_text(to_cell(value))  # str: most cells, fast path
+        if text and not text.isspace():
             parts.append(f"{column}\x1e{text}")
     return hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=16).digest()
 
