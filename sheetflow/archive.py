@@ -98,9 +98,9 @@ class Archive:
 
     @classmethod
     def of(cls, book: Any) -> Archive:
-        workdir = getattr(book, "workdir", None)
-        address = Path(str(getattr(book, "path", None) or book.address))
-        return cls(Path(workdir) if workdir is not None else address.parent / ".sheetflow", address.name)
+        """The archive of a :class:`~sheetflow.book.base.Book`: in its ``workdir``, named after its identity."""
+        identity = getattr(book, "identity", None) or Path(str(book.address)).name
+        return cls(Path(book.workdir), identity)
 
     # ------------------------------------------------------------ files
     def files(self) -> list[Path]:

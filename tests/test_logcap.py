@@ -445,3 +445,42 @@ def test_a_workbook_at_excel_row_limit_is_repaired_by_one_run(book, capsys):
     assert total == 1_048_500 + 8
     set_points(path, 3, 7)
     assert main(["run", str(path), "--now", "2026-11-23T11:00"]) == 0  # and runs go on
+
+
+def test_deleting_rows_is_the_same_in_every_backend(tmp_path):
+    from sheetflow.book.memory import MemoryBook
+    from sheetflow.book.xlsx import XlsxBook
+
+    rows = [["run_id", "n"]] + [[f"R-{i}", i] for i in range(2, 12)]
+    books = [XlsxBook(make_book(tmp_path / "crm.xlsx", {"Runs": rows})), MemoryBook({"Runs": rows})]
+    seen = []
+    for b in books:
+        b.read()
+        b.write([SheetPatch("Runs", {(3, 2): 99, (9, 1): "R-new"}, delete_rows=(2, 4, 5))], backups=0)
+        seen.append([[str(v) for v in r] for r in b.read(full=("Runs",))["Runs"].rows])
+    assert seen[0] == seen[1]
+    assert [r[0] for r in seen[0]] == ["run_id", "R-3", "R-6", "R-7", "R-8", "R-9", "R-10", "R-11", "R-new"]
+    assert seen[0][2][0] == "R-6" and float(seen[0][2][1]) == 99
+
+
+def test_a_memory_workbook_keeps_its_logs_under_the_cap_too(tmp_path):
+    from sheetflow.book.memory import MemoryBook
+
+    memory = MemoryBook(
+        {
+            "Settings": [["key", "value"], ["log_max_rows", 10]],
+            "Scoring": [["rule", "when", "points"], ["Dev", 'title = "Dev"', 1]],
+            "Contacts": [["id", "title"]] + [[f"C-{i}", "Dev"] for i in range(1, 7)],
+        },
+        workdir=tmp_path / ".sheetflow",
+    )
+    for k in range(4):
+        memory.edit("Scoring", {(2, 3): 2 + k})
+        run("memory:book", book=memory, now=NOW + dt.timedelta(minutes=k))
+        activity = memory.read(full=("Activity",))["Activity"].rows
+        assert len(activity) - 1 <= 10
+    assert list((tmp_path / ".sheetflow").glob("book.archive-2026.xlsx"))
+    assert (
+        len(sheet(tmp_path / ".sheetflow" / "book.archive-2026.xlsx", "Activity")) - 1 + len(activity) - 1
+        == 24
+    )

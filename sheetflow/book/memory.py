@@ -16,6 +16,7 @@ last computed value) and :class:`ErrorValue` (``#N/A`` and friends).
 
 from __future__ import annotations
 
+import bisect
 import copy
 import datetime as dt
 import re
@@ -214,6 +215,13 @@ class MemoryBook:
                 if patch.replace:
                     sheet.cells.clear()
                     sheet.formulas.clear()
+                if patch.delete_rows:  # rows below move up, as with Excel's "Delete row"
+                    gone = sorted(set(patch.delete_rows))
+                    sheet.cells = {
+                        (r - bisect.bisect_left(gone, r), c): v
+                        for (r, c), v in sheet.cells.items()
+                        if bisect.bisect_left(gone, r) == len(gone) or gone[bisect.bisect_left(gone, r)] != r
+                    }
                 for key, value in values.items():
                     sheet.formulas.pop(key, None)
                     if value is None:
@@ -342,8 +350,12 @@ def _checked(
             raise PatchError(f"internal error: expected SheetPatch, got {type(patch).__name__}")
         current = merged.get(patch.sheet)
         if current is None:
-            merged[patch.sheet] = SheetPatch(patch.sheet, dict(patch.cells), patch.new, patch.replace)
+            merged[patch.sheet] = SheetPatch(
+                patch.sheet, dict(patch.cells), patch.new, patch.replace, tuple(patch.delete_rows)
+            )
             continue
+        if patch.delete_rows or current.delete_rows:
+            raise PatchError(f'internal error: rows of sheet "{patch.sheet}" are deleted by two patches')
         if patch.new is not None and current.new is not None:
             raise PatchError(f'sheet "{patch.sheet}" is created twice in one write')
         current.cells.update(patch.cells)
@@ -366,6 +378,15 @@ def _checked(
         elif patch.sheet not in names:
             shown = ", ".join(f'"{n}"' for n in names)
             raise PatchError(f'there is no sheet "{patch.sheet}" in the workbook (sheets: {shown})')
+        if patch.delete_rows:
+            sheet = store.sheet(patch.sheet)
+            if patch.new is not None or patch.replace or sheet is None:
+                raise PatchError(f'internal error: rows deleted from new or replaced sheet "{patch.sheet}"')
+            if sheet.formulas:
+                raise PatchError(
+                    f'sheet "{patch.sheet}" holds formulas, so sheetflow will not move its rows to the archive; '
+                    f"move the formulas to another sheet"
+                )
         values: dict[tuple[int, int], object] = {}
         for key, value in patch.cells.items():
             r, c = key if isinstance(key, tuple) and len(key) == 2 else (key, None)
