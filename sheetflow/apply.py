@@ -53,10 +53,14 @@ class _Target:
     def column(self, name: str) -> int:
         if name not in self.columns:
             col_spec = self.table.spec.column(name) if self.table is not None else None
-            self.columns[name] = self.next_col
+            if self.table is not None and self.table.exists:
+                col = self.table.column_number(name, reserve=True)  # where the plan said it goes
+            else:
+                col = self.next_col
+            self.columns[name] = col
+            self.next_col = max(self.next_col, col + 1)
             header = contract.label(col_spec, self.lang) if col_spec else name
-            self.patch.cells[(self.header_row, self.next_col)] = header
-            self.next_col += 1
+            self.patch.cells[(self.header_row, col)] = header
         return self.columns[name]
 
     def append(self, values: dict[str, Any]) -> int:
@@ -79,6 +83,11 @@ class PatchBuilder:
             return self.targets[canonical]
         table = self.tables.get(canonical)
         spec = contract.BY_NAME[canonical]
+        if table is not None and table.exists and not table.readable:
+            # no header row was found: the problem is reported and nothing is written to that sheet
+            target = _Target(SheetPatch(table.sheet, {}), None, 1, {}, 1, 2, self.lang)
+            self.targets[canonical] = target
+            return target
         if table is not None and table.exists:
             patch = self.patches.setdefault(table.sheet, SheetPatch(table.sheet, {}))
             header_row = table.header_row or 1
@@ -116,7 +125,11 @@ class PatchBuilder:
         return target
 
     def set_cell(self, canonical: str, position: int, column: str, value: Any) -> None:
+        """Write a managed cell of a record; a cell holding a formula is never written (the last guard:
+        the engine already left such cells out and said so)."""
         target = self.target(canonical)
+        if target.table is None or holds_formula(target.table, position, column):
+            return
         row = int(target.table.rows[position])
         target.patch.cells[(row, target.column(column))] = value
 
@@ -134,11 +147,12 @@ def build_patches(
     caller archives them before it writes the patches)."""
     builder = PatchBuilder(tables)
     at = plan.local_now
-    for ch in plan.changes:
+    changes = [ch for ch in plan.changes if not holds_formula(tables[ch.table], ch.position, ch.column)]
+    for ch in changes:
         builder.set_cell(ch.table, ch.position, ch.column, ch.new)
-    if plan.changes:
+    if changes:
         activity = builder.target("Activity")
-        for ch in plan.changes:
+        for ch in changes:
             activity.append(
                 {
                     "at": at,
@@ -181,6 +195,11 @@ def enrollments_patch(builder: PatchBuilder, rows: list[dict[str, Any]]) -> None
         builder.set_cell("Enrollments", pos, column, value)
     for row in added:
         target.append(row)
+
+
+def holds_formula(table: Table, position: int, column: str) -> bool:
+    mask = table.formulas.get(column)
+    return mask is not None and 0 <= position < len(mask) and bool(mask[position])
 
 
 def runs_row(plan: Plan, finished: Any) -> dict[str, Any]:

@@ -454,8 +454,11 @@ def owner_indices(table: Table, roster: Roster) -> np.ndarray:
 
 
 def blank_owner(table: Table) -> np.ndarray:
+    """Records without an owner. An owner cell holding a formula is never blank, whatever it shows (its ""
+    is the formula's decision, and sheetflow never writes over a formula)."""
     owners = table.df["owner"]
-    return (owners.isna() | (owners.fillna("").astype(str).str.strip() == "")).to_numpy(dtype=bool)
+    blank = (owners.isna() | (owners.fillna("").astype(str).str.strip() == "")).to_numpy(dtype=bool)
+    return blank & ~table.formula_mask("owner")
 
 
 class Loads:
@@ -1060,6 +1063,17 @@ def _assign_table(ctx: Context, assigner: Assigner, name: str, rules: list[Assig
             matches[i] = rule.when.mask(frame).to_numpy() & blank
         except Exception as e:  # noqa: BLE001 - a rule must never stop the run; report where it failed
             ctx.plan.problems.append(error(rule.where, f'rule "{rule.name}" could not be evaluated: {e}'))
+    formula = table.formula_mask("owner")
+    if formula.any():  # a rule would assign these, but their owner is a formula's decision: say so
+        looks_blank = (table.df["owner"].fillna("").astype(str).str.strip() == "").to_numpy(dtype=bool)
+        wanted = np.zeros(len(table), dtype=bool)
+        for rule in rules:
+            try:
+                wanted |= rule.when.mask(frame).to_numpy(dtype=bool)
+            except Exception:  # noqa: BLE001 - reported above
+                pass
+        hits = np.flatnonzero(formula & looks_blank & wanted).tolist()
+        ctx.formula_cells.setdefault((name, "owner"), []).extend(table.refs(hits, "owner"))
     first = matches.argmax(axis=0).tolist()
     exhausted = [False] * len(rules)  # nobody eligible stays so for the rest of the run
     positions: list[int] = []

@@ -569,7 +569,10 @@ class _Runner:
     ) -> list[tuple[int, str]]:
         cells: list[tuple[int, str]] = []
         if table.spec.column("escalated_at") is not None:
-            blank = [p for p in positions if to_cell(table.df["escalated_at"].iloc[p]) is None]
+            formula = table.formula_mask("escalated_at")
+            blank = [
+                p for p in positions if to_cell(table.df["escalated_at"].iloc[p]) is None and not formula[p]
+            ]
             if blank:
                 self.ctx.change(
                     table,

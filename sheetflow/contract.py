@@ -8,6 +8,7 @@ labels (``label(..., "pt-BR")``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -447,6 +448,36 @@ for _spec in SHEETS:
             _SHEET_INDEX.setdefault(normalize(_alias), _spec)
 for _spec in SHEETS:
     _SHEET_INDEX[normalize(_spec.name)] = _spec
+
+
+HEADER_SEARCH_ROWS = 50  # a header lower than this is not looked for: titles and notes are a few rows
+
+
+def _filled(row: list[object]) -> bool:
+    return any(v not in (None, "") for v in row)
+
+
+def _known_names(row: Iterable[object], spec: SheetSpec) -> int:
+    """How many cells of a row name a column of the sheet (canonical names and aliases)."""
+    return sum(
+        1
+        for v in row
+        if isinstance(v, str) and v.strip() and len(v) <= 80 and spec.column(v.strip()) is not None
+    )
+
+
+def find_header(rows: list[list[object]], spec: SheetSpec) -> int | None:
+    """Index in ``rows`` of the header: among the first ``HEADER_SEARCH_ROWS`` rows, the one with the most
+    cells naming a known column (the first such row on ties). A sheet kind without contract columns
+    (Report) has its first non-empty row as header. None: no row names any known column."""
+    if not spec.columns:
+        return next((i for i, row in enumerate(rows) if _filled(row)), None)
+    best, best_count = None, 0
+    for i, row in enumerate(rows[:HEADER_SEARCH_ROWS]):
+        count = _known_names(row, spec)
+        if count > best_count:
+            best, best_count = i, count
+    return best
 
 
 def sheet_spec(name: str) -> SheetSpec | None:

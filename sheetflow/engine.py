@@ -22,11 +22,13 @@ from .coerce import to_cell
 from .expr import Frame
 from .names import normalize
 from .plan import CellChange, Plan, RowAppend
-from .problems import UsageError, error, warning
+from .problems import Problem, UsageError, error, warning
 from .rulesheets import load_scoring
 from .settings import Settings
 from .state import TRACKED, VERSION, State
 from .tables import Table, Tables
+
+MAX_FORMULA_WARNINGS = 5  # per column: a column of formulas is one decision, not 10,000 warnings
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Context:
     memory: dict[str, dict[str, str]] = field(default_factory=dict)  # state sections this run leaves
     tracked: dict[str, set[str]] = field(default_factory=dict)  # extra columns to remember per table
     baseline_said: bool = False  # a stage already told people about this run's baseline
+    # (table, column) -> refs of formula cells a stage wanted to write (reported once, see formula_problems)
+    formula_cells: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def section(self, name: str) -> dict[str, str]:
         """A state section (e.g. round-robin pointers) as this run will save it; starts as last run's."""
@@ -97,6 +101,16 @@ class Context:
             rules = [rules[i] for i in keep]
         if not positions:
             return
+        formulas = table.formulas.get(column)
+        if formulas is not None and formulas[positions].any():  # never overwrite a formula
+            keep = [i for i, p in enumerate(positions) if not formulas[p]]
+            left = self.formula_cells.setdefault((table.spec.name, column), [])
+            left += [table.ref(p, column) for p in positions if formulas[p]]
+            positions = [positions[i] for i in keep]
+            new_values = [new_values[i] for i in keep]
+            rules = [rules[i] for i in keep]
+            if not positions:
+                return
         df = table.df
         ids = new_values if column == "id" else df["id"].to_numpy(dtype=object)[positions]
         olds = df[column].to_numpy(dtype=object)[positions]
@@ -118,6 +132,32 @@ class Context:
         col.iloc[positions] = new_values
         df[column] = col
         self.frames.pop(table.spec.name, None)
+
+
+def formula_problems(ctx: Context) -> list[Problem]:
+    """One warning per formula cell a stage wanted to write (at most ``MAX_FORMULA_WARNINGS`` per column,
+    then one line with the rest): the contract says sheetflow never overwrites a formula."""
+    problems: list[Problem] = []
+    for (_table, _column), refs in ctx.formula_cells.items():
+        refs = list(dict.fromkeys(refs))
+        for ref in refs[:MAX_FORMULA_WARNINGS]:
+            problems.append(
+                warning(
+                    ref,
+                    "holds a formula; sheetflow leaves it alone",
+                    "clear it if sheetflow should manage this cell",
+                )
+            )
+        if len(refs) > MAX_FORMULA_WARNINGS:
+            problems.append(
+                warning(
+                    refs[MAX_FORMULA_WARNINGS],
+                    f"and {len(refs) - MAX_FORMULA_WARNINGS} more cells of this column hold formulas; "
+                    "sheetflow leaves them alone",
+                    "clear them if sheetflow should manage these cells",
+                )
+            )
+    return problems
 
 
 # ---------------------------------------------------------------- ids
@@ -354,6 +394,7 @@ def plan_run(
     stage_ids(ctx)
     for name in selected:
         STAGES[name](ctx)
+    plan.problems += formula_problems(ctx)
     plan.problems += [p for p in settings.problems if p not in plan.problems]
     from .report import build
 

@@ -83,8 +83,9 @@ def stage_sla(ctx: Context) -> None:
     due = df["due_at"].to_numpy(dtype=object)
     severity = df["severity"].to_numpy(dtype=object)
     positions, values, reasons = [], [], []
+    formula_due = tickets.formula_mask("due_at")
     for pos in range(len(df)):
-        if to_cell(due[pos]) is not None or to_cell(opened[pos]) is None:
+        if to_cell(due[pos]) is not None or to_cell(opened[pos]) is None or formula_due[pos]:
             continue
         level = SEVERITY.get(
             normalize(severity[pos]) if isinstance(severity[pos], str) else "normal", "normal"
@@ -115,7 +116,7 @@ def _escalate_overdue(ctx: Context) -> None:
 
     open_ = open_mask(ctx.tables, "Tickets")
     late = (df["due_at"] < now).fillna(False).to_numpy(dtype=bool)
-    blank = df["escalated_at"].isna().to_numpy(dtype=bool)
+    blank = df["escalated_at"].isna().to_numpy(dtype=bool) & ~tickets.formula_mask("escalated_at")
     hits = np.flatnonzero(open_ & late & blank).tolist()
     if not hits:
         return

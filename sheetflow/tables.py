@@ -4,6 +4,12 @@ A :class:`Table` is a pandas DataFrame with canonical column names and contract 
 sheet row of every record and the sheet column of every field, so that every error and every write
 can name its cell (``Contacts!H12``). Headers are matched through the contract's aliases; columns the
 team added keep their (normalized) header as name and get a type inferred from their values.
+
+The header is where the user put it: the row (among the first ``HEADER_SEARCH_ROWS``) with the most
+cells naming a contract column or alias, so a title, a note or blank rows above it are not records.
+Inside an Excel table (ListObject) the table's own header row is the header and its totals row is not a
+record. A sheet with content but no such row is an error naming the sheet, and nothing is written to it.
+Cells holding formulas are remembered per column (``Table.formulas``): sheetflow never writes them.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from . import contract
 from .book.raw import RawSheet  # re-exported: the layers above take it from here
 from .coerce import Locale, convert_column, infer_type
 from .coltypes import ColumnType
-from .contract import SheetSpec
+from .contract import HEADER_SEARCH_ROWS, SheetSpec, _filled, _known_names, find_header
 from .names import cell_ref, column_letter, normalize
 from .problems import Problem, error, warning
 
@@ -44,21 +50,41 @@ class Table:
     # column -> df positions of cells that hold something that could not be read as the column's type;
     # they read as empty, and sheetflow never writes over them (the text would be lost)
     unreadable: dict[str, set[int]] = field(default_factory=dict)
+    readable: bool = True  # False: the sheet has content but no header row; nothing is written to it
+    # column -> bool per df row: the cell holds a formula (only columns that have any)
+    formulas: dict[str, np.ndarray] = field(default_factory=dict)
+    # columns the writer adds to the sheet, by the order the run first writes them; shared by the engine's
+    # copies of the table (dataclasses.replace keeps the same dict), so plan and writer agree
+    planned_cols: dict[str, int] = field(default_factory=dict)
+
+    def column_number(self, column: str, *, reserve: bool = False) -> int:
+        """1-based sheet column of ``column``. A column the sheet lacks is where the writer adds it: after
+        the last used column, in the order the run first writes them (``reserve``: this write claims it),
+        so messages and the plan name the real cell (``Contacts!K2``)."""
+        col = self.col_index.get(column) or self.planned_cols.get(column)
+        if col is None:
+            col = 1 + max(
+                self.last_col,
+                max(self.col_index.values(), default=0),
+                max(self.planned_cols.values(), default=0),
+            )
+            if reserve:
+                self.planned_cols[column] = col
+        return col
 
     def ref(self, position: int, column: str) -> str:
         """``Sheet!A1`` of the cell of df row ``position`` (0-based) in ``column``."""
-        col = self.col_index.get(column)
-        row = int(self.rows[position])
-        return cell_ref(self.sheet, row, col) if col else f"{self.sheet}!{row}:{row}"
+        return cell_ref(self.sheet, int(self.rows[position]), self.column_number(column))
 
     def refs(self, positions: list[int], column: str) -> list[str]:
-        """``ref`` for many rows at once (plans can hold 100k changes)."""
-        col = self.col_index.get(column)
-        prefix = cell_ref(self.sheet, 1, col)[:-1] if col else None
-        rows = self.rows[positions].tolist()
-        if prefix is None:
-            return [f"{self.sheet}!{r}:{r}" for r in rows]
-        return [f"{prefix}{r}" for r in rows]
+        """``ref`` for many rows at once, for cells this run writes (plans can hold 100k changes)."""
+        prefix = cell_ref(self.sheet, 1, self.column_number(column, reserve=True))[:-1]
+        return [f"{prefix}{r}" for r in self.rows[positions].tolist()]
+
+    def formula_mask(self, column: str) -> np.ndarray:
+        """True for the df rows whose ``column`` cell holds a formula (never written by sheetflow)."""
+        mask = self.formulas.get(column)
+        return mask if mask is not None else np.zeros(len(self.df), dtype=bool)
 
     def header_ref(self, column: str) -> str:
         col = self.col_index.get(column, 1)
@@ -71,11 +97,22 @@ class Table:
         return len(self.df)
 
 
-def _header_position(raw: RawSheet) -> int | None:
-    for i, row in enumerate(raw.rows):
-        if any(v not in (None, "") for v in row):
-            return i
-    return None
+def _table_header(raw: RawSheet, spec: SheetSpec) -> tuple[int, set[int]] | None:
+    """(header row index in raw.rows, sheet rows that are not records) from the Excel table on the sheet
+    whose header names the most known columns; None without such a table."""
+    row0, col0 = raw.origin
+    best: tuple[int, set[int]] | None = None
+    best_count = 0
+    for _name, (r1, c1, r2, c2), header_rows, totals_rows in raw.tables:
+        if header_rows < 1 or not (0 <= r1 - row0 < len(raw.rows)):
+            continue
+        header = raw.rows[r1 - row0]
+        cells = header[max(c1 - col0, 0) : max(c2 - col0 + 1, 0)]
+        count = _known_names(cells, spec)
+        if count > best_count:
+            skip = set(range(r1 + 1, r1 + header_rows)) | set(range(r2 - totals_rows + 1, r2 + 1))
+            best, best_count = (r1 - row0, skip), count
+    return best
 
 
 def empty_table(spec: SheetSpec, sheet_name: str | None = None, exists: bool = False) -> Table:
@@ -99,11 +136,23 @@ def _dtype(type_: ColumnType) -> str:
 def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, list[Problem]]:
     """Type one sheet; problems name the cells that could not be read."""
     problems: list[Problem] = []
-    h = _header_position(raw)
+    row0, col0 = raw.origin
+    in_table = _table_header(raw, spec) if raw.tables else None
+    h, not_records = in_table if in_table is not None else (find_header(raw.rows, spec), set())
     if h is None:
         table = empty_table(spec, raw.name, exists=True)
+        if any(_filled(r) for r in raw.rows):
+            table.readable = False
+            examples = ", ".join(c.name for c in spec.columns[:4])
+            problems.append(
+                error(
+                    raw.name,
+                    f"no header row found in the first {HEADER_SEARCH_ROWS} rows: no cell names a "
+                    f"{spec.name} column (such as {examples}); sheetflow does not read or write this sheet",
+                    "put the column names in one row above the data",
+                )
+            )
         return table, problems
-    row0, col0 = raw.origin
     header_row = row0 + h
     header = raw.rows[h]
     col_index: dict[str, int] = {}
@@ -129,8 +178,17 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         col_index[name] = sheet_col
         headers[name] = text
     body = raw.rows[h + 1 :]
-    keep = [i for i, r in enumerate(body) if any(v not in (None, "") for v in r)]
+    keep = [i for i, r in enumerate(body) if _filled(r) and header_row + 1 + i not in not_records]
     rows = np.asarray([header_row + 1 + i for i in keep], dtype=np.int64)
+    formulas: dict[str, np.ndarray] = {}
+    if raw.formulas:
+        row_pos = {int(r): p for p, r in enumerate(rows.tolist())}
+        by_col = {sc: n for n, sc in col_index.items()}
+        for r, c in raw.formulas:
+            p = row_pos.get(r)
+            name = by_col.get(c)
+            if p is not None and name is not None:
+                formulas.setdefault(name, np.zeros(len(rows), dtype=bool))[p] = True
     data: dict[str, pd.Series] = {}
     types: dict[str, ColumnType] = {}
     unreadable: dict[str, set[int]] = {}
@@ -179,6 +237,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         last_col=last_col,
         locale=locale,
         unreadable=unreadable,
+        formulas=formulas,
     ), problems
 
 

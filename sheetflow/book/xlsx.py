@@ -22,10 +22,11 @@ import python_calamine as pc
 from filelock import FileLock, Timeout
 
 from .. import contract
+from ..contract import HEADER_SEARCH_ROWS, find_header
 from ..problems import SheetflowError, UsageError, WorkbookBusy
 from .base import LOGS
 from .raw import RawSheet
-from .xlsxpatch import SheetPatch, patch_workbook
+from .xlsxpatch import PatchError, SheetLayout, SheetPatch, patch_workbook, sheet_layouts
 
 SUFFIXES = (".xlsx", ".xlsm")
 
@@ -102,6 +103,13 @@ class XlsxBook:
                 f"open it in Excel and save it again as {self.path.suffix}"
             ) from None
         sheets: dict[str, RawSheet] = {}
+        layouts = self._layouts(
+            [
+                m.name
+                for m in book.sheets_metadata
+                if m.typ == pc.SheetTypeEnum.WorkSheet and contract.sheet_spec(m.name) is not None
+            ]
+        )
         try:
             for meta in book.sheets_metadata:
                 if meta.typ != pc.SheetTypeEnum.WorkSheet or contract.sheet_spec(meta.name) is None:
@@ -111,11 +119,14 @@ class XlsxBook:
                 sheet = book.get_sheet_by_name(meta.name)
                 start = sheet.start or (0, 0)
                 origin = (start[0] + 1, start[1] + 1)
-                canonical = contract.sheet_spec(meta.name).name
-                if canonical in LOGS and canonical not in full:
-                    sheets[meta.name] = _header_only(meta.name, sheet, origin, _state(meta.visible))
-                    continue
-                sheets[meta.name] = RawSheet(meta.name, sheet.to_python(), origin, _state(meta.visible))
+                spec = contract.sheet_spec(meta.name)
+                layout = layouts.get(meta.name, SheetLayout())
+                if spec.name in LOGS and spec.name not in full:
+                    raw = _header_only(meta.name, sheet, origin, _state(meta.visible), spec)
+                else:
+                    raw = RawSheet(meta.name, sheet.to_python(), origin, _state(meta.visible))
+                raw.formulas, raw.tables = layout.formulas, layout.tables
+                sheets[meta.name] = raw
         except Exception as e:  # noqa: BLE001
             raise SheetflowError(
                 f"{self.path.name}: a sheet cannot be read ({e}); open the file in Excel and save it again"
@@ -148,6 +159,14 @@ class XlsxBook:
             book.close()
         self._check_unchanged()
         return sheets
+
+    def _layouts(self, names: list[str]) -> dict[str, SheetLayout]:
+        """Formula cells and Excel tables of the contract sheets (a file the writer cannot open either has
+        none: it will not be written)."""
+        try:
+            return sheet_layouts(self.path, names)
+        except PatchError:
+            return {}
 
     # ------------------------------------------------------------ locking
     def office_lock(self) -> Path | None:
@@ -220,13 +239,16 @@ class XlsxBook:
             stale.unlink(missing_ok=True)
 
 
-def _header_only(name: str, sheet, origin: tuple[int, int], state: str) -> RawSheet:
-    """The header row and where the sheet ends, without converting every logged row to Python."""
+def _header_only(name: str, sheet, origin: tuple[int, int], state: str, spec) -> RawSheet:  # noqa: ANN001
+    """The rows down to the header and where the sheet ends, without converting every logged row to Python.
+    The header is found as for any sheet (titles above it are allowed, see contract.find_header)."""
     rows = []
     for row in sheet.iter_rows():
         rows.append(list(row))
-        if any(v not in (None, "") for v in row):
+        if len(rows) >= HEADER_SEARCH_ROWS:
             break
+    h = find_header(rows, spec)
+    rows = rows[: h + 1] if h is not None else rows
     end = sheet.end
     last = end[0] + 1 if end else 0
     return RawSheet(name, rows, origin, state, last=last if rows and rows[-1] else 0)

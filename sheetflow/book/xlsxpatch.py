@@ -50,7 +50,17 @@ from sheetflow.problems import SheetflowError
 
 CellValue = str | int | float | bool | dt.datetime | dt.date | None
 
-__all__ = ["CellValue", "NewSheet", "PatchError", "SheetPatch", "Validation", "date1904", "patch_workbook"]
+__all__ = [
+    "CellValue",
+    "NewSheet",
+    "PatchError",
+    "SheetPatch",
+    "SheetLayout",
+    "Validation",
+    "date1904",
+    "patch_workbook",
+    "sheet_layouts",
+]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -145,6 +155,46 @@ def date1904(path: str | Path) -> bool:
             (el for el in root if isinstance(el.tag, str) and etree.QName(el).localname == "workbookPr"), None
         )
         return pr is not None and _true(pr.get("date1904"))
+
+
+@dataclass
+class SheetLayout:
+    """What a reader needs besides cell values: which cells hold formulas, where the Excel tables are.
+
+    ``formulas``: 1-based (row, col) of every cell with an ``<f>`` element (plain, shared or array formulas;
+    their cached values are what readers see). ``tables``: (name, (r1, c1, r2, c2), header rows, totals rows)
+    of each table (ListObject) on the sheet, bounds 1-based and inclusive.
+    """
+
+    formulas: set[tuple[int, int]] = field(default_factory=set)
+    tables: list[tuple[str, tuple[int, int, int, int], int, int]] = field(default_factory=list)
+
+
+# A cell whose first child is a formula (CT_Cell's children come in the order f, v, is, extLst: ECMA-376
+# 18.3.1.4), any namespace prefix. Scanned as bytes: a 100k-row sheet is not parsed just to find formulas.
+_FORMULA_CELL_RE = re.compile(
+    rb'<(?:[A-Za-z_][\w.-]*:)?c\b[^>]*?\sr="\$?([A-Za-z]{1,3})\$?([0-9]{1,7})"[^>]*(?<!/)>\s*<(?:[A-Za-z_][\w.-]*:)?f[\s/>]'
+)
+
+
+def sheet_layouts(path: str | Path, names: Iterable[str]) -> dict[str, SheetLayout]:
+    """Formula cells and Excel tables of the named worksheets (missing or unreadable parts: left out)."""
+    wanted = set(names)
+    out: dict[str, SheetLayout] = {}
+    with _Package.open(Path(path)) as pkg:
+        book = _Workbook(pkg)
+        for info in book.sheets:
+            if info.name not in wanted or info.part is None or not pkg.exists(info.part):
+                continue
+            layout = SheetLayout()
+            data = pkg.read(info.part)
+            if b"<f" in data or b":f" in data:
+                for m in _FORMULA_CELL_RE.finditer(data):
+                    layout.formulas.add((int(m.group(2)), col_number(m.group(1).decode("ascii"))))
+            for table in _sheet_tables(pkg, info.part):
+                layout.tables.append((table.name, table.bounds, table.header_rows, table.totals_rows))
+            out[info.name] = layout
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------

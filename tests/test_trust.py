@@ -1,0 +1,250 @@
+"""Trust on real workbooks (issue 9): formulas left alone, headers where the user put them, consent that
+fails closed, `set` that writes the type it means, one name normalisation, and output that cannot inject
+control characters into a terminal (issue 20.5). Real .xlsx files in a temp folder, real runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import NOW
+from conftest import read_sheet as sheet
+from openpyxl import Workbook, load_workbook
+from openpyxl.worksheet.table import Table as XlTable
+
+from sheetflow.pipeline import check, run
+
+SETTINGS = [["key", "value"], ["timezone", "UTC"]]
+REPS = [["name", "email", "active"], ["Ana Souza", "ana@example.com", True], ["Bob", "bob@example.com", True]]
+ROUND_ROBIN = [
+    ["rule", "table", "when", "assign_to", "method"],
+    ["All", "Contacts", "", "all", "round_robin"],
+]
+
+
+def messages(problems) -> list[str]:
+    return [str(p) for p in problems]
+
+
+def formulas(path: Path, sheet_name: str) -> dict[str, str]:
+    ws = load_workbook(path)[sheet_name]
+    return {
+        c.coordinate: c.value
+        for row in ws.iter_rows()
+        for c in row
+        if isinstance(c.value, str) and c.value.startswith("=")
+    }
+
+
+# ---------------------------------------------------------------- 9.2 formulas are never overwritten
+
+
+def test_owner_formula_is_not_a_blank_owner_and_is_never_written(book):
+    owner_formula = '=IF(D2="Brazil","Ana Souza","")'
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Contacts": [
+                ["id", "first_name", "email", "country", "owner"],
+                ["C-1", "Eva", "eva@acme.com", "Chile", owner_formula],  # cached value: ""
+                ["C-2", "Rui", "rui@acme.com", "Brazil", None],
+            ],
+            "Reps": REPS,
+            "Assignment": ROUND_ROBIN,
+        }
+    )
+    result = run(path, now=NOW)
+    assert result.written
+    assert formulas(path, "Contacts") == {"E2": owner_formula}
+    rows = sheet(path, "Contacts")
+    assert rows[2][4] in ("Ana Souza", "Bob")  # the plain blank owner is assigned
+    owners = [c for c in result.plan.changes if c.column == "owner"]
+    assert [c.record_id for c in owners] == ["C-2"]
+    text = messages(result.plan.problems)
+    assert (
+        "Contacts!E2: holds a formula; sheetflow leaves it alone — clear it if sheetflow should manage "
+        "this cell" in text
+    )
+    assert any("Contacts!E2: holds a formula" in m for m in messages(check(path, now=NOW)))
+
+
+def test_score_formula_is_left_alone_and_reported(book):
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Scoring": [["rule", "when", "points"], ["Everyone", "", 10]],
+            "Contacts": [
+                ["id", "first_name", "score"],
+                ["C-1", "Ana", "=LEN(B2)"],
+                ["C-2", "Bob", None],
+            ],
+        }
+    )
+    result = run(path, now=NOW)
+    assert formulas(path, "Contacts") == {"C2": "=LEN(B2)"}
+    assert sheet(path, "Contacts")[2][2] == 10
+    assert [c.record_id for c in result.plan.changes if c.column == "score"] == ["C-2"]
+    assert any(m.startswith("Contacts!C2: holds a formula") for m in messages(result.plan.problems))
+    activity = sheet(path, "Activity")
+    assert not any(r[3] == "C-1" for r in activity[1:])  # nothing logged as changed either
+
+
+def test_a_column_of_formulas_is_reported_briefly(book):
+    rows = [["id", "first_name", "score"]] + [[f"C-{i}", "x", f"=LEN(B{i + 1})"] for i in range(1, 21)]
+    path = book(
+        {"Settings": SETTINGS, "Scoring": [["rule", "when", "points"], ["All", "", 5]], "Contacts": rows}
+    )
+    result = run(path, now=NOW)
+    about = [m for m in messages(result.plan.problems) if "formula" in m]
+    assert len(about) == 6 and "and 15 more cells of this column hold formulas" in about[-1]
+    assert len(formulas(path, "Contacts")) == 20
+
+
+def test_lifecycle_and_id_formulas_are_left_alone(book):
+    path = book(
+        {
+            "Settings": [*SETTINGS, ["mql_threshold", 5]],
+            "Scoring": [["rule", "when", "points"], ["All", "", 10]],
+            "Contacts": [
+                ["id", "first_name", "score", "lifecycle_stage"],
+                ['=""', "Ana", None, '=IF(C2>0,"lead","lead")'],
+            ],
+        }
+    )
+    run(path, now=NOW)
+    assert formulas(path, "Contacts") == {"A2": '=""', "D2": '=IF(C2>0,"lead","lead")'}
+
+
+# ---------------------------------------------------------------- 9.3 the header is where the user put it
+
+
+def titled_contacts(path: Path) -> Path:
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Contacts"
+    ws["A1"] = "Client list — updated weekly"
+    ws.merge_cells("A1:D1")
+    ws.append([])  # row 2 blank
+    ws.append(["first_name", "email", "title", "company"])  # row 3
+    ws.append(["Ana", "ana@acme.com", "Director", "Acme"])
+    ws.append(["Bob", "bob@beta.com", "Analyst", "Beta"])
+    wb.create_sheet("Settings")
+    for r in SETTINGS:
+        wb["Settings"].append(r)
+    wb.create_sheet("Scoring")
+    for r in [["rule", "when", "points"], ["Director", 'title contains "director"', 20]]:
+        wb["Scoring"].append(r)
+    wb.save(path)
+    return path
+
+
+def test_header_below_a_merged_title_and_a_blank_row(tmp_path):
+    path = titled_contacts(tmp_path / "crm.xlsx")
+    assert not [p for p in check(path, now=NOW) if p.is_error]
+    result = run(path, now=NOW)
+    assert not result.plan.errors
+    rows = sheet(path, "Contacts")
+    assert rows[0][0] == "Client list — updated weekly"
+    assert rows[2][:6] == ["first_name", "email", "title", "company", "id", "score"]
+    assert rows[3][4:6] == ["C-00001", 20]
+    assert rows[4][4:6] == ["C-00002", 0]
+    assert len(rows) == 5  # no record was invented from the title
+    where = {c.record_id: c.where for c in result.plan.changes if c.column == "id"}
+    assert where == {"C-00001": "Contacts!E4", "C-00002": "Contacts!E5"}
+    assert [r.coord for r in load_workbook(path)["Contacts"].merged_cells.ranges] == ["A1:D1"]
+
+
+def test_added_columns_have_real_cell_references(book):
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Scoring": [["rule", "when", "points"], ["All", "", 1]],
+            "Contacts": [["first_name"], *[[f"n{i}"] for i in range(12)]],
+        }
+    )
+    result = run(path, dry_run=True, now=NOW)
+    refs = [c.where for c in result.plan.changes]
+    assert all(":" not in r and " " not in r for r in refs)
+    assert "Contacts!B2" in refs and "Contacts!C13" in refs  # id in B, score in C (row 13 = 12th record)
+    run(path, now=NOW)
+    rows = sheet(path, "Contacts")
+    assert rows[0] == ["first_name", "id", "score"] and rows[12][1:] == ["C-00012", 1]
+
+
+def test_sheet_without_a_plausible_header_is_an_error_and_untouched(book):
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Scoring": [["rule", "when", "points"], ["All", "", 1]],
+            "Contacts": [["Our customers"], [], ["Ana", "ana@acme.com"], ["Bob", "bob@beta.com"]],
+        }
+    )
+    before = sheet(path, "Contacts")
+    problems = check(path, now=NOW)
+    errors = [str(p) for p in problems if p.is_error]
+    assert any(e.startswith("Contacts: no header row found") for e in errors)
+    result = run(path, now=NOW)
+    assert sheet(path, "Contacts") == before
+    assert not [c for c in result.plan.changes if c.table == "Contacts"]
+
+
+def excel_table_book(path: Path, *, totals: bool) -> Path:
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Contacts"
+    ws["A1"] = "Leads from the fair"
+    ws.append([])
+    ws.append(["id", "first_name", "email", "company_size"])  # header in row 3
+    ws.append(["C-1", "Ana", "ana@acme.com", 10])
+    ws.append(["C-2", "Bob", "bob@beta.com", 20])
+    last = 5
+    if totals:
+        ws.append(["Total", None, None, "=SUBTOTAL(109,Leads[company_size])"])
+        last = 6
+    table = XlTable(displayName="Leads", ref=f"A3:D{last}")
+    if totals:
+        table.totalsRowCount = 1
+    ws.add_table(table)
+    wb.create_sheet("Settings")
+    for r in SETTINGS:
+        wb["Settings"].append(r)
+    wb.create_sheet("Scoring")
+    for r in [["rule", "when", "points"], ["Size", "company_size > 0", 7]]:
+        wb["Scoring"].append(r)
+    wb.save(path)
+    return path
+
+
+@pytest.mark.parametrize("totals", [False, True])
+def test_excel_table_header_and_totals_row(tmp_path, totals):
+    path = excel_table_book(tmp_path / "crm.xlsx", totals=totals)
+    result = run(path, now=NOW)
+    assert not result.plan.errors
+    ids = sorted({c.record_id for c in result.plan.changes})
+    assert ids == ["C-1", "C-2"]  # the totals row is not a record
+    rows = sheet(path, "Contacts")
+    assert rows[2][4] == "score" and rows[3][4] == 7 and rows[4][4] == 7
+    if totals:
+        assert rows[5][0] == "Total" and (len(rows[5]) < 5 or rows[5][4] in (None, ""))
+        assert formulas(path, "Contacts") == {"D6": "=SUBTOTAL(109,Leads[company_size])"}
+
+
+def test_log_sheet_with_a_title_above_its_header(book):
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Scoring": [["rule", "when", "points"], ["All", "", 1]],
+            "Contacts": [["id", "first_name"], ["C-1", "Ana"]],
+            "Runs": [
+                ["Run history"],
+                [],
+                ["run_id", "started_at", "finished_at", "mode", "trigger", "counts"],
+            ],
+        }
+    )
+    run(path, now=NOW)
+    rows = sheet(path, "Runs")
+    assert rows[0] == ["Run history"] + [""] * (len(rows[0]) - 1)
+    assert rows[2][:2] == ["run_id", "started_at"]
+    assert rows[3][0].startswith("R2026")
+    assert len(rows) == 4
