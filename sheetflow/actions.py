@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -110,7 +111,8 @@ def parse_action(
                 raise ActionError(f'unknown column "{key}"' + (f' — did you mean "{hint}"?' if hint else ""))
             if column == "id":
                 raise ActionError("set cannot change a record's id")
-            typed_value(value, ColumnType.TEXT, dt.datetime(2000, 1, 1), Locale())  # relative dates in range
+            # constant values are checked now, so `check` names the cell (relative dates run each time)
+            typed_value(value, schema.type_of(column), dt.datetime(2000, 1, 1), Locale(), column=column)
             sets.append((column, value))
         return Action(kind, params, tuple(sets))
     required = {
@@ -172,8 +174,23 @@ def delay_of(text: str | None) -> dt.timedelta:
     }[unit]
 
 
-def typed_value(raw: str, type_: ColumnType, now: dt.datetime, locale: Locale) -> Any:
-    """A ``set`` value as the column's type; ``today``/``now``/``today+3d`` are relative to the run."""
+_TYPE_WORDS = {
+    ColumnType.NUMBER: "numbers",
+    ColumnType.DATE: "dates",
+    ColumnType.BOOL: "TRUE/FALSE values",
+    ColumnType.TEXT: "text",
+}
+_PLAIN_NUMBER = re.compile(r"^[+-]?\d+(?:[.,]\d+)?$")
+_BOOL_WORDS = {"true": True, "false": False, "verdadeiro": True, "falso": False, "sim": True, "nao": False}
+
+
+def typed_value(
+    raw: str, type_: ColumnType, now: dt.datetime, locale: Locale, *, column: str = "", empty: bool = False
+) -> Any:
+    """A ``set`` value as what it means: ``today``/``now``/``today+3d`` are dates relative to the run, other
+    text is read as the column's type. ``empty``: the column has no values yet (a column the team just
+    added), so the value's own type wins (``3`` a number, ``2026-03-01`` a date, ``TRUE`` a boolean).
+    A value that cannot go into the column is an ActionError ("... holds numbers")."""
     text = raw.strip()
     m = _RELATIVE.match(text)
     if m:
@@ -186,11 +203,27 @@ def typed_value(raw: str, type_: ColumnType, now: dt.datetime, locale: Locale) -
             if abs(days) > MAX_DAYS:
                 raise ActionError(f'"{raw}" is more than {MAX_DAYS // 365} years away — write e.g. today+3d')
             base += dt.timedelta(days=amount) if m.group(4).lower() == "d" else dt.timedelta(hours=amount)
+        if type_ in (ColumnType.NUMBER, ColumnType.BOOL) and not empty:
+            raise ActionError(f'"{raw}" is a date, but {column or "the column"} holds {_TYPE_WORDS[type_]}')
         return base
+    if empty and type_ is ColumnType.TEXT:
+        word = normalize(text)
+        if word in _BOOL_WORDS:
+            return _BOOL_WORDS[word]
+        if _PLAIN_NUMBER.match(text):
+            type_ = ColumnType.NUMBER
+        else:
+            try:
+                date = parse_as(text, ColumnType.DATE, locale)
+            except Unreadable:
+                date = None
+            if date is not None:
+                return date
     try:
         return parse_as(text, type_, locale)
     except Unreadable as e:
-        raise ActionError(f'"{raw}" {e}') from None
+        where = f"{column} holds {_TYPE_WORDS[type_]}" if column else ""
+        raise ActionError(f'"{raw}" {e}' + (f" ({where})" if where else "")) from None
 
 
 def render_text(source: str, record: dict[str, Any]) -> str:
@@ -212,9 +245,18 @@ def apply_set(
     """Write the set pairs; returns the (position, column) cells that really changed."""
     written: list[tuple[int, str]] = []
     for column, raw in action.sets:
+        type_ = table.types.get(column, ColumnType.TEXT)
+        empty = column not in table.df or bool(table.df[column].isna().all())
         value = typed_value(
-            raw, table.types.get(column, ColumnType.TEXT), ctx.plan.local_now, ctx.tables.locale
+            raw,
+            type_,
+            ctx.plan.local_now,
+            ctx.tables.locale,
+            column=column,
+            empty=empty and type_ is ColumnType.TEXT,
         )
+        if empty and type_ is ColumnType.TEXT and value is not None and not isinstance(value, str):
+            _retype(table, column, value)  # an empty column takes the type of what is written into it
         current = table.df[column].to_numpy(dtype=object) if column in table.df else [None] * len(table.df)
         if table.spec.name == "Contacts" and column == "lifecycle_stage" and isinstance(value, str):
             from . import contract
@@ -224,9 +266,6 @@ def apply_set(
                 value = contract.lifecycle_label(stage, "pt" if ctx.portuguese else "en")
         targets = [p for p in positions if not _equal(current[p], value)]
         if targets:
-            if column not in table.df:
-                table.df[column] = None
-                table.types.setdefault(column, ColumnType.TEXT)
             ctx.change(
                 table,
                 targets,
@@ -236,6 +275,19 @@ def apply_set(
             )
             written += [(p, column) for p in targets]
     return written
+
+
+def _retype(table: Table, column: str, value: Any) -> None:
+    from .tables import _dtype
+
+    if isinstance(value, bool):
+        type_ = ColumnType.BOOL
+    elif isinstance(value, (int, float)):
+        type_ = ColumnType.NUMBER
+    else:
+        type_ = ColumnType.DATE
+    table.df[column] = pd.Series([None] * len(table.df), dtype=_dtype(type_), index=table.df.index)
+    table.types[column] = type_
 
 
 def _equal(current: Any, value: Any) -> bool:

@@ -126,6 +126,35 @@ def parse_bool(value: object) -> bool | None:
     raise Unreadable("is not TRUE or FALSE (or SIM/NÃO)")
 
 
+# What clearly means "no" in a consent column (normalized): anything else a person typed there means "yes".
+CONSENT_NO = frozenset({"false", "falso", "no", "nao", "n", "f", "0", "-"})
+
+
+def parse_consent(value: object) -> tuple[bool | None, bool]:
+    """A consent / do-not-contact cell (``unsubscribed``, ``do_not_contact``, ``bounced``) -> (flag, unclear).
+
+    Fails closed: blank is None (no flag), clear "no" values (FALSE, 0, no, não) are False, clear "yes"
+    values are True, and anything else a person typed (``opt-out``, a date, ``2``, ``pediu para sair``) is
+    True with ``unclear`` set, so the contact is never emailed because sheetflow misread the cell.
+    """
+    if value is None or value == "":
+        return None, False
+    if isinstance(value, bool):
+        return value, False
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and math.isnan(value):
+            return None, False
+        return (False, False) if value == 0 else (True, value != 1)
+    if isinstance(value, str):
+        text = normalize(value)
+        if not text:
+            return None, False
+        if text in CONSENT_NO:
+            return False, False
+        return True, text not in _TRUE
+    return True, True  # a date, a time: someone recorded when they asked to stop
+
+
 def parse_number(value: object, locale: Locale = Locale()) -> float | None:
     if value is None or value == "":
         return None

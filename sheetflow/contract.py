@@ -85,7 +85,16 @@ SHEETS: tuple[SheetSpec, ...] = (
             _c("source", T, "Origem", "fonte", "lead_source"),
             _c("created_at", D, "Criado em", "data_de_criacao", "data_criacao", "created"),
             _c("last_activity_at", D, "Última atividade", "ultima_atividade_em", "last_activity"),
-            _c("unsubscribed", B, "Descadastrado", "opt_out", "optout", "cancelou_inscricao"),
+            _c(
+                "unsubscribed",
+                B,
+                "Descadastrado",
+                "opt_out",
+                "optout",
+                "cancelou_inscricao",
+                "descadastrou",
+                "unsubscribe",
+            ),
             _c("score", N, "Pontuação", "pontuacao", "pontos", "lead_score", managed=True, width=9),
             _c(
                 "lifecycle_stage",
@@ -109,6 +118,17 @@ SHEETS: tuple[SheetSpec, ...] = (
             _c("nps", N, "NPS", "nota_nps"),
             _c("replied_at", D, "Respondeu em", "respondido_em", "respondeu_em"),
             _c("last_reply_at", D, "Última resposta em", "ultima_resposta_em"),
+            _c(
+                "do_not_contact",
+                B,
+                "Não contatar",
+                "nao_contatar",
+                "nao_entrar_em_contato",
+                "nao_perturbe",
+                "do_not_email",
+                "dnc",
+            ),
+            _c("bounced", B, "E-mail devolvido", "email_devolvido", "devolvido", "bounce", "hard_bounce"),
         ),
     ),
     SheetSpec(
@@ -365,6 +385,10 @@ SHEETS: tuple[SheetSpec, ...] = (
 )
 
 STATE_SHEET = "_sheetflow_state"
+
+# Contacts columns that withhold every email to the contact's address. They fail closed: any value that is
+# not clearly "no" (blank, FALSE, 0, no/não, see coerce.parse_consent) counts as "do not contact".
+CONSENT_COLUMNS = ("unsubscribed", "do_not_contact", "bounced")
 RECORD_SHEETS = ("Contacts", "Deals", "Tickets")
 
 BY_NAME: dict[str, SheetSpec] = {s.name: s for s in SHEETS}

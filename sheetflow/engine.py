@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import contract
-from .coerce import to_cell
+from .coerce import as_text, to_cell
 from .expr import Frame
 from .names import normalize
 from .plan import CellChange, Plan, RowAppend
@@ -129,7 +129,7 @@ class Context:
             for pos, rid, old, new, rule, ref in zip(positions, ids, olds, new_values, rules, refs)
         )
         col = df[column].copy()
-        col.iloc[positions] = new_values
+        col.iloc[positions] = _storable(col, new_values)
         df[column] = col
         self.frames.pop(table.spec.name, None)
 
@@ -158,6 +158,14 @@ def formula_problems(ctx: Context) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _storable(series: pd.Series, values: list[object]) -> list[object]:
+    """Values as the in-memory column can hold them: the cell gets the typed value (a date written by
+    ``set`` into a text column is a date cell), the text column its text, as the next run will read it."""
+    if series.dtype.kind in ("O", "U", "T") or pd.api.types.is_string_dtype(series.dtype):
+        return [v if v is None or isinstance(v, str) else as_text(v) for v in values]
+    return values
 
 
 # ---------------------------------------------------------------- ids

@@ -28,6 +28,7 @@ import pandas as pd
 
 from .coerce import MAX_SHIFT_DAYS as MAX_DAYS
 from .coerce import as_text, to_cell
+from .contract import CONSENT_COLUMNS
 from .engine import Context
 from .expr import CompiledWhen, WhenError, compile_when
 from .names import normalize
@@ -204,10 +205,11 @@ def _advance(ctx: Context, enrollments: dict[str, str], sequences: dict[str, lis
 
 def _stop_reason(contacts: Table, pos: int, since: dt.datetime) -> str | None:
     df = contacts.df
-    if "unsubscribed" in df:
-        value = df["unsubscribed"].iloc[pos]
-        if value is not pd.NA and value is not None and bool(value):
-            return "unsubscribed"
+    for column in CONSENT_COLUMNS:  # fail closed: see coerce.parse_consent
+        if column in df:
+            value = df[column].iloc[pos]
+            if value is not pd.NA and value is not None and bool(value):
+                return column.replace("_", " ")
     for column in REPLY_COLUMNS:
         if column in df:
             value = df[column].iloc[pos]

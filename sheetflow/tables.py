@@ -22,11 +22,11 @@ import pandas as pd
 
 from . import contract
 from .book.raw import RawSheet  # re-exported: the layers above take it from here
-from .coerce import Locale, convert_column, infer_type
+from .coerce import Locale, as_text, convert_column, infer_type, parse_consent
 from .coltypes import ColumnType
 from .contract import HEADER_SEARCH_ROWS, SheetSpec, _filled, _known_names, find_header
 from .names import cell_ref, column_letter, normalize
-from .problems import Problem, error, warning
+from .problems import Problem, error, note, warning
 
 MAX_WARNINGS_PER_COLUMN = 5
 
@@ -197,6 +197,13 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         values = [body[i][j] if j < len(body[i]) else "" for i in keep]
         declared = spec.column(name)
         type_ = declared.type if declared and declared.name == name else infer_type(values, locale)
+        if spec.name == "Contacts" and name in contract.CONSENT_COLUMNS:
+            series, unclear = _consent_column(values)
+            problems += _consent_notes(
+                raw.name, rows, sheet_col, name, values, unclear, body, keep, col_index, col0
+            )
+            data[name], types[name] = series, ColumnType.BOOL
+            continue
         series, bad = convert_column(values, type_, locale)
         if bad:
             unreadable[name] = {pos for pos, _reason in bad}
@@ -249,6 +256,59 @@ class ArchivedLogs:
 
     email_keys: frozenset[str] = frozenset()
     blocked: dict[str, str] = field(default_factory=dict)
+
+
+def _consent_column(values: list[object]) -> tuple[pd.Series, list[int]]:
+    """A consent column as booleans (fails closed, see coerce.parse_consent) and the unclear positions."""
+    flags: list[bool | None] = []
+    unclear: list[int] = []
+    for i, v in enumerate(values):
+        flag, doubtful = parse_consent(v)
+        flags.append(flag)
+        if doubtful:
+            unclear.append(i)
+    return pd.Series(flags, dtype="boolean"), unclear
+
+
+def _consent_notes(
+    sheet: str,
+    rows: np.ndarray,
+    sheet_col: int,
+    column: str,
+    values: list[object],
+    unclear: list[int],
+    body: list[list[object]],
+    keep: list[int],
+    col_index: dict[str, int],
+    col0: int,
+) -> list[Problem]:
+    """One note per consent cell whose value is not a clear yes/no (at most MAX_WARNINGS_PER_COLUMN)."""
+    email_col = col_index.get("email")
+    out: list[Problem] = []
+    for n, pos in enumerate(unclear):
+        if n == MAX_WARNINGS_PER_COLUMN:
+            out.append(
+                note(
+                    f"{sheet}!{column_letter(sheet_col)}",
+                    f"{len(unclear) - n} more {column} cells are not a clear yes or no; "
+                    "those contacts are not emailed either",
+                )
+            )
+            break
+        address = ""
+        if email_col is not None:
+            row = body[keep[pos]]
+            j = email_col - col0
+            address = str(row[j]).strip() if j < len(row) and row[j] not in (None, "") else ""
+        out.append(
+            note(
+                cell_ref(sheet, int(rows[pos]), sheet_col),
+                f'{column} is "{as_text(values[pos])}", not a clear yes or no: treated as do not contact'
+                + (f" — no email goes to {address}" if address else ""),
+                "write FALSE (or NÃO) to allow emails, TRUE to stop them",
+            )
+        )
+    return out
 
 
 @dataclass

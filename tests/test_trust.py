@@ -4,6 +4,7 @@ control characters into a terminal (issue 20.5). Real .xlsx files in a temp fold
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,159 @@ def test_log_sheet_with_a_title_above_its_header(book):
     assert rows[2][:2] == ["run_id", "started_at"]
     assert rows[3][0].startswith("R2026")
     assert len(rows) == 4
+
+
+# ---------------------------------------------------------------- 9.1 consent fails closed
+
+MAIL_SETTINGS = [
+    ["key", "value"],
+    ["timezone", "UTC"],
+    ["sender_email", "sales@acme-team.com"],
+    ["send_window", "Mon-Sun 00:00-23:59"],
+]
+WELCOME = [
+    ["rule", "table", "trigger", "when", "action", "params"],
+    ["Welcome", "Contacts", "every_run", "", "send_email", "template=welcome"],
+]
+TEMPLATES = [["name", "subject", "body"], ["welcome", "Hi {{ first_name }}", "Welcome, {{ first_name }}."]]
+
+
+@pytest.fixture
+def no_smtp(monkeypatch):
+    monkeypatch.delenv("SHEETFLOW_TRANSPORT", raising=False)
+    monkeypatch.delenv("SHEETFLOW_SMTP_HOST", raising=False)
+
+
+def consent_book(book, header: str, values: list[object]):
+    contacts = [["id", "first_name", "email", header]]
+    contacts += [[f"C{i}", f"P{i}", f"p{i}@acme.com", v] for i, v in enumerate(values, start=1)]
+    return book(
+        {"Settings": MAIL_SETTINGS, "Contacts": contacts, "Automations": WELCOME, "Templates": TEMPLATES}
+    )
+
+
+def test_opt_out_text_in_unsubscribed_is_never_mailed(book, no_smtp):
+    path = book(
+        {
+            "Settings": MAIL_SETTINGS,
+            "Contacts": [
+                ["id", "first_name", "email", "unsubscribed"],
+                ["C9", "Eva", "eva@acme.com", "opt-out"],
+                ["C10", "Rui", "rui@acme.com", "FALSE"],
+            ],
+            "Automations": WELCOME,
+            "Templates": TEMPLATES,
+        }
+    )
+    notes = [str(p) for p in check(path, now=NOW) if "Contacts!D2" in str(p)]
+    assert len(notes) == 1 and "not a clear yes or no" in notes[0] and "eva@acme.com" in notes[0]
+    result = run(path, now=NOW)
+    by_id = {e.record_id: e for e in result.plan.emails}
+    assert by_id["C9"].status == "skipped" and by_id["C9"].detail == "unsubscribed (Contacts!D2)"
+    assert by_id["C10"].status != "skipped"
+    assert result.emails.count("sent") == 1
+    outbox = sorted((path.parent / "outbox").glob("*.eml"))
+    assert len(outbox) == 1 and b"rui@acme.com" in outbox[0].read_bytes()
+    assert b"eva@acme.com" not in outbox[0].read_bytes()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "opt-out",
+        "sim",
+        "yes",
+        "TRUE",
+        True,
+        1,
+        2,
+        "x",
+        dt.datetime(2026, 3, 1),
+        "2026-03-01",
+        "pediu para sair",
+    ],
+)
+@pytest.mark.parametrize(
+    "header", ["unsubscribed", "Descadastrado", "do_not_contact", "Não contatar", "bounced"]
+)
+def test_anything_but_a_clear_no_suppresses(book, no_smtp, header, value):
+    path = consent_book(book, header, [value])
+    plan = run(path, now=NOW, dry_run=True).plan
+    assert [e.status for e in plan.emails] == ["skipped"]
+    assert "(Contacts!D2)" in plan.emails[0].detail
+
+
+@pytest.mark.parametrize("value", [None, "", False, 0, "FALSE", "NÃO", "nao", "no", "N", "0", "falso"])
+def test_a_clear_no_allows_email(book, no_smtp, value):
+    path = consent_book(book, "do_not_contact", [value])
+    plan = run(path, now=NOW, dry_run=True).plan
+    assert [e.status for e in plan.emails] != ["skipped"]
+    assert not [p for p in check(path, now=NOW) if "Contacts!D2" in str(p)]
+
+
+# ---------------------------------------------------------------- 9.10 `set` writes the type it means
+
+
+def set_book(book, params: str, column: list[object]):
+    contacts = [["id", "first_name", "follow_up_on"]]
+    contacts += [[f"C-{i}", f"P{i}", v] for i, v in enumerate(column, start=1)]
+    return book(
+        {
+            "Settings": SETTINGS,
+            "Contacts": contacts,
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action", "params"],
+                ["Stamp", "Contacts", "every_run", "", "set", params],
+            ],
+        }
+    )
+
+
+def test_set_relative_date_into_an_empty_user_column(book):
+    path = set_book(book, "follow_up_on=today+3d", [None, None])
+    assert not [p for p in check(path, now=NOW) if p.is_error]
+    result = run(path, now=NOW)
+    assert not result.plan.errors
+    ws = load_workbook(path)["Contacts"]
+    assert ws["C2"].value == dt.datetime(2026, 11, 26) and ws["C3"].value == dt.datetime(2026, 11, 26)
+    assert ws["C2"].is_date
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ("follow_up_on=42", 42),
+        ("follow_up_on=TRUE", True),
+        ("follow_up_on=2026-12-01", dt.datetime(2026, 12, 1)),
+    ],
+)
+def test_set_writes_numbers_booleans_and_dates_into_an_empty_column(book, params, expected):
+    path = set_book(book, params, [None])
+    run(path, now=NOW)
+    assert load_workbook(path)["Contacts"]["C2"].value == expected
+
+
+def test_set_date_into_a_text_column_writes_a_date_cell(book):
+    path = set_book(book, "follow_up_on=today", ["call back", None])
+    result = run(path, now=NOW)
+    assert not result.plan.errors
+    ws = load_workbook(path)["Contacts"]
+    assert ws["C2"].value == dt.datetime(2026, 11, 23) and ws["C3"].value == dt.datetime(2026, 11, 23)
+
+
+@pytest.mark.parametrize(
+    ("params", "column"),
+    [
+        ("company_size=today+3d", "company_size"),
+        ("company_size=lots", "company_size"),
+        ("unsubscribed=maybe", ""),
+    ],
+)
+def test_a_value_that_cannot_go_there_is_a_problem_at_the_automations_cell(book, params, column):
+    path = set_book(book, params, [None])
+    errors = [str(p) for p in check(path, now=NOW) if p.is_error]
+    assert any(e.startswith("Automations!F2:") for e in errors), errors
+    before = sheet(path, "Contacts")
+    result = run(path, now=NOW)
+    assert sheet(path, "Contacts")[1][:3] == before[1][:3]
+    assert any(str(p).startswith("Automations!F2:") for p in result.plan.errors)

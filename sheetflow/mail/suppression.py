@@ -3,8 +3,9 @@
     rules = Suppression.from_tables(tables)
     reason = rules.reason("ana@acme.com")     # None, or "unsubscribed (Contacts!N4)"
 
-- ``unsubscribed``: any contact whose ``unsubscribed`` cell is TRUE blocks its address, whichever record
-  or rule the email comes from.
+- consent: any contact whose ``unsubscribed``, ``do_not_contact`` or ``bounced`` cell holds anything but a
+  clear "no" (TRUE, but also ``opt-out``, a date, a number: see coerce.parse_consent) blocks its address,
+  whichever record or rule the email comes from. When in doubt, no email.
 - an address that is not a valid single address (email-validator, no DNS lookups) -> skipped.
 - an address that bounced or failed permanently before (an Emails row with status ``failed`` or
   ``bounced``; a team can type ``bounced`` itself when a bounce comes back; rows moved to the log archive
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..contract import CONSENT_COLUMNS
 from ..tables import Tables
 
 BLOCKING_STATUSES = ("failed", "bounced")
@@ -24,21 +26,27 @@ BLOCKING_STATUSES = ("failed", "bounced")
 
 @dataclass
 class Suppression:
-    unsubscribed: dict[str, str] = field(default_factory=dict)  # address (lower) -> "Contacts!N4"
+    unsubscribed: dict[str, str] = field(
+        default_factory=dict
+    )  # address (lower) -> "unsubscribed (Contacts!N4)"
     failed: dict[str, str] = field(default_factory=dict)  # address (lower) -> "Emails!I7: 550 ..."
 
     @classmethod
     def from_tables(cls, tables: Tables) -> Suppression:
         rules = cls()
         contacts = tables["Contacts"]
-        if len(contacts) and "unsubscribed" in contacts.df and "email" in contacts.df:
-            flags = contacts.df["unsubscribed"].fillna(False).to_numpy(dtype=bool)
+        if len(contacts) and "email" in contacts.df:
             emails = contacts.df["email"].to_numpy(dtype=object)
-            for pos in flags.nonzero()[0].tolist():
-                if isinstance(emails[pos], str) and emails[pos].strip():
-                    rules.unsubscribed.setdefault(
-                        emails[pos].strip().lower(), contacts.ref(pos, "unsubscribed")
-                    )
+            for column in CONSENT_COLUMNS:
+                if column not in contacts.df or column not in contacts.col_index:
+                    continue
+                flags = contacts.df[column].fillna(False).to_numpy(dtype=bool)
+                label = column.replace("_", " ")
+                for pos in flags.nonzero()[0].tolist():
+                    if isinstance(emails[pos], str) and emails[pos].strip():
+                        rules.unsubscribed.setdefault(
+                            emails[pos].strip().lower(), f"{label} ({contacts.ref(pos, column)})"
+                        )
         log = tables["Emails"]
         if len(log):
             statuses = log.df["status"].to_numpy(dtype=object)
@@ -59,7 +67,7 @@ class Suppression:
     def reason(self, address: str) -> str | None:
         key = address.strip().lower()
         if key in self.unsubscribed:
-            return f"unsubscribed ({self.unsubscribed[key]})"
+            return self.unsubscribed[key]
         if key in self.failed:
             return f"an earlier email to this address failed permanently ({self.failed[key]})"
         return None
