@@ -26,7 +26,7 @@ from rich.table import Table as RichTable
 
 from . import __version__
 from .plan import Plan
-from .problems import Problem, Severity, SheetflowError, UsageError
+from .problems import QUOTE_LIMIT, Problem, Severity, SheetflowError, UsageError, printable
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.NOTE: "dim"}
 LABEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.NOTE: "note"}
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = COMMANDS[args.command](args, console)
     except SheetflowError as e:
-        console.print(f"[bold red]error:[/] {e}")
+        console.print(f"[bold red]error:[/] {_escape(str(e), 1000)}")
         code = e.exit_code
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; nothing was written[/]")
@@ -306,7 +306,7 @@ def print_problems(
 ) -> None:
     shown = [p for p in problems if show_notes or p.severity is not Severity.NOTE]
     for p in shown[:limit]:
-        console.print(f"[{STYLE[p.severity]}]{LABEL[p.severity]}[/] {_escape(str(p))}")
+        console.print(f"[{STYLE[p.severity]}]{LABEL[p.severity]}[/] {_escape(str(p), None)}")
     if len(shown) > limit:
         console.print(f"... and {len(shown) - limit} more")
 
@@ -356,7 +356,14 @@ def print_plan(console: Console, plan: Plan, *, limit: int = 40) -> None:
         table.add_column(column, overflow="fold")
     changes = plan.changes if limit <= 0 else plan.changes[:limit]
     for ch in changes:
-        table.add_row(ch.where, ch.record_id, ch.column, _show(ch.old), _show(ch.new), _escape(ch.rule))
+        table.add_row(
+            _escape(ch.where),
+            _escape(ch.record_id),
+            _escape(ch.column),
+            _show(ch.old),
+            _show(ch.new),
+            _escape(ch.rule),
+        )
     if plan.changes:
         console.print(table)
     if limit > 0 and len(plan.changes) > limit:
@@ -385,7 +392,7 @@ def print_rows(console: Console, plan: Plan, *, limit: int = 40) -> None:
         console.print(
             f"  {item.sheet}: {_escape(str(v.get('text', '')))} [dim]({_escape(str(v.get('owner') or ''))}"
             f"{', due ' + format(due, '%Y-%m-%d %H:%M') if hasattr(due, 'strftime') else ''}; "
-            f"{_escape(item.rule)}, {v.get('table', '')} {v.get('record_id', '')})[/]"
+            f"{_escape(item.rule)}, {_escape(v.get('table', ''))} {_escape(v.get('record_id', ''))})[/]"
         )
     if limit > 0 and len(rows) > limit:
         console.print(f"  ... and {len(rows) - limit} more")
@@ -417,7 +424,7 @@ def print_emails(console: Console, plan: Plan, *, limit: int = 40, lines: int = 
         state = "send now" if email.due else email.status
         console.print(
             f"  [bold]{_escape(email.to or '(no address)')}[/] — {_escape(email.subject)} "
-            f"[dim]({state}; {_escape(email.rule)}, {_escape(email.template)}, {email.key})[/]"
+            f"[dim]({state}; {_escape(email.rule)}, {_escape(email.template)}, {_escape(email.key)})[/]"
         )
         if email.detail:
             console.print(f"    [yellow]{_escape(email.detail)}[/]")
@@ -432,10 +439,12 @@ def _show(value: object) -> str:
     from .coerce import as_text
 
     text = as_text(value)
-    return "" if text is None else _escape(text)
+    return "" if text is None else _escape(text, QUOTE_LIMIT)
 
 
-def _escape(text: str) -> str:
+def _escape(text: object, limit: int | None = 500) -> str:
+    """Cell text for the terminal: controls escaped, long text shortened (problems.printable), and rich
+    markup (``[bold]``) shown as typed."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(printable(text, limit))

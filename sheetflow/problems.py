@@ -7,8 +7,48 @@ safely can; errors make ``check`` exit 1 and are written to the ``Runs`` sheet.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
+
+QUOTE_LIMIT = 80  # characters of a quoted cell value shown in a message (then "…")
+MESSAGE_LIMIT = 600  # characters of one message: a message is read on one terminal line or one cell
+
+# C0/C1 controls, DEL, and the invisible format characters that reorder or hide text (bidi overrides,
+# zero-width joiners, line/paragraph separators): a cell's text must never move the operator's cursor,
+# clear the screen or split one plan line into two.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_LONG_QUOTE = re.compile('"([^"]{' + str(QUOTE_LIMIT + 1) + ',})"')
+
+
+def printable(text: object, limit: int | None = None) -> str:
+    """Text that is safe to print or log: control and invisible format characters escaped (``\\x1b``,
+    ``\\n``), and at most ``limit`` characters (the rest shown as "…"). The one helper every message and
+    plan line goes through (issue 20.5: a cell must not clear the operator's screen)."""
+    text = "" if text is None else str(text)
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 1, 0)] + "…"
+    return _UNSAFE.sub(_escaped, text)
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """A cell value quoted in a message: ``"opt-out"``; long values shortened, controls escaped."""
+    return f'"{printable(value, limit)}"'
+
+
+def _escaped(m: re.Match[str]) -> str:
+    ch = m.group(0)
+    if ch in _NAMED:
+        return _NAMED[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _tidy(text: str, limit: int) -> str:
+    text = _LONG_QUOTE.sub(lambda m: f'"{m.group(1)[: QUOTE_LIMIT - 1]}…"', str(text))
+    return printable(unicodedata.normalize("NFC", text), limit)
 
 
 class Severity(str, Enum):
@@ -23,6 +63,14 @@ class Problem:
     message: str  # what is wrong
     hint: str = ""  # what to do
     severity: Severity = Severity.ERROR
+
+    def __post_init__(self) -> None:
+        # every message quotes what people typed: make it safe once, here (see printable)
+        for name, limit in (("where", 120), ("message", MESSAGE_LIMIT), ("hint", MESSAGE_LIMIT)):
+            value = getattr(self, name)
+            tidy = _tidy(value, limit)
+            if tidy != value:
+                object.__setattr__(self, name, tidy)
 
     def __str__(self) -> str:
         text = f"{self.where}: {self.message}" if self.where else self.message

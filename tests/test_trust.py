@@ -405,3 +405,41 @@ def test_a_value_that_cannot_go_there_is_a_problem_at_the_automations_cell(book,
     result = run(path, now=NOW)
     assert sheet(path, "Contacts")[1][:3] == before[1][:3]
     assert any(str(p).startswith("Automations!F2:") for p in result.plan.errors)
+
+
+# ---------------------------------------------------------------- 20.5 output hygiene
+
+
+def test_control_characters_and_long_values_never_reach_the_terminal_raw(book, capsys):
+    from sheetflow.cli import main
+
+    long_value = "1_x0000_" + "9" * 4067  # 4,075 characters as typed (Excel's escape for NUL), NUL inside
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Scoring": [["rule", "when", "points"], ["All", "", 3]],
+            "Contacts": [
+                ["id", "first_name", "company_size"],
+                ["a_x001B_[2J", "Ana", 10],
+                ["b\r\nFAKE plan line", "Bob", long_value],
+            ],
+        }
+    )
+    assert main(["run", str(path), "--dry-run", "--now", "2026-11-23T10:00"]) == 0
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x00" not in out and "\r" not in out
+    assert "a\\x1b[2J" in out and "b\\r\\nFAKE plan line" in out
+    assert not any(line.startswith("FAKE") for line in out.splitlines())
+    warned = [line for line in out.splitlines() if "Contacts!C3" in line]
+    assert warned and all(len(line) < 300 for line in warned) and "…" in warned[0]
+
+
+def test_problem_messages_are_tidy_whatever_they_quote():
+    from sheetflow.problems import printable, quote, warning
+
+    p = warning("Contacts!B2", f'"{"x" * 500}\x00" is not a number', "treated\x1b[2J as empty")
+    assert len(p.message) < 120 and "\x00" not in str(p) and "\x1b" not in str(p)
+    assert p.hint == "treated\\x1b[2J as empty"
+    assert printable("a\u202eb\u2028c") == "a\\u202eb\\u2028c"
+    assert quote("ok") == '"ok"' and quote("y" * 200).endswith('…"') and len(quote("y" * 200)) == 82
