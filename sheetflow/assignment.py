@@ -56,7 +56,8 @@ import pandas as pd
 
 from . import contract
 from .expr import CompiledWhen
-from .names import normalize, suggest
+from .names import company_key as _company_key
+from .names import normalize, suggest, text_key
 from .problems import Problem, error, warning
 from .rulesheets import ASSIGN_METHODS, _compile, _enabled, _rule_name, _target_table, _text, schema_for
 from .tables import Table, Tables
@@ -120,7 +121,7 @@ class Rep:
 
     index: int  # position in Reps sheet order: the rotation order
     name: str  # as typed (what goes into ``owner``)
-    key: str  # normalize(name): how owners are matched to reps
+    key: str  # text_key(name): how owners are matched to reps
     active: bool
     weight: float  # blank = 1
     capacity: float  # blank = unlimited (inf)
@@ -164,7 +165,7 @@ class Roster:
         self.unavailable = {r.index: why for r in self.reps if (why := r.unavailable(self.today))}
 
     def find(self, name: object) -> Rep | None:
-        return self.by_key.get(normalize(name)) if isinstance(name, str) and name.strip() else None
+        return self.by_key.get(text_key(name)) if isinstance(name, str) and name.strip() else None
 
 
 def _date(value: object) -> dt.date | None:
@@ -198,7 +199,7 @@ def load_roster(table: Table, today: dt.date) -> tuple[Roster, list[Problem]]:
                 )
             )
             continue
-        key = normalize(name)
+        key = text_key(name)
         if key in seen:
             problems.append(
                 warning(
@@ -222,7 +223,7 @@ def load_roster(table: Table, today: dt.date) -> tuple[Roster, list[Problem]]:
             )
             weight = 0.0
         capacity = max(_number(df["capacity"].iloc[pos], math.inf), 0.0)
-        territories = frozenset(normalize(t) for t in _text(table, pos, "territory").split(",") if t.strip())
+        territories = frozenset(text_key(t) for t in _text(table, pos, "territory").split(",") if t.strip())
         reps.append(
             Rep(
                 len(reps),
@@ -282,7 +283,7 @@ def resolve_assign_to(text: str, roster: Roster, where: str) -> tuple[tuple[int,
                     )
                 )
         elif sep and normalize(head) in TERRITORY_WORDS:
-            wanted = normalize(rest)
+            wanted = text_key(rest)
             hits = [r.index for r in roster.reps if wanted in r.territories]
             if not hits:
                 known = sorted({t for r in roster.reps for t in r.territories})
@@ -429,7 +430,7 @@ def open_mask(tables: Tables, name: str) -> np.ndarray:
     else:
         column, closed = table.df["status"], CLOSED_TICKET_STATUSES
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    shut = np.asarray([isinstance(v, str) and normalize(v) in closed for v in uniques] + [False], dtype=bool)
+    shut = np.asarray([isinstance(v, str) and text_key(v) in closed for v in uniques] + [False], dtype=bool)
     return ~shut[codes]
 
 
@@ -440,7 +441,7 @@ def closed_deal_stages(tables: Tables) -> frozenset[str]:
     for pos in range(len(stages)):
         flags = [stages.df[c].iloc[pos] for c in ("won", "lost")]
         if any(f is not pd.NA and f is not None and bool(f) for f in flags) and _text(stages, pos, "stage"):
-            marked.add(normalize(_text(stages, pos, "stage")))
+            marked.add(text_key(_text(stages, pos, "stage")))
     return frozenset(marked) if marked else DEFAULT_CLOSED_DEAL_STAGES
 
 
@@ -482,8 +483,8 @@ class Loads:
 
 
 def company_key(value: object) -> str:
-    """``"ACME  Inc "`` and ``"acme inc"`` are the same account: case and spaces ignored."""
-    return _SPACES.sub("", value).casefold() if isinstance(value, str) else ""
+    """``"ACME Ltda."``, ``"Acme LTDA"`` and ``"acme"`` are the same account: see names.company_key."""
+    return _company_key(value) if isinstance(value, str) else ""
 
 
 def domain_key(value: object) -> str:
@@ -598,10 +599,10 @@ def _start_pointer(rotation: Rotation, keys: Sequence[str]) -> float:
     if not rotation.last:
         return -0.5
     where = {k: i for i, k in enumerate(keys)}
-    last = normalize(rotation.last)
+    last = text_key(rotation.last)
     if last in where:
         return float(where[last])
-    order = [normalize(n) for n in rotation.order]
+    order = [text_key(n) for n in rotation.order]
     if last in order:
         i = order.index(last)
         for successor in order[i + 1 :] + order[:i]:
@@ -704,7 +705,7 @@ class _Turns:
         self.prefix = f'{rule.label} "{rule.name}" '  # explanations: prefix + method's reason + suffix
         self.suffix = ""  # "; Dee inactive, Eve away until ..."
         if rule.method == "weighted":
-            saved = {normalize(k): v for k, v in rotation.credit.items()}
+            saved = {text_key(k): v for k, v in rotation.credit.items()}
             credit = {p: saved[k] for p, k in enumerate(self.keys) if k in saved}
             self.shares = _Shares({p: r.weight for p, r in enumerate(self.reps)}, credit)
 
@@ -948,7 +949,7 @@ class Assigner:
         for rule, positions, others in self.stranded.values():
             text = self._stranded(rule, positions, others, fallback)
             if fallback and not told:
-                name, texts, kinds = tasks.setdefault(normalize(fallback), (fallback, [], set()))
+                name, texts, kinds = tasks.setdefault(text_key(fallback), (fallback, [], set()))
                 texts.append(text)
                 kinds.add(rule.table)
         if fingerprint:
@@ -975,7 +976,7 @@ class Assigner:
     def _rep_emails(self) -> dict[str, str]:
         reps = self.ctx.tables["Reps"].df
         return {
-            normalize(n): e.strip()
+            text_key(n): e.strip()
             for n, e in zip(reps["name"], reps["email"])
             if isinstance(n, str) and isinstance(e, str) and "@" in e
         }

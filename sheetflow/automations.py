@@ -43,7 +43,7 @@ from .actions import (
 from .coerce import to_cell
 from .engine import Context
 from .expr import CompiledWhen, WhenError, compile_when
-from .names import normalize
+from .names import normalize, text_key
 from .problems import error, note, warning
 from .rulesheets import _enabled, _rule_name, _target_table, _text, schema_for
 from .state import pack_ids, unpack_ids
@@ -696,7 +696,7 @@ def _rotting_days(ctx: Context) -> dict[str, float]:
     out = {}
     for stage, days in zip(stages.df["stage"], stages.df["rotting_days"]):
         if isinstance(stage, str) and days == days and days is not None:
-            out[normalize(stage)] = float(days)
+            out[text_key(stage)] = float(days)
     return out
 
 
@@ -717,7 +717,7 @@ def stage_pipeline(ctx: Context) -> None:
         if before is None and rid.strip() in ctx.state.gone.get("Deals", ()):
             continue  # a deal that was cut and pasted back: not new, its stage date stays
         old = (before or {}).get("stage")
-        if before is None or not isinstance(old, str) or normalize(old) != normalize(stage):
+        if before is None or not isinstance(old, str) or text_key(old) != text_key(stage):
             positions.append(pos)
     ctx.change(
         deals,

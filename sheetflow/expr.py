@@ -100,7 +100,7 @@ import re2
 
 from .coerce import Locale, Unreadable, date_has_time, parse_number, read_date
 from .coltypes import ColumnType
-from .names import normalize, suggest
+from .names import fold, normalize, suggest
 
 __all__ = ["MAX_DEPTH", "MAX_SOURCE_CHARS", "CompiledWhen", "Frame", "Schema", "WhenError", "compile_when"]
 
@@ -772,6 +772,7 @@ _STRING = np.dtypes.StringDType()
 # Built-in str methods as ufuncs: C calls per distinct value, no Python bytecode per element.
 _CASEFOLD, _STRIP = np.frompyfunc(str.casefold, 1, 1), np.frompyfunc(str.strip, 1, 1)
 _LOWER, _UPPER = np.frompyfunc(str.lower, 1, 1), np.frompyfunc(str.upper, 1, 1)
+_FOLD = np.frompyfunc(fold, 1, 1)
 
 
 def _as_strings(values: np.ndarray) -> np.ndarray:
@@ -975,10 +976,11 @@ def _compare_texts(op: str, a: TextValue, b: TextValue) -> Any:
 
 
 def _normalized(value: TextValue) -> TextValue:
-    """Case-folded, stripped text; all-space text becomes empty (code -1). Uniques keep their order."""
+    """Text as people mean it (names.fold: case, accents and runs of spaces folded, so ``"São Paulo"`` is
+    ``"sao  paulo"``); all-space text becomes empty (code -1). Uniques keep their order."""
     if isinstance(value, str):
-        return value.casefold().strip()
-    folded = np.strings.strip(_as_strings(np.asarray(_CASEFOLD(_as_objects(value.uniques)))))
+        return fold(value)
+    folded = _as_strings(np.asarray(_FOLD(_as_objects(value.uniques))))
     blank = np.append(folded == "", True)
     return _Text(np.where(blank[value.codes], -1, value.codes), folded)
 
@@ -1407,7 +1409,7 @@ class _Compiler:
             test = _regex_test(pattern)
             stripped = _memo(f"stripped({left.key})", lambda f: _stripped(left.fn(f)))
             return _cond(key, lambda f: _text_test(norm(f), test, stripped(f)))
-        folded = needle.casefold().strip()
+        folded = fold(needle)
         if not folded:
             raise WhenError(f'"{word}" needs some text to look for, not {right.text}', node.right.pos)
         test = _substring_test(node.op, folded)
@@ -1434,9 +1436,7 @@ class _Compiler:
         plain = all((i.is_text_literal and not i.is_blank_literal) or i.is_number_literal for i in items)
         if left.type is not TEXT or not plain:
             return None
-        needles = sorted(
-            {(i.literal if i.is_text_literal else _number_text(i.literal)).casefold().strip() for i in items}
-        )
+        needles = sorted({fold(i.literal if i.is_text_literal else _number_text(i.literal)) for i in items})
         norm = self.normalized(left)
         test = _membership_test(needles)
         return _cond(f"isin({left.key},{needles!r})", lambda f: _text_test(norm(f), test))

@@ -22,6 +22,50 @@ def normalize(name: object) -> str:
     return _SEPARATORS.sub("_", text).strip("_")
 
 
+# Punctuation people type or leave out in names ("S.A." / "SA", "D'Ávila" / "DAvila"): dropped; any other
+# punctuation separates words like a space does ("Souza, Ana" -> "souza ana").
+_DROP = re.compile(r"[.'’`´]")
+_PUNCT = re.compile(r"[^\w\s]")
+# Legal-form words at the end of a company name ("ACME Ltda." is "Acme"): Brazil, the US/UK and Europe.
+COMPANY_SUFFIXES = frozenset(
+    {
+        "ltda", "ltd", "limitada", "limited", "me", "epp", "eireli", "mei", "sa", "s_a", "cia",
+        "inc", "incorporated", "llc", "llp", "lp", "corp", "corporation", "co", "plc", "pty",
+        "gmbh", "ag", "kg", "srl", "sas", "sarl", "bv", "nv", "spa", "ab", "oy", "as",
+    }
+)  # fmt: skip
+
+
+def text_key(text: object) -> str:
+    """The one key under which two texts people typed about people, stages and territories are the same:
+    case, accents, spacing and punctuation ignored. ``"João  Souza"``, ``"joao souza"`` and
+    ``"JOÃO-SOUZA."`` -> ``"joao_souza"``; ``"Proposta"`` / ``"proposta "`` -> ``"proposta"``. Built on
+    :func:`normalize`, so names without punctuation get exactly their header-style key."""
+    if text is None:
+        return ""
+    return normalize(_PUNCT.sub(" ", _DROP.sub("", unicodedata.normalize("NFKC", str(text)))))
+
+
+def company_key(text: object) -> str:
+    """:func:`text_key` without the legal form at the end: ``"ACME Ltda."``, ``"Acme LTDA"``, ``"acme"``
+    and ``"Acme Inc"`` are one account (the last word is kept when it is the only one)."""
+    words = text_key(text).split("_")
+    while len(words) > 1 and words[-1] in COMPANY_SUFFIXES:
+        words.pop()
+    if len(words) > 2 and words[-2:] == ["s", "a"]:  # "S/A"
+        words = words[:-2]
+    return "_".join(w for w in words if w)
+
+
+def fold(text: str) -> str:
+    """Case, accents and runs of spaces folded, punctuation kept (for comparing values in rules, where
+    ``"a.b@x.com"`` and ``"ab@x.com"`` must stay different): ``"  São   Paulo "`` -> ``"sao paulo"``."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    if decomposed.isascii():
+        return " ".join(decomposed.split())
+    return " ".join("".join(ch for ch in decomposed if not unicodedata.combining(ch)).split())
+
+
 def suggest(name: str, candidates: Iterable[str], cutoff: float = 60.0) -> str | None:
     """The closest candidate to a mistyped name, for "did you mean" hints (None if nothing is close).
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import contract
-from .names import normalize
+from .names import text_key
 
 if TYPE_CHECKING:
     from .engine import Context
@@ -96,7 +96,7 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
         section(t["lifecycle"], [t["stage"], t["contacts"]])
         lang = "pt" if ctx.portuguese else "en"
         counts = Counter(
-            contract.lifecycle_value(v) or normalize(v) if isinstance(v, str) and v.strip() else ""
+            contract.lifecycle_value(v) or text_key(v) if isinstance(v, str) and v.strip() else ""
             for v in contacts.df["lifecycle_stage"]
         )
         for stage in [*contract.LIFECYCLE, *sorted(k for k in counts if k not in contract.LIFECYCLE)]:
@@ -116,7 +116,7 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
             key = stage.strip() if isinstance(stage, str) and stage.strip() else t["blank"]
             by_stage.setdefault(key, []).append(0.0 if np.isnan(amount) else float(amount))
         order = _stage_order(ctx)
-        for stage in sorted(by_stage, key=lambda s: (order.get(normalize(s), 1e9), s)):
+        for stage in sorted(by_stage, key=lambda s: (order.get(text_key(s), 1e9), s)):
             rows.append([stage, len(by_stage[stage]), sum(by_stage[stage])])
         rows.append([])
     tickets = tables["Tickets"]
@@ -167,7 +167,7 @@ def _stage_order(ctx: Context) -> dict[str, float]:
     if not stages.exists:
         return {}
     return {
-        normalize(s): float(o)
+        text_key(s): float(o)
         for s, o in zip(stages.df["stage"], stages.df["order"])
         if isinstance(s, str) and o == o and o is not None
     }

@@ -39,7 +39,7 @@ import pandas as pd
 from . import contract
 from .coerce import MAX_SHIFT_DAYS, Locale, Unreadable, parse_bool, parse_number
 from .expr import Schema
-from .names import normalize, suggest
+from .names import normalize, suggest, text_key
 
 MAX_DAYS = MAX_SHIFT_DAYS
 
@@ -145,8 +145,8 @@ def _column(name: str, schema: Schema) -> str:
 def _stage_key(text: object, table: str) -> str:
     """Stages compare case/space/accent-insensitively; lifecycle stages also by their pt-BR labels."""
     if table == "Contacts":
-        return contract.lifecycle_value(text) or normalize(text)
-    return normalize(text)
+        return contract.lifecycle_value(text) or text_key(text)
+    return text_key(text)
 
 
 # ---------------------------------------------------------------- detection
@@ -248,7 +248,7 @@ def detect(
         stages = df["stage"] if "stage" in df else pd.Series([None] * n, index=df.index)
         rot = rotting or {}
         limit = pd.Series(
-            [rot.get(normalize(s)) if isinstance(s, str) else None for s in stages],
+            [rot.get(text_key(s)) if isinstance(s, str) else None for s in stages],
             index=df.index,
             dtype="float64",
         )

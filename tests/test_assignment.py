@@ -449,7 +449,8 @@ def test_open_records_follow_the_contract():
 
 
 def test_account_keys():
-    assert company_key("  ACME  Inc ") == company_key("acme inc") == "acmeinc"
+    assert company_key("  ACME  Inc ") == company_key("acme inc") == company_key("ACME Ltda.") == "acme"
+    assert company_key("Acme Sales Inc") == "acme_sales" != company_key("Acme")
     assert domain_key("Ana <ana@Acme.COM>") == "acme.com"
     assert domain_key("ana@gmail.com") == domain_key("x@uol.com.br") == domain_key("no at sign") == ""
 

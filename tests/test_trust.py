@@ -443,3 +443,100 @@ def test_problem_messages_are_tidy_whatever_they_quote():
     assert p.hint == "treated\\x1b[2J as empty"
     assert printable("a\u202eb\u2028c") == "a\\u202eb\\u2028c"
     assert quote("ok") == '"ok"' and quote("y" * 200).endswith('…"') and len(quote("y" * 200)) == 82
+
+
+# ---------------------------------------------------------------- 9.11 people's text matches as people see it
+
+ACCOUNT_REPS = [["name", "email", "capacity"], ["João", "joao@team.com", None], ["Bia", "bia@team.com", None]]
+
+
+def owners_after(path: Path, table: str = "Contacts") -> dict[str, object]:
+    rows = sheet(path, table)
+    header = rows[0]
+    return {r[0]: dict(zip(header, r)).get("owner") for r in rows[1:]}
+
+
+def test_assign_to_without_accent_finds_the_rep(book):
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Reps": ACCOUNT_REPS,
+            "Assignment": [
+                ["rule", "table", "when", "assign_to", "method"],
+                ["R", "Contacts", "", "Joao", ""],
+            ],
+            "Contacts": [["id", "first_name", "owner"], ["C1", "a", None]],
+        }
+    )
+    result = run(path, now=NOW)
+    assert not result.plan.errors
+    assert owners_after(path) == {"C1": "João"}  # the rep's name as typed in Reps
+
+
+def test_sticky_account_sees_one_company_whatever_the_suffix_and_case(book):
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Reps": ACCOUNT_REPS,
+            "Assignment": [
+                ["rule", "table", "when", "assign_to", "method"],
+                ["S", "Contacts", "", "all", "sticky_account"],
+            ],
+            "Contacts": [
+                ["id", "first_name", "company", "owner"],
+                ["C1", "a", "ACME Ltda.", "Bia"],
+                ["C2", "b", "Acme LTDA", None],
+                ["C3", "c", "acme", None],
+            ],
+        }
+    )
+    run(path, now=NOW)
+    assert owners_after(path) == {"C1": "Bia", "C2": "Bia", "C3": "Bia"}
+
+
+def test_owner_spelled_differently_counts_toward_the_reps_capacity(book):
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Reps": [
+                ["name", "email", "capacity"],
+                ["João Souza", "j@team.com", 1],
+                ["Bia", "b@team.com", None],
+            ],
+            "Assignment": [
+                ["rule", "table", "when", "assign_to", "method"],
+                ["R", "Contacts", "", "all", ""],
+            ],
+            "Contacts": [["id", "first_name", "owner"], ["C1", "a", "JOAO  souza."], ["C2", "b", None]],
+        }
+    )
+    run(path, now=NOW)
+    assert owners_after(path)["C2"] == "Bia"  # João already holds his one record
+
+
+def test_rules_compare_text_without_case_accents_or_extra_spaces(book):
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Stages": [["stage", "order"], ["Proposta", 1]],
+            "Deals": [
+                ["id", "name", "stage", "owner"],
+                ["D1", "x", "proposta", "João"],
+                ["D2", "y", "Proposta ", "Joao"],
+                ["D3", "z", "Fechado", "Bia"],
+            ],
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action", "params"],
+                [
+                    "Chase",
+                    "Deals",
+                    "every_run",
+                    'stage = "PROPOSTA" and owner in ("joão", "x")',
+                    "create_task",
+                    "text=go",
+                ],
+            ],
+        }
+    )
+    result = run(path, now=NOW, dry_run=True)
+    assert sorted(a.values["record_id"] for a in result.plan.appends if a.sheet == "Tasks") == ["D1", "D2"]

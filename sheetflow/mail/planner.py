@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import contract
 from ..coerce import Locale, to_cell
-from ..names import normalize
+from ..names import normalize, text_key
 from ..plan import CellChange, Plan, PlannedEmail
 from ..problems import error, warning
 from ..settings import Settings
@@ -131,7 +131,7 @@ class MailPlanner:
         reps = self.tables["Reps"]
         if len(reps):
             for pos, rep_name in enumerate(reps.df["name"].to_numpy(dtype=object).tolist()):
-                if isinstance(rep_name, str) and normalize(rep_name) == normalize(name):
+                if isinstance(rep_name, str) and text_key(rep_name) == text_key(name):
                     return self.record_fields(reps, pos)
         return None
 
@@ -345,7 +345,7 @@ def request_notification(
 ) -> None:
     """Tell a rep something by email; all of a rep's notifications of one run go out as one email."""
     planner = planner_for(ctx)
-    digest = planner.digests.setdefault(normalize(rep_name), _Digest(rep_name.strip()))
+    digest = planner.digests.setdefault(text_key(rep_name), _Digest(rep_name.strip()))
     if any(i["rule"] == rule and i["occurrence"] == occurrence for i in digest.items):
         return
     digest.items.append(
