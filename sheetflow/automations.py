@@ -561,7 +561,12 @@ class _Runner:
                     )
                 )
                 continue
-            line = f"{rule.table} {fields.get('id')}: {render_text(text, fields)}"
+            if text.strip():
+                line = f"{rule.table} {fields.get('id')}: {render_text(text, fields)}"
+            else:  # an escalation without its own text says what, since when and what to do
+                from .sla import escalation_text
+
+                line = escalation_text(self.ctx, table, pos, rule.name)
             request(self.ctx, rep, rule.action.params.get("subject") or rule.name, [line], rule.name, occ)
 
     def _escalate(

@@ -120,16 +120,29 @@ def cmd_init(args: argparse.Namespace, console: Console) -> int:
     from .starter import add_missing_sheets, create_starter
 
     path = args.book
+    shown = _escape(str(path))
     if path.exists() and not args.force:
         added = add_missing_sheets(path, lang=args.lang, example=args.example)
         if added:
-            console.print(f"[green]added[/] to {path}: {', '.join(added)} (nothing else in it was changed)")
+            console.print(
+                f"[green]added[/] to {shown}: {_escape(', '.join(added))} (nothing else in it was changed)"
+            )
         else:
-            console.print(f"{path} already has every sheetflow sheet; nothing was changed")
-    else:
-        create_starter(path, lang=args.lang, example=args.example, force=args.force)
-        console.print(f"[green]created[/] {path}")
-    console.print(f"next: open it, read the 'Start here' sheet, then [bold]sheetflow run {path} --dry-run[/]")
+            console.print(f"{shown} already has every sheetflow sheet; nothing was changed")
+        # an existing workbook gets no 'Start here' sheet: point at what to do instead
+        console.print(
+            f"next: fill in Settings and your rules, then [bold]sheetflow check {shown}[/] "
+            f"and [bold]sheetflow run {shown} --dry-run[/]"
+        )
+        return 0
+    create_starter(path, lang=args.lang, example=args.example, force=args.force)
+    console.print(f"[green]created[/] {shown}")
+    from .starter import start_sheet_name
+
+    console.print(
+        f"next: open it, read the '{start_sheet_name(args.lang)}' sheet, then "
+        f"[bold]sheetflow run {shown} --dry-run[/]"
+    )
     return 0
 
 

@@ -31,7 +31,7 @@ from .book import Book, open_book
 from .engine import plan_run
 from .plan import Plan
 from .problems import Problem, Severity, WorkbookBusy, note, warning
-from .rulesheets import check_other_rules
+from .rulesheets import check_other_rules, check_references
 from .settings import Settings, load_settings
 from .state import State, load_state
 from .tables import RawSheet, Table, Tables, load_table, load_tables
@@ -282,6 +282,7 @@ def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | N
     problems += [note("", text) for text in plan.notices]
     problems += check_other_rules(tables)
     problems += check_assignment(tables)
+    problems += check_references(tables, loaded.settings)
     problems += check_templates(tables, loaded.settings)
     loaded.settings.timezone  # noqa: B018 - reading it reports an unknown zone
     problems += loaded.settings.problems

@@ -14,8 +14,8 @@ import pandas as pd
 from . import contract
 from .coerce import MAX_SHIFT_DAYS
 from .expr import CompiledWhen, Schema, WhenError, compile_when
-from .names import normalize, suggest
-from .problems import Problem, error, note
+from .names import normalize, suggest, text_key
+from .problems import Problem, error, note, warning
 from .tables import Table, Tables
 
 # Points per Scoring rule. A score is a sum of points, written to a cell: with this bound even 100,000
@@ -144,6 +144,71 @@ def check_other_rules(tables: Tables) -> list[Problem]:
                     sequences.ref(pos, "delay_days"),
                     f"delay_days {float(delay):g} is out of range",
                     f"enter a number of days from 0 to {MAX_SHIFT_DAYS}",
+                )
+            )
+    return problems
+
+
+MAX_STAGE_WARNINGS = 5  # per sheet: a column of misspelt stages is one fix, not a page of warnings
+
+
+def check_references(tables: Tables, settings) -> list[Problem]:  # noqa: ANN001 - settings.Settings
+    """Names that must point at something: Settings ``fallback_owner`` at a rep, each deal's ``stage`` at a
+    row of the Stages sheet (matched like every name, names.text_key), and the personal settings a blank
+    ``init`` leaves empty (``sender_email``, ``fallback_owner``) said once as notes."""
+    problems: list[Problem] = []
+    reps = tables["Reps"]
+    rep_names = [n.strip() for n in reps.df["name"].dropna() if isinstance(n, str) and n.strip()]
+    fallback = settings.text("fallback_owner").strip()
+    fallback_cell = settings.cells.get("fallback_owner", "Settings")
+    if not fallback:
+        problems.append(
+            note(
+                fallback_cell,
+                "fallback_owner is empty: a record no rep can take gets no task",
+                "fill it with the name of the rep who should hear about such records",
+            )
+        )
+    elif rep_names and text_key(fallback) not in {text_key(n) for n in rep_names}:
+        hint = suggest(fallback, rep_names)
+        problems.append(
+            warning(
+                fallback_cell,
+                f'fallback_owner "{fallback}" is not a rep in the Reps sheet',
+                f'did you mean "{hint}"?' if hint else "name one of the reps, or add them to the Reps sheet",
+            )
+        )
+    if not settings.text("sender_email").strip():
+        problems.append(
+            note(
+                settings.cells.get("sender_email", "Settings"),
+                "sender_email is empty: sheetflow plans emails but cannot send them",
+                "fill it with the address your emails come from",
+            )
+        )
+    stages, deals = tables["Stages"], tables["Deals"]
+    known = {text_key(s): s.strip() for s in stages.df["stage"].dropna() if isinstance(s, str) and s.strip()}
+    if known and len(deals) and deals.has("stage"):
+        bad = [
+            (pos, v)
+            for pos, v in enumerate(deals.df["stage"].to_numpy(dtype=object).tolist())
+            if isinstance(v, str) and v.strip() and text_key(v) not in known
+        ]
+        for n, (pos, value) in enumerate(bad):
+            if n == MAX_STAGE_WARNINGS:
+                problems.append(
+                    warning(
+                        deals.ref(pos, "stage"),
+                        f"and {len(bad) - n} more deals have a stage that is not in the Stages sheet",
+                    )
+                )
+                break
+            hint = suggest(value, list(known.values()))
+            problems.append(
+                warning(
+                    deals.ref(pos, "stage"),
+                    f'stage "{value.strip()}" is not in the {stages.sheet} sheet',
+                    f'did you mean "{hint}"?' if hint else f"add it to {stages.sheet} or fix the spelling",
                 )
             )
     return problems

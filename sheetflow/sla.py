@@ -134,7 +134,7 @@ def _escalate_overdue(ctx: Context) -> None:
         row = df.iloc[pos]
         owner = row["owner"] if isinstance(row["owner"], str) and row["owner"].strip() else fallback
         due = to_cell(row["due_at"])
-        text = f'Ticket {row["id"]} "{row["subject"] if isinstance(row["subject"], str) else ""}" is overdue (due {due:%Y-%m-%d %H:%M})'
+        text = escalation_text(ctx, tickets, pos, "SLA")
         ctx.append(
             "Tasks",
             {
@@ -150,9 +150,70 @@ def _escalate_overdue(ctx: Context) -> None:
             "SLA",
         )
         if owner:
+            subject = "Chamado atrasado" if ctx.portuguese else "Overdue ticket"
             try:
                 _mail("request_notification")(
-                    ctx, owner, "Overdue ticket", [text], "SLA", f"sla:{row['id']}@{due:%Y-%m-%dT%H:%M}"
+                    ctx,
+                    owner,
+                    f"{subject}: {row['id']}",
+                    [text],
+                    "SLA",
+                    f"sla:{row['id']}@{due:%Y-%m-%dT%H:%M}",
                 )
             except _Unavailable:
                 pass  # the task above already tells the owner
+
+
+def escalation_text(ctx: Context, table, pos: int, rule: str) -> str:  # noqa: ANN001 - tables.Table
+    """What an escalation says: what is overdue, since when, and what to do, in the workbook's language.
+
+    ``Ticket T-1 "Printer down" (urgent, owner Ana) is overdue since 2026-03-05 09:00 (due_at). Contact the
+    customer or reassign it now, and set its status to resolved when it is done. (rule: SLA)``
+    """
+    pt = ctx.portuguese
+    df = table.df
+    name = table.spec.name
+
+    def field(column: str) -> str:
+        if column not in df:
+            return ""
+        value = to_cell(df[column].iloc[pos])
+        if isinstance(value, dt.datetime):
+            return f"{value:%d/%m/%Y %H:%M}" if pt else f"{value:%Y-%m-%d %H:%M}"
+        return str(value).strip() if value is not None else ""
+
+    rid = field("id") or "?"
+    title = field("subject") or field("name")
+    facts = [f for f in (field("severity") or field("stage"), field("owner")) if f]
+    if field("owner"):
+        facts[-1] = ("responsável " if pt else "owner ") + facts[-1]
+    noun = {
+        "Tickets": ("Chamado", "Ticket"),
+        "Deals": ("Negócio", "Deal"),
+        "Contacts": ("Contato", "Contact"),
+    }.get(name, (name, name))[0 if pt else 1]
+    what = f"{noun} {rid}" + (f' "{title}"' if title else "") + (f" ({', '.join(facts)})" if facts else "")
+    since, column = "", ""
+    for column in ("due_at", "stage_changed_at", "last_activity_at", "opened_at", "created_at"):
+        if field(column):
+            since = field(column)
+            break
+    if name == "Tickets" and field("due_at"):
+        state = f"está atrasado desde {since} (prazo)" if pt else f"is overdue since {since} (due_at)"
+    elif since:
+        state = f"precisa de atenção ({column}: {since})" if pt else f"needs attention ({column}: {since})"
+    else:
+        state = "precisa de atenção" if pt else "needs attention"
+    if name == "Tickets":
+        todo = (
+            "Responda ao cliente ou reatribua o chamado agora e marque a situação como resolvido ao terminar."
+            if pt
+            else "Contact the customer or reassign it now, and set its status to resolved when it is done."
+        )
+    else:
+        todo = (
+            "Veja o registro agora e atualize-o ou reatribua-o."
+            if pt
+            else "Look at the record now and update or reassign it."
+        )
+    return f"{what} {state}. {todo} ({'regra' if pt else 'rule'}: {rule})"

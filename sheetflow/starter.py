@@ -240,7 +240,7 @@ def create_starter(
         )
     rows = example_rows(lang, contacts, today) if example else {}
     if not example:
-        rows["Settings"] = read_pack("b2b-lead-scoring", "Settings", lang)
+        rows["Settings"] = blank_settings(lang)
     extras = extra_columns(DEFAULT_PACKS)
     wb = Workbook()
     start = wb.active
@@ -264,6 +264,17 @@ def create_starter(
     wb.save(tmp)
     os.replace(tmp, path)
     return path
+
+
+# Settings a blank workbook leaves empty: they name real people and addresses only the team knows
+# (`check` says what to fill). `--example` and the demo keep the pack's example values.
+PERSONAL_SETTINGS = ("sender_email", "reply_to", "fallback_owner")
+
+
+def blank_settings(lang: str) -> list[dict[str, str]]:
+    """The starter pack's Settings rows with the personal values (sender, fallback owner) left empty."""
+    rows = read_pack("b2b-lead-scoring", "Settings", lang)
+    return [{**r, "value": ""} if (r.get("key") or "").strip() in PERSONAL_SETTINGS else r for r in rows]
 
 
 def start_sheet_name(lang: str) -> str:
@@ -294,7 +305,7 @@ def add_missing_sheets(
         lang = "pt-BR"  # a Portuguese workbook gets Portuguese sheets
     rows = example_rows(lang, contacts, today) if example else {}
     if not example:
-        rows["Settings"] = read_pack("b2b-lead-scoring", "Settings", lang)
+        rows["Settings"] = blank_settings(lang)
     patches: list[SheetPatch] = []
     taken = {n.lower() for n in raws}
     for spec in contract.SHEETS:

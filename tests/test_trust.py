@@ -540,3 +540,95 @@ def test_rules_compare_text_without_case_accents_or_extra_spaces(book):
     )
     result = run(path, now=NOW, dry_run=True)
     assert sorted(a.values["record_id"] for a in result.plan.appends if a.sheet == "Tasks") == ["D1", "D2"]
+
+
+# ---------------------------------------------------------------- 9.12 small things a new user trips on
+
+
+def test_blank_init_invents_no_people_and_check_says_what_to_fill(tmp_path, capsys):
+    from sheetflow.cli import main
+
+    path = tmp_path / "crm.xlsx"
+    assert main(["init", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "read the 'Start here' sheet" in out
+    settings = {r[0]: r[1] for r in sheet(path, "Settings")[1:]}
+    assert settings["fallback_owner"] in ("", None) and settings["sender_email"] in ("", None)
+    assert not any("example.com" in str(v) or "Carol" in str(v) for v in settings.values())
+    notes = [str(p) for p in check(path, now=NOW)]
+    assert any("sender_email is empty" in n for n in notes)
+    assert any("fallback_owner is empty" in n for n in notes)
+    example = tmp_path / "example.xlsx"
+    assert main(["init", str(example), "--example"]) == 0
+    assert {r[0]: r[1] for r in sheet(example, "Settings")[1:]}[
+        "sender_email"
+    ]  # the example keeps its values
+
+
+def test_init_on_an_existing_file_does_not_promise_a_start_here_sheet(book, capsys):
+    from sheetflow.cli import main
+
+    path = book({"Contacts": [["id", "first_name"], ["C-1", "Ana"]]})
+    assert main(["init", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Start here" not in out and "sheetflow check" in out
+    settings = {r[0]: r[1] for r in sheet(path, "Settings")[1:]}
+    assert settings["fallback_owner"] in ("", None)
+
+
+def test_workbook_busy_message_names_no_missing_button(book):
+    from sheetflow.book.xlsx import XlsxBook
+    from sheetflow.problems import WorkbookBusy
+
+    path = book({"Contacts": [["id"], ["C-1"]]})
+    (path.parent / f"~${path.name}").write_text("owner")
+    with pytest.raises(WorkbookBusy) as info, XlsxBook(path).lease():
+        pass
+    assert "button" not in str(info.value) and "close it" in str(info.value)
+
+
+def test_check_warns_about_a_fallback_owner_who_is_not_a_rep_and_unknown_stages(book):
+    path = book(
+        {
+            "Settings": [["key", "value"], ["fallback_owner", "Carol White"], ["sender_email", "s@acme.com"]],
+            "Reps": [["name", "email"], ["Carla White", "c@acme.com"], ["Bob", "b@acme.com"]],
+            "Stages": [["stage", "order"], ["Proposta", 1], ["Ganho", 2]],
+            "Deals": [
+                ["id", "name", "stage"],
+                ["D1", "a", "Proposla"],
+                ["D2", "b", "proposta"],
+                ["D3", "c", "ganho"],
+            ],
+        }
+    )
+    text = [str(p) for p in check(path, now=NOW)]
+    assert (
+        'Settings!B2: fallback_owner "Carol White" is not a rep in the Reps sheet — did you mean "Carla White"?'
+        in text
+    )
+    assert 'Deals!C2: stage "Proposla" is not in the Stages sheet — did you mean "Proposta"?' in text
+    assert not any("Deals!C3" in t or "Deals!C4" in t for t in text)
+
+
+def test_escalation_says_what_is_overdue_since_when_and_what_to_do(book, no_smtp):
+    path = book(
+        {
+            "Settings": MAIL_SETTINGS,
+            "Reps": [["name", "email"], ["Ana", "ana@acme-team.com"]],
+            "Tickets": [
+                ["id", "subject", "severity", "status", "owner", "due_at"],
+                ["T1", "Printer down", "urgent", "open", "Ana", dt.datetime(2026, 11, 20, 9, 0)],
+            ],
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action", "params"],
+                ["Late", "Tickets", "every_run", "due_at < today", "escalate", "to=Ana"],
+            ],
+        }
+    )
+    plan = run(path, now=NOW, dry_run=True).plan
+    bodies = [e.text for e in plan.emails if e.to == "ana@acme-team.com"]
+    assert bodies, plan.emails
+    body = bodies[0]
+    assert 'Ticket T1 "Printer down"' in body and "overdue since 2026-11-20 09:00" in body
+    assert "Contact the customer or reassign it" in body
+    assert "Tickets T1: \n" not in body and not body.rstrip().endswith("T1:")

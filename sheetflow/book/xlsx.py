@@ -185,7 +185,7 @@ class XlsxBook:
         if (lock := self.office_lock()) is not None:
             raise WorkbookBusy(
                 f"{self.path.name} is open in Excel or LibreOffice ({lock.name} exists); "
-                "close it there, or run sheetflow from the workbook's button"
+                "close it there and run sheetflow again"
             )
         self.workdir.mkdir(exist_ok=True)
         filelock = FileLock(str(self.workdir / f"{self.identity}.lock"), timeout=max(0.0, wait))
