@@ -163,7 +163,7 @@ class MemoryBook:
                     continue
                 raw = _grid(sheet)
                 if spec.name in LOGS and spec.name not in full:
-                    raw = _header_only(raw)
+                    raw = _header_only(raw, spec)
                 out[sheet.name] = raw
             return out
 
@@ -422,12 +422,13 @@ def _grid(sheet: _Sheet) -> RawSheet:
     return RawSheet(sheet.name, rows, (r0, c0), sheet.state, formulas=set(sheet.formulas))
 
 
-def _header_only(raw: RawSheet) -> RawSheet:
-    """A log sheet's rows down to its first non-empty one (the header), and where it ends."""
-    rows = []
-    for row in raw.rows:
-        rows.append(row)
-        if any(v not in (None, "") for v in row):
-            break
+def _header_only(raw: RawSheet, spec: contract.SheetSpec) -> RawSheet:
+    """A log sheet's rows down to its header (found as for any sheet: contract.find_header), and where it
+    ends."""
+    rows = raw.rows[: contract.HEADER_SEARCH_ROWS]
+    h = contract.find_header(rows, spec)
+    if h is None:  # no known column names: down to the first non-empty row (the loader reports the sheet)
+        h = next((i for i, row in enumerate(rows) if any(v not in (None, "") for v in row)), len(rows) - 1)
+    rows = rows[: h + 1]
     last = raw.last_row if rows and rows[-1] else 0
     return RawSheet(raw.name, rows, raw.origin, raw.state, last=last, formulas=raw.formulas)

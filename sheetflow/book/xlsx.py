@@ -248,7 +248,9 @@ def _header_only(name: str, sheet, origin: tuple[int, int], state: str, spec) ->
         if len(rows) >= HEADER_SEARCH_ROWS:
             break
     h = find_header(rows, spec)
-    rows = rows[: h + 1] if h is not None else rows
+    if h is None:  # no known column names: down to the first non-empty row (the loader reports the sheet)
+        h = next((i for i, row in enumerate(rows) if any(v not in (None, "") for v in row)), len(rows) - 1)
+    rows = rows[: h + 1]
     end = sheet.end
     last = end[0] + 1 if end else 0
     return RawSheet(name, rows, origin, state, last=last if rows and rows[-1] else 0)

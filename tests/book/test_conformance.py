@@ -99,11 +99,7 @@ def test_reads_every_value_type(backend, kind):
     assert cell(raws["Contacts"], 2, 1) == "C-1" and cell(raws["Contacts"], 2, 3) == "end"
 
 
-def test_formula_cells_are_listed(backend, request):
-    if backend.name == "xlsx":
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="XlsxBook lists formula cells once formula detection lands")
-        )
+def test_formula_cells_are_listed(backend):
     raw = backend.make(contacts(["C-1", Formula("=SUM(1,2)", 3), "text"])).read()["Contacts"]
     assert (2, 2) in raw.formulas and (2, 3) not in raw.formulas and (2, 1) not in raw.formulas
 
