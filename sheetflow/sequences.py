@@ -249,6 +249,8 @@ STATUS_TEXT = {
 REASON_TEXT = {
     "en": {
         "unsubscribed": "unsubscribed",
+        "do not contact": "do not contact",
+        "bounced": "e-mail bounced",
         "replied": "replied",
         "stop_when holds": "stop_when holds: {stop}",
         "contact removed": "the contact is no longer in Contacts",
@@ -256,6 +258,8 @@ REASON_TEXT = {
     },
     "pt": {
         "unsubscribed": "descadastrou",
+        "do not contact": "não contatar",
+        "bounced": "e-mail devolvido",
         "replied": "respondeu",
         "stop_when holds": "parar_quando vale: {stop}",
         "contact removed": "o contato não está mais em Contatos",
