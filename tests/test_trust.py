@@ -632,3 +632,21 @@ def test_escalation_says_what_is_overdue_since_when_and_what_to_do(book, no_smtp
     assert 'Ticket T1 "Printer down"' in body and "overdue since 2026-11-20 09:00" in body
     assert "Contact the customer or reassign it" in body
     assert "Tickets T1: \n" not in body and not body.rstrip().endswith("T1:")
+
+
+def test_no_email_goes_out_while_the_emails_sheet_cannot_be_read(book, no_smtp):
+    path = book(
+        {
+            "Settings": MAIL_SETTINGS,
+            "Contacts": [["id", "first_name", "email"], ["C1", "Ana", "ana@acme.com"]],
+            "Automations": WELCOME,
+            "Templates": TEMPLATES,
+            "Emails": [["Sent mail — do not edit"], ["whatever", "was", "here"]],
+        }
+    )
+    before = sheet(path, "Emails")
+    result = run(path, now=NOW)
+    assert any(str(p).startswith("Emails: no header row found") for p in result.plan.errors)
+    assert [e.due for e in result.plan.emails] == [False] and result.emails is None
+    assert not (path.parent / "outbox").exists() or not list((path.parent / "outbox").glob("*.eml"))
+    assert sheet(path, "Emails") == before

@@ -153,6 +153,13 @@ class Mailer:
                 self.recovered = self.journal.recover(plan.run_id, confirm)
             facts = self.journal.view(keys) if self.journal is not None and keys else {}
         finalize_emails(plan, tables, self.settings, facts)
+        log = tables.get("Emails")
+        if log is not None and log.exists and not log.readable:
+            # the Emails sheet is the record of what went out: unread, nothing may go out (fails closed)
+            for email in plan.emails:
+                if email.due or email.status == "planned":
+                    email.due, email.status = False, "planned"
+                    email.detail = f"not sent: the {log.sheet} sheet has no header row sheetflow can read"
         if not dry_run:
             crash_point("planned")
 
