@@ -650,3 +650,89 @@ def test_no_email_goes_out_while_the_emails_sheet_cannot_be_read(book, no_smtp):
     assert [e.due for e in result.plan.emails] == [False] and result.emails is None
     assert not (path.parent / "outbox").exists() or not list((path.parent / "outbox").glob("*.eml"))
     assert sheet(path, "Emails") == before
+
+
+# ---------------------------------------------------------------- more of each kind
+
+
+def test_portuguese_sheet_with_a_title_row_and_pt_headers(book):
+    path = book(
+        {
+            "Configurações": [["chave", "valor"], ["locale", "pt-BR"]],
+            "Pontuação": [["regra", "quando", "pontos"], ["Diretor", 'cargo contém "diretor"', 30]],
+            "Contatos": [
+                ["Lista de clientes — atualizada toda semana"],
+                [],
+                ["Nome", "E-mail", "Cargo", "Descadastrado"],
+                ["Ana", "ana@acme.com.br", "Diretora", "NÃO"],
+                ["Bia", "bia@acme.com.br", "Diretor comercial", "sim"],
+            ],
+        }
+    )
+    result = run(path, now=NOW)
+    assert not result.plan.errors
+    rows = sheet(path, "Contatos")
+    assert rows[2][4:6] == ["id", "Pontuação"] and rows[4][4:6] == ["C-00002", 30]
+    assert rows[0][0].startswith("Lista de clientes") and len(rows) == 5
+
+
+def test_formula_owner_of_a_deal_and_formula_due_date_of_a_ticket(book):
+    path = book(
+        {
+            "Settings": [*SETTINGS, ["fallback_owner", "Ana Souza"]],
+            "Reps": REPS,
+            "Assignment": [["rule", "table", "when", "assign_to", "method"], ["All", "Deals", "", "all", ""]],
+            "Deals": [["id", "name", "owner"], ["D-1", "Big", '=IF(1=1,"","")'], ["D-2", "Small", None]],
+            "Tickets": [
+                ["id", "subject", "severity", "status", "opened_at", "due_at"],
+                ["T-1", "Down", "urgent", "open", dt.datetime(2026, 11, 20, 9), "=E2+1"],
+            ],
+        }
+    )
+    result = run(path, now=NOW)
+    assert formulas(path, "Deals") == {"C2": '=IF(1=1,"","")'}
+    assert formulas(path, "Tickets") == {"F2": "=E2+1"}
+    assert [c.record_id for c in result.plan.changes if c.column == "owner"] == ["D-2"]
+    assert not [c for c in result.plan.changes if c.table == "Tickets" and c.column == "due_at"]
+
+
+def test_consent_blocks_deal_emails_to_the_contact_too(book, no_smtp):
+    path = book(
+        {
+            "Settings": MAIL_SETTINGS,
+            "Contacts": [
+                ["id", "first_name", "email", "do_not_contact"],
+                ["C1", "Eva", "eva@acme.com", "2026-01-10"],
+            ],
+            "Deals": [["id", "contact_id", "name", "stage"], ["D1", "C1", "Renewal", "open"]],
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action", "params"],
+                ["Deal mail", "Deals", "every_run", "", "send_email", "template=deal"],
+            ],
+            "Templates": [["name", "subject", "body"], ["deal", "About {{ name }}", "Hi, {{ name }}."]],
+        }
+    )
+    plan = run(path, now=NOW, dry_run=True).plan
+    assert [(e.status, e.detail) for e in plan.emails] == [("skipped", "do not contact (Contacts!D2)")]
+
+
+def test_runs_sheet_errors_are_tidy(book):
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Scoring": [["rule", "when", "points"], ["Bad_x001B_", 'title = "' + "z" * 300 + '" and', 5]],
+            "Contacts": [["id", "title"], ["C-1", "x"]],
+        }
+    )
+    run(path, now=NOW)
+    errors = sheet(path, "Runs")[1][6]
+    assert errors and "\x1b" not in errors and "z" * 100 not in errors
+
+
+def test_blank_portuguese_init_leaves_people_empty(tmp_path):
+    from sheetflow.starter import create_starter
+
+    path = create_starter(tmp_path / "planilha.xlsx", lang="pt-BR")
+    settings = {r[0]: r[1] for r in sheet(path, "Configurações")[1:]}
+    assert settings["fallback_owner"] in ("", None) and settings["sender_email"] in ("", None)
+    assert settings["timezone"] == "America/Sao_Paulo"
