@@ -8,24 +8,24 @@
 - ``List-Unsubscribe`` comes from Settings ``list_unsubscribe`` (a ``mailto:`` or ``https:`` address,
   ``{email}`` is replaced by the recipient) or, when unset, is ``mailto:REPLY-TO?subject=unsubscribe``
   for emails to contacts (not for notifications to reps).
-- Every header value goes through :func:`~.render.one_line` and every address through
-  :func:`validate_address`: a CR or LF in a name, subject or address can never start a new header or add
-  a recipient. The SMTP envelope is given explicitly and never read from the headers.
+- Every header value goes through :func:`~.headers.header_text` (no control character, no RFC 2047
+  encoded word) and every address through :func:`validate_address`; the finished message's header block
+  is then verified (:func:`~.headers.verify`): exactly the fields set here, one each, decoding to what
+  was meant, or :class:`~.headers.UnsafeMessage` and the email is not sent. The SMTP envelope is given
+  explicitly and never read from the headers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import email.policy
-import email.utils
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
 from urllib.parse import quote
 
 from email_validator import EmailNotValidError, validate_email
 
-from .render import one_line
+from .headers import HeaderFields, UnsafeMessage, compose, header_text, url_text
+
+__all__ = ["UnsafeMessage", "build_message", "validate_address", "unsubscribe_header", "header_text"]
 
 
 class InvalidAddress(ValueError):
@@ -44,8 +44,10 @@ def validate_address(text: object) -> Recipient:
     if not isinstance(text, str) or not text.strip():
         raise InvalidAddress("no email address")
     raw = text.strip()
-    if any(c in raw for c in '\r\n,;<>"') or any(ord(c) < 32 for c in raw):
-        raise InvalidAddress(f'"{one_line(raw, 80)}" is not a single email address')
+    if any(c in raw for c in '\r\n,;<>"') or any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in raw):
+        raise InvalidAddress(f'"{header_text(raw, 80)}" is not a single email address')
+    if "=?" in raw or "?=" in raw:  # an RFC 2047 encoded word has no business in an address
+        raise InvalidAddress(f'"{header_text(raw, 80)}" looks like an encoded word, not an email address')
     try:
         info = validate_email(raw, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as e:
@@ -53,11 +55,6 @@ def validate_address(text: object) -> Recipient:
     if info.ascii_email:
         return Recipient(info.ascii_email, ascii=True)
     return Recipient(info.normalized, ascii=False)
-
-
-def _address(name: str, recipient: Recipient) -> Address:
-    local, _, domain = recipient.address.rpartition("@")
-    return Address(display_name=one_line(name, 120), username=local, domain=domain)
 
 
 @dataclass(frozen=True)
@@ -77,8 +74,8 @@ def message_id(key: str, sender: Recipient) -> str:
 
 def unsubscribe_header(template: str, recipient: Recipient) -> str:
     """``<mailto:...>`` / ``<https://...>`` with ``{email}`` filled in (URL-quoted); "" when not usable."""
-    text = one_line(template, 500)
-    if not text:
+    text = url_text(template or "")[:500]  # no control character; "=?" / "?=" percent-encoded
+    if not text.strip():
         return ""
     parts = []
     for item in text.split(","):
@@ -88,33 +85,25 @@ def unsubscribe_header(template: str, recipient: Recipient) -> str:
     return ", ".join(parts)
 
 
-def _cte(body: str, ascii_only: bool) -> str:
-    """7-bit safe bodies for every server (quoted-printable when not plain ASCII), 8bit with SMTPUTF8."""
-    if body.isascii() and all(len(line) <= 900 for line in body.splitlines()):
-        return "7bit"
-    return "quoted-printable" if ascii_only else "8bit"
-
-
 def build_message(
     envelope: Envelope, subject: str, text: str, html: str | None, *, key: str, date: dt.datetime
 ) -> tuple[bytes, str]:
-    """The whole message as bytes (CRLF line ends) and its Message-ID."""
-    ascii_only = envelope.sender.ascii and envelope.to.ascii
-    policy = email.policy.SMTP if ascii_only else email.policy.SMTPUTF8
-    msg = EmailMessage(policy=policy)
-    msg["From"] = _address(envelope.sender_name, envelope.sender)
-    msg["To"] = _address(envelope.to_name, envelope.to)
-    if envelope.reply_to is not None and envelope.reply_to.address != envelope.sender.address:
-        msg["Reply-To"] = _address("", envelope.reply_to)
-    msg["Subject"] = one_line(subject)
-    msg["Date"] = email.utils.format_datetime(date if date.tzinfo else date.replace(tzinfo=dt.timezone.utc))
+    """The whole message as bytes (CRLF line ends) and its Message-ID.
+
+    Raises :class:`~.headers.UnsafeMessage` when the serialised header block is not exactly the fields
+    set here (see :mod:`.headers`); the caller holds the email back instead of sending it."""
     mid = message_id(key, envelope.sender)
-    msg["Message-ID"] = mid
-    if envelope.list_unsubscribe:
-        msg["List-Unsubscribe"] = envelope.list_unsubscribe
-    msg["X-Sheetflow-Key"] = key
-    text = text if text.endswith("\n") else text + "\n"
-    msg.set_content(text, subtype="plain", charset="utf-8", cte=_cte(text, ascii_only))
-    if html is not None:
-        msg.add_alternative(html, subtype="html", charset="utf-8", cte=_cte(html, ascii_only))
-    return msg.as_bytes(policy=policy), mid
+    fields = HeaderFields(
+        sender=envelope.sender.address,
+        sender_name=envelope.sender_name,
+        to=envelope.to.address,
+        to_name=envelope.to_name,
+        subject=subject,
+        message_id=mid,
+        date=date,
+        key=key,
+        reply_to=envelope.reply_to.address if envelope.reply_to is not None else "",
+        list_unsubscribe=envelope.list_unsubscribe,
+        ascii_only=envelope.sender.ascii and envelope.to.ascii,
+    )
+    return compose(fields, text, html), mid

@@ -30,7 +30,14 @@ from ..plan import CellChange, Plan, PlannedEmail
 from ..problems import error, warning
 from ..settings import Settings
 from ..tables import Table, Tables
-from .message import Envelope, InvalidAddress, build_message, unsubscribe_header, validate_address
+from .message import (
+    Envelope,
+    InvalidAddress,
+    UnsafeMessage,
+    build_message,
+    unsubscribe_header,
+    validate_address,
+)
 from .render import Fields, RenderError, TemplateSet
 from .suppression import Suppression
 from .window import holiday_dates, parse_window, sent_today
@@ -648,9 +655,20 @@ def _decide(planner: MailPlanner) -> None:
             continue
         unsub = "" if email.kind == "notification" else unsubscribe_header(unsubscribe or default_unsub, to)
         envelope = Envelope(sender, sender_name, to, email.to_name, reply_to, unsub)
-        email.message, email.message_id = build_message(
-            envelope, email.subject, email.text, email.html, key=email.key, date=plan.now
-        )
+        try:
+            email.message, email.message_id = build_message(
+                envelope, email.subject, email.text, email.html, key=email.key, date=plan.now
+            )
+        except UnsafeMessage as e:  # never sent; the data that made it can be fixed, so it waits
+            email.status, email.due, email.message = "planned", False, b""
+            email.detail = f"held: the message's header failed the safety check ({e})"
+            plan.problems.append(
+                error(
+                    "Emails",
+                    f"email {email.key} to {email.to} not sent: its header failed the safety check ({e})",
+                    "look for unusual characters in the names and subject of this email",
+                )
+            )
 
 
 def due(plan: Plan) -> list[PlannedEmail]:

@@ -39,6 +39,7 @@ from ..names import normalize, suggest
 from ..problems import Problem, error
 from ..settings import Settings
 from ..tables import Tables
+from .headers import header_text
 
 MAX_TEMPLATE_CHARS = 100_000  # subject or body source
 MAX_OUTPUT_CHARS = 500_000  # one rendered body
@@ -242,10 +243,9 @@ def html_to_text(markup: str) -> str:
 
 
 def one_line(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
-    """Subjects and display names: CR/LF and other control characters become spaces; never a new header."""
-    text = re.sub(r"[\x00-\x1f\x7f\u2028\u2029\x85]+", " ", text)
-    text = re.sub(r" {2,}", " ", text).strip()
-    return text[:limit]
+    """Subjects and display names: no control character (CR/LF become spaces), no RFC 2047 encoded word
+    (see :func:`.headers.header_text`); never a new header."""
+    return header_text(text, limit)
 
 
 # ---------------------------------------------------------------- where templates come from

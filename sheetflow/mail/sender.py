@@ -60,6 +60,7 @@ from ..problems import error, warning
 from ..settings import Settings
 from ..tables import Tables
 from .config import MailConfig, load_config
+from .headers import UnsafeMessage, verify
 from .journal import Journal
 from .log import Outcome, key_positions, new_row
 from .message import validate_address
@@ -204,6 +205,13 @@ class Mailer:
                 report.outcomes.append(
                     _outcome(email, "planned", f"not sent: {stop}; the next run tries again")
                 )
+                continue
+            try:  # the last look before it leaves: one header per field, only the fields sheetflow sets
+                verify(email.message)
+            except UnsafeMessage as e:
+                detail = f"held: the message's header failed the safety check ({e})"
+                report.outcomes.append(_outcome(email, "planned", detail))
+                plan.problems.append(error("Emails", f"email {email.key} not sent: {detail}"))
                 continue
             token = journal.claim(email.key, plan.run_id, self.local_now(plan))
             if token is None:
