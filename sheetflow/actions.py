@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from jinja2 import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .coerce import MAX_SHIFT_DAYS, Locale, Unreadable, parse_as, to_cell
 from .coltypes import ColumnType
@@ -56,7 +54,7 @@ _PAIR = re.compile(
 )
 MAX_DAYS = MAX_SHIFT_DAYS  # see coerce.MAX_SHIFT_DAYS
 _RELATIVE = re.compile(r"^(today|now|hoje|agora)(?:\s*([+-])\s*(\d+)\s*([dh]))?$", re.IGNORECASE)
-_TEXT_ENV = ImmutableSandboxedEnvironment(autoescape=False)
+TEXT_NAMES = ("today", "now")  # names a task/notify text may use besides the record's columns
 
 
 class ActionError(ValueError):
@@ -143,11 +141,41 @@ def parse_action(
         delay_of(params["due"])  # validates
     for key in ("text", "subject"):
         if key in params:
-            try:
-                _TEXT_ENV.parse(params[key])
-            except TemplateError as e:
-                raise ActionError(f"{key}: {e}") from None
+            check_text(key, params[key], schema)
     return Action(kind, params)
+
+
+def check_text(key: str, source: str, schema: Schema) -> None:
+    """A task/notify text as ``check`` and ``run`` see it: it compiles in the email sandbox, every name
+    is a column of the record (canonical or as the sheet's header says it, pt-BR included) or today/now,
+    and it renders for a placeholder record. ActionError with a "did you mean" otherwise."""
+    from .mail.sandbox import RenderError, render_batch, template_id
+
+    tid = template_id(source, False)
+    sample = {name: _sample(t) for name, t in schema.types.items()}
+    sample.update({alias: sample[canonical] for alias, canonical in schema.aliases.items()})
+    sample.update(today="01/01/2026", now="01/01/2026 09:00")
+    (out,) = render_batch({tid: (source, False)}, [(("?" + tid, tid), sample)])
+    if isinstance(out[0], RenderError):
+        raise ActionError(f"{key}: {out[0]}")
+    for name in out[0].split("\x1f"):
+        if name and name not in TEXT_NAMES and schema.resolve(name) is None:
+            hint = suggest(name, [*schema.candidates(), *TEXT_NAMES])
+            raise ActionError(
+                f'{key} uses unknown field "{name}"'
+                + (f' — did you mean "{hint}"?' if hint else " — use a column name of the record")
+            )
+    if isinstance(out[-1], RenderError):
+        raise ActionError(f"{key} cannot be rendered: {out[-1]}")
+
+
+def _sample(type_: ColumnType) -> Any:
+    from .mail.sandbox import shown
+
+    value = {ColumnType.NUMBER: 1.0, ColumnType.DATE: dt.datetime(2026, 1, 1), ColumnType.BOOL: True}.get(
+        type_, "x"
+    )
+    return shown(value, "", day_first=False, decimal_comma=False)
 
 
 def delay_of(text: str | None) -> dt.timedelta:
@@ -226,12 +254,48 @@ def typed_value(
         raise ActionError(f'"{raw}" {e}' + (f" ({where})" if where else "")) from None
 
 
-def render_text(source: str, record: dict[str, Any]) -> str:
-    """A task/notification text with ``{{ field }}`` merge fields; unknown fields render empty."""
-    try:
-        return _TEXT_ENV.from_string(source).render(**record)
-    except Exception:  # noqa: BLE001 - a task text must never stop the run; fall back to the raw text
-        return source
+_broken: dict[str, dict] = {}  # run id -> text templates that hit a sandbox limit in that run
+
+
+def render_texts(
+    source: str, table: Table, positions: list[int], *, locale: Locale, now: dt.datetime, run_id: str = ""
+) -> list[str | Exception]:
+    """A task/notification text for each record position, rendered in the one email sandbox (same
+    limits, see :mod:`.mail.sandbox`), in one batch. Values print as the cell shows them in the
+    workbook's locale; an empty cell prints as nothing. An item is the text or a RenderError."""
+    from .mail.sandbox import RenderError, render_batch, template_id
+
+    if "{" not in source:  # plain text: nothing to render
+        return [source] * len(positions)
+    tid = template_id(source, False)
+    fields = [text_fields(table, p, locale, now) for p in positions]
+    broken = _broken.setdefault(run_id, {})
+    while len(_broken) > 8:
+        del _broken[next(iter(_broken))]
+    outs = render_batch({tid: (source, False)}, [((tid,), f) for f in fields], broken)
+    return [out[-1] if isinstance(out[-1], RenderError) else out[0] for out in outs]
+
+
+def text_fields(table: Table, position: int, locale: Locale, now: dt.datetime) -> dict[str, Any]:
+    """The merge fields of a task/notify text: every column (canonical name and the sheet's header,
+    and the contract's aliases) shown as in the cell; empty cells are ""; plus today and now."""
+    from . import contract
+    from .mail.sandbox import shown
+
+    day_first, comma = locale.day_first, locale.decimal_comma
+    row: dict[str, Any] = {}
+    for col in table.df.columns:
+        value = to_cell(table.df[col].iloc[position])
+        row[col] = "" if value is None else shown(value, col, day_first=day_first, decimal_comma=comma)
+    for col, header in table.headers.items():
+        row.setdefault(normalize(header), row.get(col, ""))
+    for alias, canonical in contract.column_aliases(table.spec).items():
+        if canonical in row:
+            row.setdefault(normalize(alias), row[canonical])
+    fmt = "%d/%m/%Y" if day_first else "%m/%d/%Y"
+    row.setdefault("today", now.strftime(fmt))
+    row.setdefault("now", now.strftime(fmt + " %H:%M"))
+    return row
 
 
 def record_fields(table: Table, position: int) -> dict[str, Any]:

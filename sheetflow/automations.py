@@ -38,7 +38,7 @@ from .actions import (
     flag,
     parse_action,
     record_fields,
-    render_text,
+    render_texts,
 )
 from .coerce import to_cell
 from .engine import Context
@@ -82,6 +82,7 @@ class AutomationRule:
     repeat: bool
     where: str  # the rule's row, for messages
     include_existing: bool = False  # edge trigger: fire once for the records there when first seen
+    params_at: str = ""  # the rule's params cell (texts: errors name it)
 
     @property
     def once_a_day(self) -> bool:
@@ -197,6 +198,7 @@ def load_automations(ctx: Context) -> list[AutomationRule]:
                 repeat,
                 sheet.ref(pos, "rule"),
                 include,
+                sheet.ref(pos, "params"),
             )
         )
     return rules
@@ -527,7 +529,8 @@ class _Runner:
         self, rule: AutomationRule, table: Table, positions: list[int], params: dict[str, str]
     ) -> None:
         due = self.ctx.plan.local_now + delay_of(params.get("due") or "1d")
-        for pos in positions:
+        texts = self._texts(rule, params["text"], table, positions)
+        for pos, text in zip(positions, texts):
             fields = record_fields(table, pos)
             self.ctx.append(
                 "Tasks",
@@ -537,7 +540,7 @@ class _Runner:
                     "owner": self._owner(table, pos),
                     "table": rule.table,
                     "record_id": fields.get("id") or "",
-                    "text": render_text(params["text"], fields),
+                    "text": text,
                     "rule": rule.name,
                     "done": False,
                 },
@@ -548,8 +551,10 @@ class _Runner:
         self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str], to: str | None
     ) -> None:
         request = _mail("request_notification")
-        text = rule.action.params.get("text", "")
-        for pos, occ in zip(positions, occurrences):
+        texts = self._texts(rule, rule.action.params.get("text", ""), table, positions)
+        subject = rule.action.params.get("subject") or rule.name
+        subjects = self._texts(rule, subject, table, positions)
+        for pos, occ, text, subject in zip(positions, occurrences, texts, subjects):
             fields = record_fields(table, pos)
             rep = to or self._owner(table, pos)
             if not rep:
@@ -562,12 +567,35 @@ class _Runner:
                 )
                 continue
             if text.strip():
-                line = f"{rule.table} {fields.get('id')}: {render_text(text, fields)}"
+                line = f"{rule.table} {fields.get('id')}: {text}"
             else:  # an escalation without its own text says what, since when and what to do
                 from .sla import escalation_text
 
                 line = escalation_text(self.ctx, table, pos, rule.name)
-            request(self.ctx, rep, rule.action.params.get("subject") or rule.name, [line], rule.name, occ)
+            request(self.ctx, rep, subject, [line], rule.name, occ)
+
+    def _texts(self, rule: AutomationRule, source: str, table: Table, positions: list[int]) -> list[str]:
+        """The text for each record, rendered in the email sandbox. A text that cannot be rendered is an
+        error at the rule's params cell, and the task/notification keeps the text as written (it is
+        still made: nothing is lost, the owner sees what the rule meant)."""
+        ctx = self.ctx
+        out = render_texts(
+            source, table, positions, locale=ctx.tables.locale, now=ctx.plan.local_now, run_id=ctx.plan.run_id
+        )
+        texts = []
+        for item in out:
+            if isinstance(item, Exception):
+                problem = error(
+                    rule.params_at or rule.where,
+                    f'"{rule.name}": text cannot be rendered: {item}',
+                    "the task or notification shows the text as written until it is fixed",
+                )
+                if problem not in ctx.plan.problems:
+                    ctx.plan.problems.append(problem)
+                texts.append(source)
+            else:
+                texts.append(item)
+        return texts
 
     def _escalate(
         self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str], to: str

@@ -73,6 +73,9 @@ class PlannedEmail:
     log_position: int | None = None  # row position in the Emails table when planned by an earlier run
     queued_at: Any = None
     sent_at: Any = None
+    content: dict[str, Any] = field(
+        default_factory=dict
+    )  # a notification digest: rep, items (kept while held)
 
 
 @dataclass

@@ -7,6 +7,6 @@ template and field, found by ``sheetflow check``, never an empty greeting.
 
 from __future__ import annotations
 
-from .mail.render import MAX_TEMPLATE_CHARS, check_templates, environment, known_fields
+from .mail.render import MAX_TEMPLATE_CHARS, check_templates, environment, known_fields, render_text
 
-__all__ = ["MAX_TEMPLATE_CHARS", "check_templates", "environment", "known_fields"]
+__all__ = ["MAX_TEMPLATE_CHARS", "check_templates", "environment", "known_fields", "render_text"]

@@ -136,9 +136,8 @@ def test_dry_run_renders_every_email_and_changes_nothing(crm, asks, capsys, tmp_
     assert by_id["C-1"].key == email_key("Welcome", "Contacts", "C-1", "welcome", "new")
     assert (by_id["C-3"].status, by_id["C-3"].detail) == ("skipped", "unsubscribed (Contacts!F4)")
     assert by_id["C-4"].status == "skipped" and by_id["C-4"].detail.startswith('invalid address: "bob@x"')
-    assert by_id["C-5"].status == "skipped" and by_id["C-5"].detail.startswith(
-        'duplicate: BIA@cliente.com.br already gets "welcome" in this run (Contacts C-2'
-    )
+    # duplicates are per key (rule, record, template, occurrence): C-5 is another record, same address
+    assert by_id["C-5"].due and by_id["C-5"].to == "BIA@cliente.com.br"
     assert [e.key for e in run(crm, now=NOW, dry_run=True).plan.emails] == [e.key for e in plan.emails]
     # the CLI lists to, subject and first lines; --outbox writes the full .eml previews
     outbox = tmp_path / "preview"
@@ -147,7 +146,7 @@ def test_dry_run_renders_every_email_and_changes_nothing(crm, asks, capsys, tmp_
     assert "joao@cliente.com.br — Olá, João! Bem-vindo(a)" in out and "| Oi João," in out
     assert "unsubscribed (Contacts!F4)" in out and "nothing was written and no email was sent" in out
     files = sorted(outbox.glob("*.eml"))
-    assert [f.stem for f in files] == sorted(by_id[i].key for i in ("C-1", "C-2"))
+    assert [f.stem for f in files] == sorted(by_id[i].key for i in ("C-1", "C-2", "C-5"))
     msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert msg["From"] and msg["Message-ID"].startswith("<E")
     assert sha(crm) == before and not (crm.parent / "outbox").exists()
@@ -157,7 +156,7 @@ def test_dry_run_renders_every_email_and_changes_nothing(crm, asks, capsys, tmp_
 def test_run_sends_logs_and_never_twice(crm, asks):
     asks.append(("Contacts", everyone, "welcome", "Welcome", "new", "contact"))
     result = run(crm, now=NOW)
-    assert result.written and result.emails.count("sent") == 2
+    assert result.written and result.emails.count("sent") == 3  # C-5: another record, same address
     log = {r["record_id"]: r for r in emails_log(crm)}
     assert list(emails_log(crm)[0]) == [
         "queued_at",
@@ -178,25 +177,28 @@ def test_run_sends_logs_and_never_twice(crm, asks):
         "C-2": "sent",
         "C-3": "skipped",
         "C-4": "skipped",
-        "C-5": "skipped",
+        "C-5": "sent",
     }
     assert log["C-1"]["sent_at"] == NOW and log["C-1"]["message_id"] == f"<{log['C-1']['key']}@acme.com.br>"
     assert log["C-1"]["subject"] == "Olá, João! Bem-vindo(a)"
     outbox = crm.parent / "outbox"
-    assert sorted(p.stem for p in outbox.glob("*.eml")) == sorted([log["C-1"]["key"], log["C-2"]["key"]])
+    assert sorted(p.stem for p in outbox.glob("*.eml")) == sorted(
+        log[c]["key"] for c in ("C-1", "C-2", "C-5")
+    )
     contacts = {r[0]: r for r in sheet(crm, "Contacts")[1:]}
     header = sheet(crm, "Contacts")[0]
     assert header[-1] == "Último e-mail em"  # the managed column, labelled in the workbook's language
     assert contacts["C-1"][-1] == NOW and contacts["C-3"][-1] in ("", None)
     activity = [r for r in sheet(crm, "Atividade")[1:] if r[4] == "last_emailed_at"]
-    assert sorted(r[3] for r in activity) == ["C-1", "C-2"] and activity[0][7] == "Email: Welcome (welcome)"
+    assert sorted(r[3] for r in activity) == ["C-1", "C-2", "C-5"]
+    assert activity[0][7] == "Email: Welcome (welcome)"
     runs = sheet(crm, "Execuções")
-    assert "emails sent 2" in runs[1][5]
+    assert "emails sent 3" in runs[1][5]
     # the same requests again: keys are in the Emails sheet, nothing is planned, nothing written
     after = sha(crm)
     again = run(crm, now=NOW + dt.timedelta(hours=1))
     assert again.plan.emails == [] and not again.written and sha(crm) == after
-    assert len(list(outbox.glob("*.eml"))) == 2
+    assert len(list(outbox.glob("*.eml"))) == 3
 
 
 def test_deals_write_to_their_contact_and_owner(book, asks):
@@ -220,12 +222,14 @@ def test_deals_write_to_their_contact_and_owner(book, asks):
     got = {(e.rule, e.record_id): e for e in plan.emails}
     d1 = got[("Proposal sent", "D-1")]
     assert (d1.to, d1.to_name, d1.contact_id) == ("joao@cliente.com.br", "João Conceição", "C-1")
-    assert d1.text == "Oi João, proposta de 2500 (Ana Souza)."
-    assert got[("Proposal sent", "D-2")].detail == 'no contact: contact_id "C-9" is not in Contacts'
-    assert got[("Proposal sent", "D-3")].detail == "Deals D-3 has no contact_id"
+    assert d1.text == "Oi João, proposta de 2.500,00 (Ana Souza)."  # as the pt-BR cell shows it
+    # fixable: held planned with the reason, sent by the first run after the fix
+    assert got[("Proposal sent", "D-2")].detail == 'held: no contact: contact_id "C-9" is not in Contacts'
+    assert got[("Proposal sent", "D-3")].detail == "held: Deals D-3 has no contact_id"
+    assert {got[k].status for k in got if k[1] != "D-1"} == {"planned"}
     assert got[("Tell owner", "D-1")].to == "ana@acme.com.br" and got[("Tell owner", "D-1")].contact_id == ""
-    assert got[("Tell owner", "D-2")].detail == 'owner "Bruno" has no email in Reps'
-    assert got[("Tell owner", "D-3")].detail == "Deals D-3 has no owner"
+    assert got[("Tell owner", "D-2")].detail == 'held: owner "Bruno" has no email in Reps'
+    assert got[("Tell owner", "D-3")].detail == "held: Deals D-3 has no owner"
 
 
 def test_notifications_are_one_digest_per_rep_per_run(crm, asks):
@@ -242,12 +246,12 @@ def test_notifications_are_one_digest_per_rep_per_run(crm, asks):
     assert ana[0].subject == "2 novidades do sheetflow"
     assert "Tickets T-1: 3 h late" in ana[0].text and "Contacts C-2 is yours" in ana[0].text
     bruno = [e for e in plan.emails if e.record_id == "Bruno"]
-    assert bruno[0].status == "skipped" and bruno[0].detail == 'rep "Bruno" has no email in Reps'
+    assert bruno[0].status == "planned" and bruno[0].detail == 'held: rep "Bruno" has no email in Reps'
     keys = [e.key for e in run(crm, now=NOW.replace(hour=22), dry_run=True).plan.emails]
     assert keys == [e.key for e in plan.emails]
 
 
-def test_empty_merge_field_skips_that_email_with_a_reason(book, asks):
+def test_empty_merge_field_holds_that_email_with_a_reason(book, asks):
     path = book(
         {
             "Settings": SETTINGS,
@@ -261,10 +265,9 @@ def test_empty_merge_field_skips_that_email_with_a_reason(book, asks):
     )
     asks.append(("Contacts", everyone, "t", "R", "new", "contact"))
     plan = run(path, now=NOW, dry_run=True).plan
-    skipped = plan.emails[0]
-    assert (
-        skipped.status == "skipped" and 'merge field "first_name" is empty for Contacts C-1' in skipped.detail
-    )
+    held = plan.emails[0]
+    assert held.status == "planned" and not held.due
+    assert 'held: merge field "first_name" is empty for Contacts C-1' in held.detail
     assert plan.emails[1].due
     assert any(p.where == "Contacts!A2" and "first_name" in p.message for p in plan.problems)
 

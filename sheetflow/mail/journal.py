@@ -31,6 +31,7 @@ Statuses of a key: ``queued`` -> ``claimed`` -> ``sending`` -> ``sent`` | ``fail
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import socket
 import sqlite3
@@ -62,7 +63,8 @@ CREATE TABLE IF NOT EXISTS emails (
     claimed_at TEXT NOT NULL DEFAULT '',         -- workbook time (naive ISO)
     sent_at TEXT NOT NULL DEFAULT '',            -- workbook time (naive ISO), as the Emails sheet shows it
     detail TEXT NOT NULL DEFAULT '',
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    content TEXT NOT NULL DEFAULT ''              -- JSON: a held notification digest (rep, items)
 );
 CREATE INDEX IF NOT EXISTS emails_status ON emails(status);
 """
@@ -84,10 +86,15 @@ class Entry:
     sent_at: str
     detail: str
     attempts: int
+    content: str = ""
 
     def facts(self) -> JournalFacts:
         sent = dt.datetime.fromisoformat(self.sent_at) if self.sent_at else None
-        return JournalFacts(self.status, sent, self.message_id, self.detail, self.message or b"")
+        try:
+            content = json.loads(self.content) if self.content else {}
+        except ValueError:
+            content = {}
+        return JournalFacts(self.status, sent, self.message_id, self.detail, self.message or b"", content)
 
 
 def _utc() -> str:
@@ -108,6 +115,9 @@ class Journal:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=30000")
         db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(emails)")}
+        if "content" not in columns:  # a journal written before digests were kept while held
+            db.execute("ALTER TABLE emails ADD COLUMN content TEXT NOT NULL DEFAULT ''")
         return cls(path, db)
 
     @classmethod
@@ -169,6 +179,35 @@ class Journal:
                 "ON CONFLICT(key) DO UPDATE SET to_addr=excluded.to_addr, subject=excluded.subject, "
                 "message=excluded.message, message_id=excluded.message_id, run_id=excluded.run_id, "
                 "transport=excluded.transport WHERE emails.status='queued'",
+                rows,
+            )
+
+    def hold(self, emails: Iterable[PlannedEmail], run_id: str) -> None:
+        """Keep what a waiting notification digest says (its rep and items, JSON) so a later run can
+        render and send it; only for keys nobody has claimed."""
+        rows = [
+            (
+                e.key,
+                e.to,
+                e.subject,
+                e.template,
+                e.rule,
+                e.table,
+                e.record_id,
+                run_id,
+                _utc(),
+                json.dumps(e.content, default=str),
+            )
+            for e in emails
+            if e.content
+        ]
+        if not rows:
+            return
+        with self._immediate():
+            self.db.executemany(
+                "INSERT INTO emails (key, status, to_addr, subject, template, rule, tbl, record_id, run_id, "
+                "queued_at, content) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET content=excluded.content WHERE emails.status='queued'",
                 rows,
             )
 
@@ -294,7 +333,8 @@ class _Tx:
 
 
 _COLUMNS = (
-    "key, status, to_addr, message, message_id, run_id, token, transport, location, sent_at, detail, attempts"
+    "key, status, to_addr, message, message_id, run_id, token, transport, location, sent_at, detail, attempts, "
+    "content"
 )
 
 

@@ -39,6 +39,7 @@ from .message import (
     validate_address,
 )
 from .render import Fields, RenderError, TemplateSet
+from .sandbox import shown
 from .suppression import Suppression
 from .window import holiday_dates, parse_window, sent_today
 
@@ -54,29 +55,14 @@ def email_key(rule: str, table: str, record_id: str, template: str, occurrence: 
     return "E" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:20]
 
 
-class LocalDate(dt.datetime):
-    """A date cell as a merge field: prints as the workbook writes dates, still has strftime()."""
-
-    day_first: bool = False
-
-    def __str__(self) -> str:
-        fmt = "%d/%m/%Y" if self.day_first else "%m/%d/%Y"
-        if self.hour or self.minute:
-            fmt += " %H:%M"
-        return self.strftime(fmt)
-
-    __html__ = __str__
-
-
-def _as_field(value: object, locale: Locale) -> object:
+def _as_field(value: object, column: str, locale: Locale) -> object:
+    """A cell as a merge field: None when empty; dates and numbers print as the cell shows them in the
+    workbook's locale (``05/03/2026``, ``R$ {{ amount }}`` -> ``R$ 34,30`` in pt-BR); see
+    :func:`.sandbox.shown`."""
     value = to_cell(value)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, dt.datetime):
-        d = LocalDate(value.year, value.month, value.day, value.hour, value.minute, value.second)
-        d.day_first = locale.day_first
-        return d
-    return value
+    return shown(value, column, day_first=locale.day_first, decimal_comma=locale.decimal_comma)
 
 
 def settings_fields(settings: Settings) -> dict[str, Any]:
@@ -102,7 +88,7 @@ class MailPlanner:
     suppression: Suppression = field(init=False)
     log_keys: dict[str, int] = field(init=False)
     by_key: dict[str, PlannedEmail] = field(default_factory=dict)
-    first_for: dict[tuple[str, str], PlannedEmail] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)  # key -> why it waits (fixable by the user)
     digests: dict[str, _Digest] = field(default_factory=dict)
     _ids: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -144,7 +130,7 @@ class MailPlanner:
 
     def record_fields(self, table: Table, pos: int) -> dict[str, Any]:
         locale = self.tables.locale
-        row = {col: _as_field(table.df[col].iloc[pos], locale) for col in table.df.columns}
+        row = {col: _as_field(table.df[col].iloc[pos], col, locale) for col in table.df.columns}
         for col, header in table.headers.items():
             alias = normalize(header)
             if alias and alias not in row:
@@ -195,6 +181,35 @@ class MailPlanner:
     def compose(
         self, table: Table, pos: int, template: str, rule: str, occurrence: str, to: str, key: str
     ) -> PlannedEmail:
+        """One email, rendered (see :meth:`compose_many`)."""
+        return self.compose_many([(table, pos, template, rule, occurrence, to, key)])[0]
+
+    def compose_many(self, requests: list[tuple[Table, int, str, str, str, str, str]]) -> list[PlannedEmail]:
+        """Emails for (table, position, template, rule, occurrence, to, key) requests, each template's
+        renders in one batch in the sandbox. Something the user can fix (a template error, an empty
+        merge field, a missing owner) holds the email ``planned`` with the reason; it goes out on the
+        first run after the fix. Only deliberate reasons (unsubscribed, invalid address) skip it."""
+        emails: list[PlannedEmail] = []
+        waiting: dict[str, list[tuple[PlannedEmail, dict[str, Any], set[str], Table, int]]] = {}
+        for table, pos, template, rule, occurrence, to, key in requests:
+            email, context, blank = self._address(table, pos, template, rule, occurrence, to, key)
+            emails.append(email)
+            if context is not None:
+                waiting.setdefault(normalize(template), []).append((email, context, blank, table, pos))
+        for group in waiting.values():
+            results = self.templates.render_many(group[0][0].template, [g[1] for g in group])
+            for (email, context, blank, table, pos), result in zip(group, results):
+                if isinstance(result, RenderError):
+                    self._render_failed(email, result, context, blank, table, pos)
+                    continue
+                email.subject, email.text, email.html = result
+                self.screen(email)
+        return emails
+
+    def _address(
+        self, table: Table, pos: int, template: str, rule: str, occurrence: str, to: str, key: str
+    ) -> tuple[PlannedEmail, dict[str, Any] | None, set[str]]:
+        """The email with its recipient, and the context to render it with (None: held already)."""
         rid = table.df["id"].iloc[pos]
         rid = rid.strip() if isinstance(rid, str) else ""
         email = PlannedEmail(
@@ -208,32 +223,29 @@ class MailPlanner:
             queued_at=self.plan.local_now,
         )
         context, blank, contact = self.context(table, pos)
-        # the recipient
         target = normalize(to or "contact")
         if target == "contact":
             if contact is None:
                 cid = context.get("contact_id")
-                email.status, email.detail = (
-                    "skipped",
-                    (
-                        f'no contact: contact_id "{cid}" is not in Contacts'
-                        if cid
-                        else f"{table.spec.name} {rid} has no contact_id"
-                    ),
+                self.hold(
+                    email,
+                    f'no contact: contact_id "{cid}" is not in Contacts'
+                    if cid
+                    else f"{table.spec.name} {rid} has no contact_id",
                 )
-                return email
+                return email, None, blank
             email.to = str(contact.get("email") or "")
             email.to_name = " ".join(str(contact[k]) for k in ("first_name", "last_name") if contact.get(k))
             email.contact_id = str(contact.get("id") or "")
         elif target == "owner":
             owner = context.get("owner")
             if owner is None:
-                email.status, email.detail = "skipped", f"{table.spec.name} {rid} has no owner"
-                return email
+                self.hold(email, f"{table.spec.name} {rid} has no owner")
+                return email, None, blank
             email.to, email.to_name = str(owner.get("email") or ""), str(owner.get("name") or "")
             if not email.to:
-                email.status, email.detail = "skipped", f'owner "{owner.get("name")}" has no email in Reps'
-                return email
+                self.hold(email, f'owner "{owner.get("name")}" has no email in Reps')
+                return email, None, blank
         else:
             email.to = to.strip()
             if contact is not None and str(contact.get("email") or "").strip().lower() == email.to.lower():
@@ -241,36 +253,52 @@ class MailPlanner:
                     str(contact[k]) for k in ("first_name", "last_name") if contact.get(k)
                 )
                 email.contact_id = str(contact.get("id") or "")
-        # render
-        try:
-            email.subject, email.text, email.html = self.templates.render(template, context)
-        except RenderError as e:
-            email.status = "skipped"
-            head, _, attr = e.field.partition(".")
-            if e.field and (
-                (head in blank)
-                or (head in ("owner", "contact") and head not in context)
-                or (attr and head in context)
-            ):
-                shown = e.field
-                email.detail = (
-                    f'merge field "{shown}" is empty for {table.spec.name} {rid} — fill it in, or write '
-                    f'{{{{ {shown} | default("...") }}}} in template "{template}"'
-                )
-                self.plan.problems.append(warning(table.ref(pos, "id"), f"email not sent: {email.detail}"))
-            else:
-                email.detail = f"template error: {e}"
-                problem = error(
-                    "Templates", f"{rule}: {e}", "run sheetflow check BOOK to see every template problem"
-                )
-                if problem not in self.plan.problems:
-                    self.plan.problems.append(problem)
-            return email
-        self.screen(email)
-        return email
+        return email, context, blank
+
+    def _render_failed(
+        self,
+        email: PlannedEmail,
+        e: RenderError,
+        context: dict[str, Any],
+        blank: set[str],
+        table: Table,
+        pos: int,
+    ) -> None:
+        head, _, attr = e.field.partition(".")
+        rid = email.record_id
+        if e.kind == "field" and (
+            (head in blank)
+            or (head in ("owner", "contact") and head not in context)
+            or (attr and head in context)
+        ):
+            shown = e.field
+            detail = (
+                f'merge field "{shown}" is empty for {table.spec.name} {rid} — fill it in, or write '
+                f'{{{{ {shown} | default("...") }}}} in template "{email.template}"'
+            )
+            self.hold(email, detail)
+            self.plan.problems.append(warning(table.ref(pos, "id"), f"email held: {detail}"))
+            return
+        self.hold(email, f"template error: {e}; fix the template and the next run sends it")
+        problem = error(
+            e.where or "Templates",
+            f"{e} — {email.rule}: its emails wait (planned) until the template is fixed",
+            "run sheetflow check BOOK to see every template problem",
+        )
+        if problem not in self.plan.problems:
+            self.plan.problems.append(problem)
+
+    def hold(self, email: PlannedEmail, reason: str) -> None:
+        """Keep an email ``planned`` with the reason: something the user can fix stops it, for now."""
+        email.status, email.due = "planned", False
+        email.detail = f"held: {reason}"
+        self.held[email.key] = email.detail
 
     def screen(self, email: PlannedEmail) -> None:
-        """Address validity, suppression, duplicates: sets skipped + the reason."""
+        """Address validity and suppression: sets skipped + the reason (final: nothing to fix).
+
+        Duplicates are per email key (rule, record, template, occurrence): two deals of one contact
+        that both reach a rule send two emails; the same key is never planned twice."""
         try:
             recipient = validate_address(email.to)
         except InvalidAddress as e:
@@ -280,17 +308,6 @@ class MailPlanner:
         reason = self.suppression.reason(recipient.address)
         if reason:
             email.status, email.detail = "skipped", reason
-            return
-        pair = (recipient.address.lower(), normalize(email.template))
-        first = self.first_for.get(pair)
-        if first is not None and first.key != email.key:
-            email.status = "skipped"
-            email.detail = (
-                f'duplicate: {recipient.address} already gets "{email.template}" in this run '
-                f"({first.table} {first.record_id}, rule {first.rule})"
-            )
-            return
-        self.first_for[pair] = email
 
     def add(self, email: PlannedEmail) -> None:
         self.by_key[email.key] = email
@@ -339,12 +356,17 @@ def request_email(
     if len(occurrences) != len(positions):
         raise ValueError("request_email: one occurrence per position")
     ids = t.df["id"].to_numpy(dtype=object)
+    requests = []
+    keys: set[str] = set()
     for pos, occurrence in zip(positions, occurrences):
         rid = ids[pos] if isinstance(ids[pos], str) else ""
         key = email_key(rule, spec.name, rid, template, occurrence)
-        if planner.known(key):
+        if planner.known(key) or key in keys:
             continue
-        planner.add(planner.compose(t, int(pos), template, rule, occurrence, to, key))
+        keys.add(key)
+        requests.append((t, int(pos), template, rule, occurrence, to, key))
+    for email in planner.compose_many(requests):
+        planner.add(email)
 
 
 def request_notification(
@@ -378,6 +400,7 @@ class JournalFacts:
     message_id: str = ""
     detail: str = ""
     message: bytes = b""
+    content: dict[str, Any] = field(default_factory=dict)  # a held digest: to, to_name, subject, text, html
 
 
 def finalize_emails(
@@ -416,34 +439,50 @@ def _digests(planner: MailPlanner) -> None:
             kind="notification",
             queued_at=plan.local_now,
         )
-        rep = planner.rep(digest.rep)
+        email.content = {"rep": digest.rep, "items": digest.items, "occurrence": occ}
         planner.add(email)
-        if rep is None or not rep.get("email"):
-            email.status = "skipped"
-            email.detail = f'rep "{digest.rep}" ' + (
-                "is not in Reps" if rep is None else "has no email in Reps"
-            )
-            plan.problems.append(warning("Reps", f"notification not sent: {email.detail}"))
-            continue
-        email.to, email.to_name = str(rep["email"]), str(rep.get("name") or digest.rep)
-        context: dict[str, Any] = settings_fields(planner.settings)
-        rep_fields = Fields(
-            "rep", {k: v for k, v in rep.items() if v is not None}, str(rep.get("name") or "")
+        render_digest(planner, email)
+
+
+def render_digest(planner: MailPlanner, email: PlannedEmail) -> None:
+    """Address and render a notification digest from ``email.content`` (rep name + items).
+
+    The items are kept (journal) while the digest waits, so a digest held by a fixable problem (no
+    sender_email, the rep has no email, a broken notification template) is rendered again from them on
+    the first run after the fix — with the template and the rep's data of that run."""
+    plan = planner.plan
+    name, items = email.content["rep"], email.content["items"]
+    rep = planner.rep(name)
+    if rep is None or not rep.get("email"):
+        reason = f'rep "{name}" ' + ("is not in Reps" if rep is None else "has no email in Reps")
+        plan.problems.append(
+            warning("Reps", f"notification held: {reason}", "add the rep's email; the next run sends it")
         )
-        context.update(
-            rep=rep_fields,
-            owner=rep_fields,
-            items=digest.items,
-            count=len(digest.items),
-            settings=Fields("settings", settings_fields(planner.settings)),
+        planner.hold(email, reason)
+        return
+    email.to, email.to_name = str(rep["email"]), str(rep.get("name") or name)
+    context: dict[str, Any] = settings_fields(planner.settings)
+    rep_fields = Fields("rep", {k: v for k, v in rep.items() if v is not None}, str(rep.get("name") or ""))
+    context.update(
+        rep=rep_fields,
+        owner=rep_fields,
+        items=items,
+        count=len(items),
+        settings=Fields("settings", settings_fields(planner.settings)),
+    )
+    try:
+        email.subject, email.text, email.html = planner.templates.render(NOTIFICATION_TEMPLATE, context)
+    except RenderError as e:
+        problem = error(
+            e.where or "Templates",
+            f"{e} — notifications wait (planned) until the template is fixed",
+            "run sheetflow check BOOK to see every template problem",
         )
-        try:
-            email.subject, email.text, email.html = planner.templates.render(NOTIFICATION_TEMPLATE, context)
-        except RenderError as e:
-            email.status, email.detail = "skipped", f"template error: {e}"
-            plan.problems.append(error("Templates", f"notification: {e}"))
-            continue
-        planner.screen(email)
+        if problem not in plan.problems:
+            plan.problems.append(problem)
+        planner.hold(email, f"template error: {e}")
+        return
+    planner.screen(email)
 
 
 def _journal_facts(planner: MailPlanner, journal: Mapping[str, JournalFacts]) -> None:
@@ -498,6 +537,7 @@ def _leftovers(planner: MailPlanner, journal: Mapping[str, JournalFacts]) -> Non
         return
     df = log.df
     statuses = df["status"].to_numpy(dtype=object)
+    rebuild: list[tuple[tuple[Table, int, str, str, str, str, str], int, Any]] = []
     for key, pos in planner.log_keys.items():
         status = statuses[pos].strip().lower() if isinstance(statuses[pos], str) else ""
         if status not in OPEN_STATUSES or key in planner.by_key:
@@ -551,6 +591,11 @@ def _leftovers(planner: MailPlanner, journal: Mapping[str, JournalFacts]) -> Non
                 old.to = to
                 planner.add(old)
                 planner.screen(old)
+            elif facts is not None and facts.content.get("items"):  # a digest held before it was built
+                old.kind, old.status, old.content = "notification", "planned", facts.content
+                old.occurrence = facts.content.get("occurrence", "")
+                planner.add(old)
+                render_digest(planner, old)
             else:
                 old.status, old.detail = "skipped", f'cannot rebuild this email (table "{table}")'
                 planner.add(old)
@@ -563,22 +608,26 @@ def _leftovers(planner: MailPlanner, journal: Mapping[str, JournalFacts]) -> Non
             )
             planner.add(old)
             continue
-        email = planner.compose(planner.tables[spec.name], rpos, template, rule, "", to, key)
-        email.log_position, email.queued_at = pos, old.queued_at
+        rebuild.append(((planner.tables[spec.name], rpos, template, rule, "", to, key), pos, old.queued_at))
+    emails = planner.compose_many([r[0] for r in rebuild])
+    for email, (_, pos, queued_at) in zip(emails, rebuild):
+        email.log_position, email.queued_at = pos, queued_at
         planner.add(email)
 
 
 def _decide(planner: MailPlanner) -> None:
     """Which planned emails this run sends: window, daily limit, sender; then build their messages."""
     plan, settings = planner.plan, planner.settings
-    if not any(e.status in ("planned", "sending") for e in plan.emails):
+    if not any(e.status in ("planned", "sending") and e.key not in planner.held for e in plan.emails):
         return
     sender_text = settings.text("sender_email")
     try:
         sender = validate_address(sender_text)
     except InvalidAddress as e:
         sender = None
-        waiting = [e_ for e_ in plan.emails if e_.status in ("planned", "sending")]
+        waiting = [
+            e_ for e_ in plan.emails if e_.status in ("planned", "sending") and e_.key not in planner.held
+        ]
         if waiting:
             plan.problems.append(
                 error(
@@ -603,7 +652,7 @@ def _decide(planner: MailPlanner) -> None:
     remaining -= sent_today(planner.tables, plan.local_now)
     in_window = window is not None and window.contains(plan.local_now)
     order = sorted(
-        (e for e in plan.emails if e.status in ("planned", "sending")),
+        (e for e in plan.emails if e.status in ("planned", "sending") and e.key not in planner.held),
         key=lambda e: (
             e.kind != "notification",
             e.log_position is None,

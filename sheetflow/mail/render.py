@@ -20,31 +20,44 @@ then the body). They render in Jinja2's ``ImmutableSandboxedEnvironment`` with a
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import html as html_lib
 import re
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-
-from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta
-from jinja2.exceptions import SecurityError, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..names import normalize, suggest
 from ..problems import Problem, error
 from ..settings import Settings
 from ..tables import Tables
 from .headers import header_text
+from .sandbox import (
+    MAX_LOOP_ITEMS,
+    MAX_OUTPUT_CHARS,
+    MAX_RENDER_SECONDS,
+    MAX_TEMPLATE_CHARS,
+    Fields,
+    RenderError,
+    environment,
+    render_batch,
+    template_id,
+)
 
-MAX_TEMPLATE_CHARS = 100_000  # subject or body source
-MAX_OUTPUT_CHARS = 500_000  # one rendered body
-MAX_RENDER_SECONDS = 2.0  # one render
-MAX_LOOP_ITEMS = 100_000  # range() items per render, all loops together
+__all__ = [
+    "MAX_LOOP_ITEMS",
+    "MAX_OUTPUT_CHARS",
+    "MAX_RENDER_SECONDS",
+    "MAX_TEMPLATE_CHARS",
+    "Fields",
+    "RenderError",
+    "TemplateSet",
+    "check_templates",
+    "environment",
+    "render_text",
+]
+
 MAX_SUBJECT_CHARS = 250
 
 _HTML = re.compile(
@@ -53,141 +66,17 @@ _HTML = re.compile(
 )
 
 
-class RenderError(Exception):
-    """A template could not be rendered for one record; ``field`` is the merge field at fault, if known."""
-
-    def __init__(self, message: str, field: str = ""):
-        super().__init__(message)
-        self.field = field
-
-
-# ---------------------------------------------------------------- the sandbox
-
-_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("sheetflow_render_deadline", default=0.0)
-_loop_budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("sheetflow_loop_budget")
-
-
-def _check_deadline() -> None:
-    deadline = _deadline.get()
-    if deadline and time.monotonic() > deadline:
-        raise SecurityError(f"the template took longer than {MAX_RENDER_SECONDS:g} s to render")
-
-
-class Fields(dict):
-    """A mapping of merge fields (``owner``, ``contact``, ...) that names itself in error messages.
-
-    Printed as a whole it shows its ``display`` value: ``{{ owner }}`` is the owner's name."""
-
-    def __init__(self, prefix: str, values: dict[str, Any], display: str = ""):
-        super().__init__(values)
-        self.prefix = prefix
-        self.display = display
-
-    def __str__(self) -> str:
-        return self.display
-
-    def __html__(self) -> str:
-        return html_lib.escape(self.display)
-
-
-class _Undefined(ChainableUndefined, StrictUndefined):
-    """Strict when printed or compared, but ``owner.name | default("x")`` works when owner is empty."""
-
-    __slots__ = ()
-
-
-def _counted_range(*args: int) -> Iterator[int]:
-    r = range(*args)
-    budget = _loop_budget.get(None)
-    if budget is not None:
-        budget[0] -= len(r)
-        if budget[0] < 0:
-            raise SecurityError(f"loops in the template go over {MAX_LOOP_ITEMS} items")
-    for n, value in enumerate(r):
-        if n % 1000 == 0:
-            _check_deadline()
-        yield value
-
-
-class _Env(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context, operator, left, right):  # noqa: ANN001 - jinja's signature
-        if operator == "**":
-            if isinstance(right, (int, float)) and abs(right) > 64:
-                raise SecurityError("exponent too large in template")
-        elif operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, (str, list, tuple))
-                    and isinstance(n, int)
-                    and len(seq) * n > MAX_OUTPUT_CHARS
-                ):
-                    raise SecurityError("template builds a text that is too long")
-        return super().call_binop(context, operator, left, right)
-
-    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - jinja's signature
-        _check_deadline()
-        return super().call(__context, __obj, *args, **kwargs)
-
-    def getattr(self, obj, attribute):  # noqa: ANN001
-        if isinstance(obj, Fields):  # item first: a column called "items" is a field, not dict.items
-            if attribute in obj:
-                return obj[attribute]
-            return self.undefined(name=f"{obj.prefix}.{attribute}")
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj, argument):  # noqa: ANN001
-        if isinstance(obj, Fields) and isinstance(argument, str) and argument not in obj:
-            return self.undefined(name=f"{obj.prefix}.{argument}")
-        return super().getitem(obj, argument)
-
-
-def environment(*, html: bool = False) -> ImmutableSandboxedEnvironment:
-    env = _Env(undefined=_Undefined, autoescape=html, keep_trailing_newline=True)
-    env.globals["range"] = _counted_range
-    return env
-
-
-_TEXT_ENV = environment()
-_HTML_ENV = environment(html=True)
-
-
 def is_html(body: str) -> bool:
     return bool(_HTML.search(body))
 
 
-def render(template: Template, context: dict[str, Any]) -> str:
-    """Render with the caps; raises RenderError naming the merge field when one is missing."""
-    token_d = _deadline.set(time.monotonic() + MAX_RENDER_SECONDS)
-    token_b = _loop_budget.set([MAX_LOOP_ITEMS])
-    parts: list[str] = []
-    size = 0
-    try:
-        for chunk in template.generate(context):
-            size += len(chunk)
-            if size > MAX_OUTPUT_CHARS:
-                raise SecurityError(f"the rendered text is longer than {MAX_OUTPUT_CHARS} characters")
-            parts.append(chunk)
-            _check_deadline()
-    except UndefinedError as e:
-        name = _undefined_name(str(e))
-        raise RenderError(str(e), name) from None
-    except SecurityError as e:
-        raise RenderError(f"not allowed: {e}") from None
-    except RecursionError:
-        raise RenderError("not allowed: the template calls itself without end") from None
-    except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as e:
-        raise RenderError(f"{type(e).__name__}: {e}") from None
-    finally:
-        _deadline.reset(token_d)
-        _loop_budget.reset(token_b)
-    return "".join(parts)
-
-
-def _undefined_name(message: str) -> str:
-    m = re.search(r"'([^']+)' is undefined", message) or re.search(r"has no attribute '([^']+)'", message)
-    return m.group(1) if m else ""
+def render_text(source: str, context: dict[str, Any], *, html: bool = False) -> str:
+    """One template text rendered in the sandbox (see :mod:`.sandbox`); RenderError if it cannot be."""
+    tid = template_id(source, html)
+    (out,) = render_batch({tid: (source, html)}, [((tid,), context)])
+    if isinstance(out[-1], RenderError):
+        raise out[-1]
+    return out[0]
 
 
 # ---------------------------------------------------------------- HTML -> plain text
@@ -262,13 +151,6 @@ class TemplateSource:
     html: bool = False
 
 
-@dataclass
-class Compiled:
-    source: TemplateSource
-    subject: Template
-    body: Template
-
-
 def default_folder() -> Path:
     """``templates/email``: the packaged copy in a wheel, the repository folder in a checkout."""
     packaged = Path(__file__).resolve().parent.parent / "_data" / "templates" / "email"
@@ -331,8 +213,7 @@ class TemplateSet:
     """The templates a run can use: the Templates sheet first, then the default files."""
 
     sources: dict[str, TemplateSource] = field(default_factory=dict)
-    problems: dict[str, Problem] = field(default_factory=dict)  # broken templates by normalized name
-    _compiled: dict[str, Compiled] = field(default_factory=dict)
+    broken: dict[str, RenderError] = field(default_factory=dict)  # template ids that hit a limit this run
 
     @classmethod
     def load(cls, tables: Tables, folder: Path | None = None) -> TemplateSet:
@@ -359,75 +240,70 @@ class TemplateSet:
                 )
         return cls(sources)
 
-    def get(self, name: str) -> Compiled:
-        """The compiled template; RenderError if it does not exist or does not compile."""
-        key = normalize(name)
-        if key in self._compiled:
-            return self._compiled[key]
-        source = self.sources.get(key)
+    def source(self, name: str) -> TemplateSource:
+        """The template called ``name`` (names match like headers); RenderError if there is none."""
+        source = self.sources.get(normalize(name))
         if source is None:
             hint = suggest(name, [s.name for s in self.sources.values()])
             raise RenderError(
                 f'no template "{name}"'
                 + (f' (did you mean "{hint}"?)' if hint else " in the Templates sheet or templates/email/")
             )
-        for part, text in (("subject", source.subject), ("body", source.body)):
-            if len(text) > MAX_TEMPLATE_CHARS:
-                raise RenderError(
-                    f'template "{source.name}" {part} is longer than {MAX_TEMPLATE_CHARS} characters'
-                )
+        return source
+
+    def render_many(
+        self, name: str, contexts: list[dict[str, Any]]
+    ) -> list[tuple[str, str, str | None] | RenderError]:
+        """(subject, text, html) per context, or a RenderError naming the template, part, field and cell.
+
+        All contexts render in one batch in the sandbox (:func:`.sandbox.render_batch`); a template that
+        hits a resource limit is broken for the rest of this TemplateSet's run."""
         try:
-            compiled = Compiled(
-                source,
-                _TEXT_ENV.from_string(source.subject),
-                (_HTML_ENV if source.html else _TEXT_ENV).from_string(source.body),
-            )
-        except TemplateSyntaxError as e:
-            raise RenderError(f'template "{source.name}": {e.message} (line {e.lineno})') from None
-        self._compiled[key] = compiled
-        return compiled
+            src = self.source(name)
+        except RenderError as e:
+            return [e] * len(contexts)
+        sid, bid = template_id(src.subject, False), template_id(src.body, src.html)
+        sources = {sid: (src.subject, False), bid: (src.body, src.html)}
+        outs = render_batch(sources, [((sid, bid), c) for c in contexts], self.broken)
+        results: list[tuple[str, str, str | None] | RenderError] = []
+        for out in outs:
+            last = out[-1]
+            if isinstance(last, RenderError):
+                part = "subject" if len(out) == 1 else "body"
+                err = RenderError(f'template "{src.name}" {part}: {last}', last.field, last.kind)
+                err.where = src.subject_ref if part == "subject" else src.body_ref
+                results.append(err)
+                continue
+            subject, body = one_line(out[0]), out[1]
+            results.append((subject, html_to_text(body), body) if src.html else (subject, body, None))
+        return results
 
     def render(self, name: str, context: dict[str, Any]) -> tuple[str, str, str | None]:
         """(subject, text, html) for one record; RenderError names the template, part and field."""
-        compiled = self.get(name)
-        out = []
-        for part, template in (("subject", compiled.subject), ("body", compiled.body)):
-            try:
-                out.append(render(template, context))
-            except RenderError as e:
-                raise RenderError(f'template "{compiled.source.name}" {part}: {e}', e.field) from None
-        subject, body = one_line(out[0]), out[1]
-        if compiled.source.html:
-            return subject, html_to_text(body), body
-        return subject, body, None
+        (result,) = self.render_many(name, [context])
+        if isinstance(result, RenderError):
+            raise result
+        return result
 
 
 # ---------------------------------------------------------------- sheetflow check
 
+NOTIFICATION = "notification"  # the digest template: its fields are rep, items, count (not a record's)
 
-def known_fields(tables: Tables, settings: Settings) -> set[str]:
-    """Top-level names a template may use: record columns, owner, contact, settings keys."""
-    fields = {
-        "owner",
-        "contact",
-        "deal",
-        "ticket",
-        "settings",
-        "record",
-        "today",
-        "now",
-        "rep",
-        "items",
-        "count",
-        "sender_name",
-        "sender_email",
-        "reply_to",
-    }
+
+def known_fields(tables: Tables, settings: Settings, *, template: str = "") -> set[str]:
+    """Top-level names a template may use: for a record's email its columns (and headers), owner,
+    contact, deal/ticket, record, today, now and the settings keys; for the ``notification`` digest rep,
+    owner, items, count and the settings keys. These are exactly the names a run gives
+    (:meth:`.planner.MailPlanner.context`), so ``check`` and ``run`` agree."""
+    fields = {"settings", "sender_name", "sender_email", "reply_to"} | known_setting_keys(settings)
+    if normalize(template) == NOTIFICATION:
+        return fields | {"rep", "owner", "items", "count"}
+    fields |= {"owner", "contact", "deal", "ticket", "record", "today", "now"}
     for name in ("Contacts", "Deals", "Tickets"):
         table = tables[name]
         fields |= set(table.types)
         fields |= {normalize(h) for h in table.headers.values()}
-    fields |= known_setting_keys(settings)
     return fields
 
 
@@ -437,36 +313,80 @@ def known_setting_keys(settings: Settings) -> set[str]:
     return {s.key for s in contract.SETTINGS} | set(settings.values)
 
 
-def sample_context(tables: Tables, settings: Settings) -> dict[str, Any]:
-    """Every known field filled with a placeholder: rendering with it finds misspelled attributes."""
-    context: dict[str, Any] = {}
+def _sample(table, column: str) -> Any:  # noqa: ANN001 - a Table
+    """A placeholder of the column's type, shown as a real value would be (numbers, dates)."""
+    from ..coltypes import ColumnType
+    from .sandbox import shown
+
+    kind = table.types.get(column, ColumnType.TEXT)
+    value: Any = {
+        ColumnType.NUMBER: 1.0,
+        ColumnType.DATE: _sample_date(),
+        ColumnType.BOOL: True,
+    }.get(kind, "x")
+    return shown(value, column, day_first=False, decimal_comma=False)
+
+
+def _sample_date():  # noqa: ANN202
+    import datetime as dt
+
+    return dt.datetime(2026, 1, 1)
+
+
+def _sample_fields(table) -> dict[str, Any]:  # noqa: ANN001
+    out = {c: _sample(table, c) for c in table.types}
+    for col, header in table.headers.items():
+        out.setdefault(normalize(header), out.get(col, "x"))
+    return out
+
+
+def sample_context(tables: Tables, settings: Settings, *, template: str = "") -> dict[str, Any]:
+    """Every field a run gives this template, filled with a placeholder of its type: rendering with it
+    finds misspelled attributes, unknown filters and templates that fail for any record."""
+    context: dict[str, Any] = {k: "x" for k in known_setting_keys(settings)}
+    context["settings"] = Fields("settings", dict(context))
+    rep = Fields("rep", _sample_fields(tables["Reps"]), "x")
+    if normalize(template) == NOTIFICATION:
+        context.update(
+            rep=rep,
+            owner=rep,
+            items=[{"subject": "x", "lines": ["x"], "rule": "x", "text": "x", "occurrence": "x"}],
+            count=1,
+        )
+        return context
     for name in ("Tickets", "Deals", "Contacts"):
-        table = tables[name]
-        for col in list(table.types) + [normalize(h) for h in table.headers.values()]:
-            context.setdefault(col, "x")
-    rep_cols = {c: "x" for c in tables["Reps"].types}
-    context.update({k: "x" for k in known_setting_keys(settings)})
-    contact = Fields("contact", {c: "x" for c in tables["Contacts"].types})
+        for col, value in _sample_fields(tables[name]).items():
+            context.setdefault(col, value)
+    contact = Fields("contact", _sample_fields(tables["Contacts"]), "x")
     context.update(
-        owner=Fields("owner", rep_cols),
+        owner=Fields("owner", _sample_fields(tables["Reps"]), "x"),
         contact=contact,
+        deal=Fields("deal", _sample_fields(tables["Deals"])),
+        ticket=Fields("ticket", _sample_fields(tables["Tickets"])),
         record=Fields("record", dict(context)),
-        today="2026-01-01",
-        now="2026-01-01 09:00",
-        rep=Fields("rep", rep_cols),
-        items=[{"subject": "x", "lines": ["x"], "rule": "x", "text": "x"}],
-        count=1,
+        today="01/01/2026",
+        now="01/01/2026 09:00",
     )
     return context
 
 
+@dataclass
+class _Part:
+    name: str  # template name
+    column: str  # subject | body
+    source: str
+    where: str
+    html: bool
+    unknown_ok: bool = False
+
+
 def check_templates(tables: Tables, settings: Settings) -> list[Problem]:
-    """Syntax, unknown merge fields (with a suggestion), size; and templates that rules name but nobody defines."""
+    """Syntax, unknown merge fields (with a suggestion), size, resource limits; and templates that rules
+    name but nobody defines. Every template renders once in the run's sandbox with a placeholder record."""
     table = tables["Templates"]
     problems: list[Problem] = []
-    fields = known_fields(tables, settings)
+    parts: list[_Part] = []
     seen: dict[str, str] = {}
-    env = environment()
     if table.exists:
         for pos in range(len(table)):
             name = table.df["name"].iloc[pos]
@@ -495,91 +415,90 @@ def check_templates(tables: Tables, settings: Settings) -> list[Problem]:
                 if not isinstance(source, str) or not source.strip():
                     problems.append(error(table.ref(pos, column), f'template "{name}" has an empty {column}'))
                     continue
-                problems += _check_source(
-                    env, name, column, source, table.ref(pos, column), fields, tables, settings
-                )
+                html = column == "body" and is_html(source)
+                parts.append(_Part(name, column, source, table.ref(pos, column), html))
     for source in default_templates(tables.language).values():
         if normalize(source.name) in seen:
             continue
         for column, text in (("subject", source.subject), ("body", source.body)):
-            problems += _check_source(
-                env, source.name, column, text, source.body_ref, fields, tables, settings, unknown_ok=True
-            )
+            html = column == "body" and source.html
+            parts.append(_Part(source.name, column, text, source.body_ref, html, unknown_ok=True))
+    problems += _check_parts(parts, tables, settings)
     problems += _check_sequences(tables, TemplateSet.load(tables))
     return problems
 
 
-def _check_source(
-    env,
-    name: str,
-    column: str,
-    source: str,
-    where: str,
-    fields: set[str],
-    tables: Tables,  # noqa: ANN001
-    settings: Settings,
-    unknown_ok: bool = False,
-) -> list[Problem]:
-    if len(source) > MAX_TEMPLATE_CHARS:
-        return [error(where, f"{column} is longer than {MAX_TEMPLATE_CHARS} characters")]
-    try:
-        parsed = env.parse(source)
-    except TemplateSyntaxError as e:
+def _check_parts(parts: list[_Part], tables: Tables, settings: Settings) -> list[Problem]:
+    problems: list[Problem] = []
+    sources: dict[str, tuple[str, bool]] = {}
+    items = []
+    for part in parts:
+        if len(part.source) > MAX_TEMPLATE_CHARS:
+            problems.append(
+                error(part.where, f"{part.column} is longer than {MAX_TEMPLATE_CHARS} characters")
+            )
+            items.append(None)
+            continue
+        tid = template_id(part.source, part.html)
+        sources[tid] = (part.source, part.html)
+        items.append((("?" + tid, tid), sample_context(tables, settings, template=part.name)))
+    todo = [i for i in items if i is not None]
+    outs = iter(render_batch(sources, todo, {}))
+    for part, item in zip(parts, items):
+        if item is None:
+            continue
+        problems += _judge(part, next(outs), tables, settings)
+    return problems
+
+
+def _judge(part: _Part, out: list[Any], tables: Tables, settings: Settings) -> list[Problem]:
+    name, column, where = part.name, part.column, part.where
+    if isinstance(out[0], RenderError):
         return [
             error(
                 where,
-                f'template "{name}" {column}: {e.message} (line {e.lineno})',
+                f'template "{name}" {column}: {out[0]}',
                 "merge fields look like {{ first_name }}",
             )
         ]
-    problems = []
-    unknown = [
-        f
-        for f in sorted(meta.find_undeclared_variables(parsed))
-        if f not in fields and normalize(f) not in fields
-    ]
-    for f in unknown:
-        if unknown_ok:  # default files may use fields of sheets this workbook does not have
-            continue
-        hint = suggest(f, fields)
-        problems.append(
+    fields = known_fields(tables, settings, template=name)
+    unknown = [f for f in out[0].split("\x1f") if f and f not in fields and normalize(f) not in fields]
+    if unknown:
+        if part.unknown_ok:  # default files may use fields of sheets this workbook does not have
+            return []
+        return [
             error(
                 where,
                 f'template "{name}" uses unknown field "{f}"',
-                f'did you mean "{hint}"?' if hint else "use a column name of the record",
+                f'did you mean "{hint}"?'
+                if (hint := suggest(f, fields))
+                else "use a column name of the record",
             )
-        )
-    if unknown:
-        return problems
-    # attributes (owner.nmae) and filters only show when rendering: render once with placeholders
-    try:
-        render(
-            (_HTML_ENV if column == "body" and is_html(source) else _TEXT_ENV).from_string(source),
-            sample_context(tables, settings),
-        )
-    except RenderError as e:
-        if e.field and "." in e.field:
-            head, _, attr = e.field.partition(".")
-            pool = {
-                "owner": tables["Reps"].types,
-                "rep": tables["Reps"].types,
-                "contact": tables["Contacts"].types,
-            }.get(head, {})
-            hint = suggest(attr, pool)
-            problems.append(
-                error(
-                    where,
-                    f'template "{name}" uses unknown field "{e.field}"',
-                    f'did you mean "{head}.{hint}"?'
-                    if hint
-                    else f"{head} has: {', '.join(sorted(pool)) or 'name, email'}",
-                )
+            for f in unknown
+        ]
+    result = out[-1]
+    if not isinstance(result, RenderError):
+        return []
+    if result.field and "." in result.field:
+        head, _, attr = result.field.partition(".")
+        pool = {
+            "owner": tables["Reps"].types,
+            "rep": tables["Reps"].types,
+            "contact": tables["Contacts"].types,
+            "deal": tables["Deals"].types,
+            "ticket": tables["Tickets"].types,
+        }.get(head, {})
+        hint = suggest(attr, pool)
+        return [
+            error(
+                where,
+                f'template "{name}" uses unknown field "{result.field}"',
+                f'did you mean "{head}.{hint}"?'
+                if hint
+                else f"{head} has: {', '.join(sorted(pool)) or 'name, email'}",
             )
-        else:
-            problems.append(error(where, f'template "{name}" {column} cannot be rendered: {e}'))
-    except TemplateError as e:  # pragma: no cover - render wraps these
-        problems.append(error(where, f'template "{name}" {column}: {e}'))
-    return problems
+        ]
+    return [error(where, f'template "{name}" {column} cannot be rendered: {result}')]
 
 
 def _check_sequences(tables: Tables, templates: TemplateSet) -> list[Problem]:

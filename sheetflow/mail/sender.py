@@ -165,7 +165,15 @@ class Mailer:
             crash_point("planned")
 
     def queue(self, plan: Plan) -> None:
-        """Journal the due emails before the workbook says ``sending``; check the transport first."""
+        """Journal the due emails before the workbook says ``sending``; check the transport first.
+
+        Waiting notification digests are journaled with their items in any case: unlike an email to a
+        record, nothing in the workbook could render them again."""
+        held = [e for e in plan.emails if e.kind == "notification" and e.status == "planned" and e.content]
+        if held:
+            if self.journal is None:
+                self.journal = Journal.open(self.path)
+            self.journal.hold(held, plan.run_id)
         due = [e for e in plan.emails if e.due]
         if not due:
             return
