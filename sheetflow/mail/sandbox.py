@@ -57,6 +57,8 @@ MAX_LOOP_ITEMS = 100_000  # range() items per render, all loops together
 BATCH_ITEMS = 500  # emails per message to the worker
 WALL_SECONDS = 10.0  # the parent's deadline per email before it kills the worker (CPU limits come first)
 
+_SLOW = f"not allowed: the template took more than {MAX_RENDER_SECONDS:g} s to render (the limit per email)"
+_BIG = f"not allowed: the template needs more than {MAX_RENDER_MEMORY // 2**20} MB of memory (the limit per email)"
 _KILLED = (
     f"not allowed: the template used more than {MAX_RENDER_MEMORY // 2**20} MB of memory or "
     f"{MAX_RENDER_SECONDS:g} s of time"
@@ -112,7 +114,7 @@ class CellDate(dt.datetime):
     def __html__(self) -> str:
         return html_lib.escape(str(self))
 
-    def __reduce__(self):
+    def __reduce_ex__(self, protocol):  # noqa: ANN001 - datetime's own would drop shown_as
         return (_cell_date, (self.year, self.month, self.day, self.hour, self.minute, self.shown_as))
 
 
@@ -134,7 +136,7 @@ class CellNumber(float):
     def __html__(self) -> str:
         return html_lib.escape(str(self))
 
-    def __reduce__(self):
+    def __reduce_ex__(self, protocol):  # noqa: ANN001
         return (_cell_number, (float(self), self.text))
 
 
@@ -342,9 +344,11 @@ def _render_one(template: Template, context: dict[str, Any]) -> str:
     except RecursionError:
         raise RenderError("not allowed: the template calls itself without end", kind="limit") from None
     except MemoryError:
-        raise RenderError(_KILLED, kind="limit") from None
+        raise RenderError(_BIG, kind="limit") from None
     except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as e:
         raise RenderError(f"{type(e).__name__}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - e.g. AssertionError from truncate(-1): still the template's fault
+        raise RenderError(f"{type(e).__name__}: {e}".rstrip(": ") or "the template failed") from None
     finally:
         _deadline.reset(token_d)
         _loop_budget.reset(token_b)
@@ -369,6 +373,12 @@ def _item(sources: dict[str, tuple[str, bool]], tids: tuple[str, ...], context: 
                 out.append(_render_one(_compile(tid, source, html), context))
         except RenderError as e:
             out.append(e)
+            break
+        except _OutOfTime:  # the worker's CPU timer: this part is at fault
+            out.append(RenderError(_SLOW, kind="limit"))
+            break
+        except MemoryError:
+            out.append(RenderError(_BIG, kind="limit"))
             break
     return out
 
@@ -450,9 +460,9 @@ def _serve(conn) -> None:  # noqa: ANN001
                 signal.setitimer(signal.ITIMER_PROF, MAX_RENDER_SECONDS)
                 out = _item(sources, tids, context)
             except _OutOfTime:
-                out, fatal = [RenderError(_KILLED, kind="limit")], True
+                out, fatal = [RenderError(_SLOW, kind="limit")], True
             except MemoryError:
-                out, fatal = [RenderError(_KILLED, kind="limit")], True
+                out, fatal = [RenderError(_BIG, kind="limit")], True
             finally:
                 signal.setitimer(signal.ITIMER_PROF, 0)
             fatal = fatal or any(isinstance(r, RenderError) and r.kind == "limit" for r in out)
@@ -554,9 +564,9 @@ def render_batch(
     while pending:
         todo = []
         for i in pending:
-            bad = next((broken[t.lstrip("?")] for t in items[i][0] if t.lstrip("?") in broken), None)
-            if bad is not None:
-                results[i] = [bad]
+            at = next((n for n, t in enumerate(items[i][0]) if t.lstrip("?") in broken), None)
+            if at is not None:  # the error stands where that part is (earlier parts: not rendered)
+                results[i] = [""] * at + [broken[items[i][0][at].lstrip("?")]]
             else:
                 todo.append(i)
         if not todo:
