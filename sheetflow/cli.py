@@ -86,10 +86,51 @@ def _parser() -> argparse.ArgumentParser:
     undo.add_argument("book")
     undo.add_argument("run_id", nargs="?", help="the run to undo (default: the last one)")
 
+    _schedule_parsers(sub)
+
     demo = sub.add_parser("demo", help="create a demo workbook, run it once, show what happened")
     demo.add_argument("dir", nargs="?", type=Path, default=Path("sheetflow-demo"))
     demo.add_argument("--contacts", type=int, default=300)
     return p
+
+
+def _schedule_parsers(sub) -> None:  # noqa: ANN001
+    """schedule (watch mode, --print-service), run-due, status: see sheetflow.scheduler."""
+
+    def when(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--every", help="run every interval (15m, 2h, 1d); overrides Settings schedule")
+        p.add_argument("--at", help="run at these times (08:00 or 08:00,14:00); overrides Settings schedule")
+        p.add_argument("--days", help="with --at: the days (mon-fri, seg-sex, sat)")
+
+    def running(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--timeout", type=float, default=1800, help="seconds a run may take (default 1800)")
+        p.add_argument(
+            "--lease-wait", type=float, default=120, help="seconds to wait for another run (default 120)"
+        )
+        p.add_argument("--no-requests", action="store_true", help="do not answer Control-sheet requests")
+
+    sched = sub.add_parser("schedule", help="keep running: the workbook's schedule and its Control requests")
+    sched.add_argument("books", nargs="+", metavar="BOOK")
+    when(sched)
+    running(sched)
+    sched.add_argument("--max-runs", type=int, help="stop after this many scheduled runs")
+    sched.add_argument(
+        "--poll", type=float, default=30, help="seconds between Control-sheet polls (default 30)"
+    )
+    sched.add_argument(
+        "--print-service",
+        choices=["systemd", "windows", "cron"],
+        help="print an OS scheduler recipe (runs run-due every 5 minutes) instead of running",
+    )
+    due = sub.add_parser("run-due", help="run what is due since the last recorded run, then exit (for cron)")
+    due.add_argument("book")
+    when(due)
+    running(due)
+    status = sub.add_parser(
+        "status", help="last run, next run, emails and actions waiting, who holds the lease"
+    )
+    status.add_argument("book")
+    when(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,7 +306,84 @@ def cmd_rules(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _when_flags(args: argparse.Namespace) -> tuple:
+    from .scheduler import schedule_from_flags
+
+    flags = []
+    for name in ("every", "at", "days"):
+        if getattr(args, name, None):
+            flags += [f"--{name}", getattr(args, name)]
+    return schedule_from_flags(args.every, args.at, args.days), flags
+
+
+def cmd_schedule(args: argparse.Namespace, console: Console) -> int:
+    from . import scheduler
+
+    override, flags = _when_flags(args)
+    if args.print_service:
+        from .service import print_service
+
+        print(print_service(args.print_service, args.books, flags), end="")
+        return 0
+    if args.max_runs is not None and args.max_runs < 1:
+        raise UsageError("--max-runs must be 1 or more")
+    with contextlib.ExitStack() as stack:
+        workbooks = []
+        for address in args.books:
+            wb = scheduler.Workbook.open(address, override)
+            scheduler.file_logging(wb.book)
+            stack.enter_context(scheduler.runner_lock(wb.book, "schedule"))
+            workbooks.append(wb)
+        runner = scheduler.Runner(
+            workbooks,
+            executor=scheduler.ChildExecutor(timeout=args.timeout, lease_wait=args.lease_wait),
+            max_runs=args.max_runs,
+            poll=args.poll,
+            say=lambda text: console.print(_escape(text)),
+            requests=not args.no_requests,
+        )
+        runner.install_signals()
+        if not any(wb.spec for wb in workbooks) and args.no_requests:
+            raise UsageError("no schedule: set Settings schedule (e.g. Mon-Fri 08:00) or pass --every / --at")
+        with (
+            console.status("waiting for the next run", spinner="dots")
+            if console.is_terminal
+            else (contextlib.nullcontext())
+        ):
+            runs = runner.serve()
+    console.print(f"stopped after {runs} scheduled run(s)")
+    return 0
+
+
+def cmd_run_due(args: argparse.Namespace, console: Console) -> int:
+    from .scheduler import ChildExecutor, run_due
+
+    override, _ = _when_flags(args)
+    outcomes = run_due(
+        args.book,
+        override=override,
+        executor=ChildExecutor(timeout=args.timeout, lease_wait=args.lease_wait),
+        requests=not args.no_requests,
+        say=lambda text: console.print(_escape(text)),
+    )
+    if not outcomes:
+        console.print("nothing is due")
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    from .status import status
+
+    override, _ = _when_flags(args)
+    for line in status(args.book, override).lines():
+        console.print(_escape(line))
+    return 0
+
+
 COMMANDS = {
+    "schedule": cmd_schedule,
+    "run-due": cmd_run_due,
+    "status": cmd_status,
     "init": cmd_init,
     "rules": cmd_rules,
     "check": cmd_check,

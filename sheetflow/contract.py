@@ -562,6 +562,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "move to the archive in .sheetflow/",
         ("maximo_de_linhas_nos_logs", "max_linhas_log"),
     ),
+    SettingSpec(
+        "schedule",
+        "",
+        "when `sheetflow schedule`/`run-due` run the workbook: every 15m, Mon-Fri 08:00, Seg-Sex 08:00, 14:00",
+        ("agenda", "agendamento", "programacao"),
+    ),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 SETTING_ALIASES = {normalize(a): s.key for s in SETTINGS for a in s.pt}

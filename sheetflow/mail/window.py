@@ -202,6 +202,26 @@ def _minutes(hours: str, minutes: str | None, whole: str) -> int:
     return h * 60 + m
 
 
+def parse_days(text: str) -> frozenset[int]:
+    """Weekdays (0 = Monday) named in ``text`` with the day vocabulary above (``Mon-Fri``, ``Seg a Sex``,
+    ``Mon,Wed``; empty = every day). Shared with Settings ``schedule`` (:mod:`sheetflow.scheduler`), so a
+    team writes days one way everywhere. Raises ValueError naming the word that is not a day."""
+    return _days(text)
+
+
+def parse_time_of_day(text: str) -> int:
+    """Minutes after midnight of a time written as in a span (``08:00``, ``8h``, ``8h30``; 0..23:59).
+    Raises ValueError with a readable reason."""
+    m = re.fullmatch(_TIME, text.strip(), re.IGNORECASE)
+    if not m or (":" not in text and "h" not in text.lower()):
+        raise ValueError(f'"{text.strip()}" is not a time of day like 08:00')
+    h, mm = int(m.group(1)), int(m.group(2) or 0)
+    minutes = h * 60 + mm
+    if h > 23 or mm > 59:
+        raise ValueError(f'"{text.strip()}" is not a time of day; use 00:00 to 23:59')
+    return minutes
+
+
 def parse_window(text: str | None) -> Hours:
     """The one parser for weekly hours (send_window, business_hours). Raises ValueError with a readable
     reason (the caller names the Settings cell)."""
