@@ -368,6 +368,8 @@ def cmd_run_due(args: argparse.Namespace, console: Console) -> int:
     )
     if not outcomes:
         console.print("nothing is due")
+    if any(o.status == "skipped" for o in outcomes):
+        return 3
     return 0 if all(o.ok for o in outcomes) else 1
 
 

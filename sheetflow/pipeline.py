@@ -284,6 +284,9 @@ def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | N
     problems += check_assignment(tables)
     problems += check_references(tables, loaded.settings)
     problems += check_templates(tables, loaded.settings)
+    from .scheduler import schedule_problems  # the scheduler layer sits above; only check needs it
+
+    problems += schedule_problems(loaded.settings)
     loaded.settings.timezone  # noqa: B018 - reading it reports an unknown zone
     problems += loaded.settings.problems
     return list(dict.fromkeys(problems))

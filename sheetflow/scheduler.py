@@ -649,7 +649,9 @@ class Workbook:
     override: Schedule | None = None
     spec: Schedule | None = None
     zone: dt.tzinfo = UTC
-    seen: str = ""  # fingerprint at the last look
+    seen: str = ""  # fingerprint when Settings were last read
+    control_seen: str = ""  # fingerprint when the Control sheet was last looked at
+    unanswered: bool = False  # requests seen but not claimed (busy): look again at the next poll
     problem: str = ""
 
     @classmethod
@@ -816,6 +818,10 @@ class Runner:
             self._plan(wb)
             if wb.problem:
                 self.say(f"{wb.address}: {wb.problem}")
+            elif wb.spec is None:
+                self.say(
+                    f"{wb.address}: no schedule (Settings schedule is empty); answering Control requests only"
+                )
             elif wb.spec is not None:
                 nxt = wb.spec.next_after(self.clock.now(), wb.zone, wb.state.last_slot)
                 self.say(
@@ -895,7 +901,7 @@ def answer_requests(
         fingerprint = wb.book.fingerprint()
     except SheetflowError:
         return []
-    if fingerprint == wb.seen and not getattr(wb, "_unanswered", False):
+    if fingerprint == wb.control_seen and not wb.unanswered:
         return []
     try:
         with wb.book.lease(wait=lease_wait):
@@ -904,11 +910,11 @@ def answer_requests(
             panel = control.read_control(raws)
             waiting = panel.waiting if panel is not None else []
             if not waiting:
-                wb.seen = wb.book.fingerprint()
+                wb.control_seen = wb.book.fingerprint()
                 return []
             wb.book.write([control.claim(panel, r) for r in waiting], backups=0)
     except WorkbookBusy:
-        wb._unanswered = True  # type: ignore[attr-defined] - look again at the next poll
+        wb.unanswered = True
         return []
     except SheetflowError as e:
         log.warning("%s: the Control sheet cannot be read: %s", wb.address, e)
@@ -926,7 +932,7 @@ def answer_requests(
         outcomes.append(outcome)
         answers.append((request, outcome))
     _write_answers(wb, control, answers, clock)
-    wb._unanswered = False  # type: ignore[attr-defined]
+    wb.unanswered = False
     return outcomes
 
 
@@ -958,7 +964,7 @@ def _write_answers(wb: Workbook, control, answers, clock: Clock) -> None:  # noq
                     patches.append(control.answer(panel, current, status, when, text[:1000]))
                 if patches:
                     wb.book.write(patches, backups=0)
-                wb.seen = wb.book.fingerprint()
+                wb.control_seen = wb.book.fingerprint()
                 return
         except WorkbookBusy as e:
             log.info("%s: answers wait for the workbook (%s)", wb.address, e)
@@ -1002,9 +1008,26 @@ def run_due(
                 wb.state.served(slot)
                 runner.execute(wb, "run", slot=slot)
         if requests:
-            wb.seen = ""  # a one-shot look always reads the Control sheet when it has requests
+            wb.control_seen = ""  # a one-shot look always reads the Control sheet
             answer_requests(wb, runner.execute, clock)
         return [o for _, _, o in runner.outcomes[start:]]
+
+
+def schedule_problems(settings) -> list:  # noqa: ANN001 - Settings
+    """``check``: the Settings ``schedule`` problem, naming its cell (the runner reports the same words)."""
+    from .problems import error
+
+    try:
+        parse_schedule(settings.text("schedule"))
+    except ValueError as e:
+        return [
+            error(
+                settings.cells.get("schedule", "Settings"),
+                f"schedule: {e}",
+                "e.g. Mon-Fri 08:00 or every 15m",
+            )
+        ]
+    return []
 
 
 def next_run(address: str, override: Schedule | None = None, now: dt.datetime | None = None) -> tuple:

@@ -61,7 +61,7 @@ def service_files(kind: str, book: str, flags: list[str] | None = None) -> dict[
             "Wants=network-online.target\n\n"
             "[Service]\n"
             "Type=oneshot\n"
-            f"WorkingDirectory={_systemd_quote(str(folder))}\n"
+            f"WorkingDirectory={str(folder).replace('%', '%%')}\n"
             f"ExecStart={exec_start}\n"
             "# a run is let finish on stop (the workbook is saved atomically and no email goes twice anyway)\n"
             "KillMode=mixed\n"

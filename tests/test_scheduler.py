@@ -293,6 +293,9 @@ def test_a_bad_settings_schedule_names_its_cell(tmp_path, capsys):
     assert wb.problem.startswith("Settings!B") and "no time of day" in wb.problem
     assert main(["status", str(path)]) == 0
     assert "Settings!B" in capsys.readouterr().out
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "Settings!B" in out and "schedule:" in out and "no time of day" in out
 
 
 def test_run_due_runs_once_per_slot_and_nothing_otherwise(tmp_path):
@@ -409,7 +412,7 @@ def test_a_control_request_is_answered_once(tmp_path):
     clock = FakeClock(dt.datetime(2026, 11, 23, 13, 0, tzinfo=UTC))
     first = scheduler.answer_requests(wb, execute, clock)
     second = scheduler.answer_requests(wb, execute, clock)
-    wb.seen = ""  # even a forced look finds nothing left to answer
+    wb.control_seen = ""  # even a forced look finds nothing left to answer
     third = scheduler.answer_requests(wb, execute, clock)
     assert calls == ["check"] and len(first) == 1 and second == [] and third == []
     row = read_sheet(path, "Control")[control.REQUEST_HEADER_ROW]
