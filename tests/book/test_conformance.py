@@ -470,3 +470,36 @@ def test_a_waiting_runner_gets_the_lease_when_the_holder_finishes(backend):
         release.set()
         thread.join(10)
     assert got == [True]
+
+
+def test_deleted_rows_close_up_and_cells_are_addressed_after_the_deletion(backend):
+    rows = [["at", "record"]] + [[f"2026-11-{d:02d}", f"C-{d}"] for d in range(1, 8)]
+    book = backend.make({"Contacts": [HEADER], "Activity": rows})
+    last = book.read()["Activity"].last_row
+    assert last == 8
+    book.write(
+        [
+            SheetPatch(
+                "Activity", {(last - 3 + 1, 1): "2026-11-24", (last - 3 + 1, 2): "C-9"}, delete_rows=(2, 3, 5)
+            )
+        ]
+    )
+    raw = fresh_read(backend, book, full=("Activity",))["Activity"]
+    assert [cell(raw, r, 2) for r in range(1, 7)] == ["record", "C-3", "C-5", "C-6", "C-7", "C-9"]
+    assert raw.last_row == 6
+
+
+def test_rows_of_a_sheet_with_formulas_are_not_deleted(backend):
+    rows = [
+        ["at", "record"],
+        ["2026-11-01", "C-1"],
+        ["2026-11-02", Formula("=1+1", 2)],
+        ["2026-11-03", "C-3"],
+    ]
+    book = backend.make({"Contacts": [HEADER, ["C-1", "Ana", "a@x.com"]], "Activity": rows})
+    book.read()
+    before = book.fingerprint()
+    with pytest.raises(PatchError, match="formula"):
+        book.write([SheetPatch("Activity", {}, delete_rows=(2,))])
+    assert book.fingerprint() == before
+    assert cell(fresh_read(backend, book, full=("Activity",))["Activity"], 2, 2) == "C-1"
