@@ -214,8 +214,9 @@ def read_date(value: object, locale: Locale = Locale()) -> dt.datetime | None:
 
 
 def _local(moment: dt.datetime, locale: Locale) -> dt.datetime:
-    """An aware datetime as naive wall-clock time in the workbook's zone (UTC offset dropped if none)."""
-    zone = locale.zone
+    """An aware datetime as naive wall-clock time in the workbook's zone (UTC when the zone is unknown,
+    as Settings falls back to UTC for the clock too)."""
+    zone = locale.zone or dt.timezone.utc
     try:
         if zone is not None:
             moment = moment.astimezone(zone)

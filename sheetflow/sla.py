@@ -117,6 +117,8 @@ def _escalate_overdue(ctx: Context) -> None:
     open_ = open_mask(ctx.tables, "Tickets")
     late = (df["due_at"] < now).fillna(False).to_numpy(dtype=bool)
     blank = df["escalated_at"].isna().to_numpy(dtype=bool) & ~tickets.formula_mask("escalated_at")
+    unreadable = list(tickets.unreadable.get("escalated_at", ()))
+    blank[unreadable] = False  # something is written there: never escalate (task, email) on every run
     hits = np.flatnonzero(open_ & late & blank).tolist()
     if not hits:
         return

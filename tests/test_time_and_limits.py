@@ -700,3 +700,42 @@ def test_regex_test_works_with_the_public_binding_api_too():
     values = np.array(["vp sales", "svp", "VP"], dtype=object)
     assert _regex_test(compiled)(values).tolist() == [True, False, True]
     assert _regex_test(Public())(values).tolist() == [True, False, True]
+
+
+def test_an_unreadable_escalated_at_does_not_escalate_on_every_run(book):
+    path = book(
+        {
+            "Settings": [["key", "value"], ["fallback_owner", "Ana"], ["business_hours", "always"]],
+            "Tickets": [
+                ["id", "subject", "severity", "status", "opened_at", "due_at", "escalated_at"],
+                [
+                    "T-1",
+                    "Down",
+                    "urgent",
+                    "open",
+                    dt.datetime(2026, 3, 1, 9, 0),
+                    dt.datetime(2026, 3, 1, 13, 0),
+                    "2300-01-01",
+                ],
+                [
+                    "T-2",
+                    "Slow",
+                    "urgent",
+                    "open",
+                    dt.datetime(2026, 3, 1, 9, 0),
+                    dt.datetime(2026, 3, 1, 13, 0),
+                    None,
+                ],
+            ],
+        }
+    )
+    for day in (2, 3, 4):
+        run(path, now=dt.datetime(2026, 3, day, 9, 0))
+    assert [t[4] for t in tasks(path) if t[6] == "SLA"] == ["T-2"]
+    assert sheet(path, "Tickets")[1][6] == "2300-01-01"
+
+
+def test_offsets_are_read_as_utc_when_the_timezone_is_unknown():
+    assert parse_date("2026-05-15T02:00:00-03:00", Locale("en-US", "Mars/Olympus")) == dt.datetime(
+        2026, 5, 15, 5, 0
+    )
