@@ -41,6 +41,7 @@ EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 # arithmetic on a date read from a cell can overflow either.
 DATE_MIN = dt.datetime(1753, 1, 1)
 DATE_MAX = dt.datetime(2200, 1, 1)
+DATE_RANGE = f"{DATE_MIN:%Y-%m-%d} to {DATE_MAX - dt.timedelta(days=1):%Y-%m-%d}"
 # The longest delay, due time or date shift a rule may ask for (delay=, due=, today+Nd, date:X+Nd,
 # idle:Nd, delay_days). Longer ones are surely typos; with it, no shift of a readable date overflows.
 MAX_SHIFT_DAYS = 50 * 365
@@ -201,9 +202,7 @@ def parse_date(value: object, locale: Locale = Locale()) -> dt.datetime | None:
     """
     moment = _parse_date(value, locale)
     if moment is not None and not (DATE_MIN <= moment < DATE_MAX):
-        raise Unreadable(
-            f"is outside the dates sheetflow can work with ({DATE_MIN:%Y-%m-%d} to {DATE_MAX:%Y-%m-%d})"
-        )
+        raise Unreadable(f"is outside the dates sheetflow can work with ({DATE_RANGE})")
     return moment
 
 

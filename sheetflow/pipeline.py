@@ -28,9 +28,10 @@ from .apply import LogTrim, build_patches, needs_write, over_cap
 from .archive import Archive, cap_of
 from .assignment import check_assignment
 from .book import Book, open_book
+from .coerce import DATE_MAX, DATE_MIN, DATE_RANGE
 from .engine import plan_run
 from .plan import Plan
-from .problems import Problem, Severity, WorkbookBusy, note, warning
+from .problems import Problem, Severity, UsageError, WorkbookBusy, note, warning
 from .rulesheets import check_other_rules, check_references
 from .settings import Settings, load_settings
 from .state import State, load_state
@@ -310,5 +311,13 @@ def log_trim(book: Book, loaded: Loaded, cap: int, archive: Archive, year: int) 
 
 
 def _aware(now: dt.datetime | None) -> dt.datetime:
-    """The clock is read here, once, never in the engine; a naive ``now`` stays naive (workbook time)."""
-    return dt.datetime.now(dt.timezone.utc) if now is None else now
+    """The clock is read here, once, never in the engine; a naive ``now`` stays naive (workbook time).
+
+    A ``now`` outside the dates a workbook can hold (coerce.DATE_MIN..DATE_MAX) is a UsageError."""
+    if now is None:
+        return dt.datetime.now(dt.timezone.utc)
+    if not DATE_MIN <= now.replace(tzinfo=None) < DATE_MAX:
+        raise UsageError(
+            f"--now {now.date().isoformat()} is outside the dates sheetflow can work with ({DATE_RANGE})"
+        )
+    return now

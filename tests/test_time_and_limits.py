@@ -739,3 +739,12 @@ def test_offsets_are_read_as_utc_when_the_timezone_is_unknown():
     assert parse_date("2026-05-15T02:00:00-03:00", Locale("en-US", "Mars/Olympus")) == dt.datetime(
         2026, 5, 15, 5, 0
     )
+
+
+@pytest.mark.parametrize("when", ["2300-01-01", "0001-01-01T00:00", "9999-12-31T23:00+00:00"])
+def test_now_outside_the_dates_a_workbook_holds_is_a_usage_error(book, capsys, when):
+    path = _birthday_book(book, "UTC", "2026-05-15")
+    for command in (["run", "--dry-run"], ["run"], ["send"]):
+        assert main([*command, str(path), "--now", when]) == 2
+        out = capsys.readouterr()
+        assert "outside the dates sheetflow can work with (1753-01-01 to 2199-12-31)" in out.err + out.out
