@@ -70,7 +70,7 @@ class Settings:
         name = self.text("timezone") or "UTC"
         try:
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             self._report(
                 "timezone",
                 f'unknown time zone "{name}"',

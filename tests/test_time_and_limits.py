@@ -748,3 +748,13 @@ def test_now_outside_the_dates_a_workbook_holds_is_a_usage_error(book, capsys, w
         assert main([*command, str(path), "--now", when]) == 2
         out = capsys.readouterr()
         assert "outside the dates sheetflow can work with (1753-01-01 to 2199-12-31)" in out.err + out.out
+
+
+@pytest.mark.parametrize("zone", ["America", "x" * 400, "../../etc/passwd", "Mars/Olympus"])
+def test_an_impossible_timezone_is_a_settings_problem(book, zone):
+    path = _birthday_book(book, zone, "2026-05-15T02:00:00Z")
+    problems = messages(check(path, now=dt.datetime(2026, 5, 14, 10, 0)))
+    assert any(p.startswith("Settings!B2: timezone: unknown time zone") for p in problems), problems
+    result = run(path, now=dt.datetime(2026, 5, 15, 10, 0))  # UTC: 02:00Z is 05-15
+    assert any(p.where == "Settings!B2" for p in result.plan.problems)
+    assert len(tasks(path)) == 1

@@ -32,7 +32,6 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from zoneinfo import ZoneInfo
 
 from ..names import normalize
 from ..tables import Tables
@@ -269,13 +268,6 @@ def holiday_dates(tables: Tables) -> set[dt.date]:
     if sheet is None or not sheet.exists or "date" not in sheet.df:
         return set()
     return {ts.date() for ts in sheet.df["date"].dropna()}
-
-
-def zone_of(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name) if name else None
-    except (ValueError, KeyError, OSError):
-        return None
 
 
 def sent_today(tables: Tables, local_now: dt.datetime) -> int:
