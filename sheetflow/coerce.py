@@ -325,21 +325,24 @@ def infer_type(values: Sequence[object], locale: Locale = Locale()) -> ColumnTyp
 
     A column is NUMBER when every value is a number or number text in the workbook's locale
     (``1.234,56``, ``R$ 2.500``), DATE when every value is a date or date text, BOOL when every value
-    is a yes/no word (``SIM``/``NÃO``, ``TRUE``, ``x``) and at least one is not a bare 0/1 number,
-    else TEXT. Text that only looks like a number stays text when it is an identifier: a leading zero
+    is a yes/no word (``SIM``/``NÃO``, ``TRUE``, ``yes``; one-letter ``S``/``N`` only when both kinds
+    appear), else TEXT. Text that only looks like a number stays text when it is an identifier: a leading zero
     (``00123``, zip ``01310-100``), a leading ``+`` (phones), more than 15 digits (past float
-    precision), and a column whose values are all digit-only text (codes typed as text). Only the first
-    1,000 non-empty values are looked at.
+    precision), and a column whose values are all digit-only text (codes typed as text); one leading-zero
+    or ``+`` identifier anywhere in the column keeps it text. Otherwise the first 1,000 non-empty values
+    decide, and later cells that do not fit are reported at their cell.
     """
     seen = [v for v in values if v is not None and v != "" and not (isinstance(v, str) and not v.strip())]
     if not seen:
         return ColumnType.TEXT
     sample = seen[:1000]
     kinds = {type(v) for v in sample}
+    # An identifier anywhere in the column (not just the sample) keeps it text: 00123 must not become 123.
+    ids = any(type(v) is str and _IDENTIFIER.match(v.strip()) for v in seen)
     if kinds <= {bool}:
         return ColumnType.BOOL
     if kinds <= {int, float}:
-        return ColumnType.NUMBER
+        return ColumnType.TEXT if ids else ColumnType.NUMBER
     if kinds <= {dt.datetime, dt.date}:
         return ColumnType.DATE
     if not kinds <= {str, int, float, bool, dt.datetime, dt.date}:
@@ -347,6 +350,7 @@ def infer_type(values: Sequence[object], locale: Locale = Locale()) -> ColumnTyp
     texts = [v.strip() for v in sample if isinstance(v, str)]
     if (
         kinds <= {str, int, float}
+        and not ids
         and all(_number_text(t, locale) for t in texts)
         and (kinds & {int, float} or not all(t.isdigit() for t in texts))
     ):

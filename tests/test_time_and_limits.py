@@ -371,6 +371,8 @@ def test_user_columns_are_typed_from_their_values(book):
         (["F", "F"], ColumnType.TEXT),  # one letter alone is not yes/no
         (["on", "off"], ColumnType.TEXT),
         ([1.0, 0.0], ColumnType.NUMBER),
+        ([float(n) for n in range(1500)] + ["00123"], ColumnType.TEXT),  # an id past the sample
+        (["1.234,56"] * 1500 + ["n/a"], ColumnType.NUMBER),  # a stray word past the sample: cell warning
         (["2026-05-15T02:00:00Z", "2026-05-16"], ColumnType.DATE),
         (["2300-01-01", "2026-05-16"], ColumnType.DATE),  # the bad cell is reported, the column is dates
     ],
