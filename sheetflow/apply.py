@@ -271,11 +271,7 @@ def needs_write(plan: Plan, old_state: State) -> bool:
         return True
     if not old_state.has_history and plan.mode != "send" and "send" not in plan.stages:
         return True
-    return _records_rows(plan.state) != _records_rows(old_state)
-
-
-def _records_rows(state: State) -> list[list[str]]:
-    return [r for r in state.rows()[1:] if r[0] != "meta"]
+    return plan.state is not old_state and plan.state_changed  # computed once by the engine
 
 
 # ---------------------------------------------------------------- log cap (sheetflow.archive)

@@ -415,9 +415,15 @@ def plan_run(
     return plan
 
 
-def _remembered(state: State) -> list[list[str]]:
-    """What a state remembers, without the run bookkeeping (last run id/time change on every run)."""
-    return [r for r in state.rows()[1:] if r[0] != "meta"]
+def _remembered(state: State) -> tuple:
+    """What a state remembers, without the run bookkeeping (last run id/time change on every run).
+
+    Compared as Python values, not as the sheet's JSON text: this runs on every run over every record."""
+    return (
+        {t: r for t, r in state.records.items() if r},
+        {k: v for k, v in state.sections.items() if v},
+        {t: g for t, g in state.gone.items() if g},
+    )
 
 
 def _say_first_run(ctx: Context) -> None:
