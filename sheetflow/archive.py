@@ -9,7 +9,7 @@ after it only append): an Emails row still ``planned``/``sending``, a task not `
 still running stay in the sheet.
 
 Where: ``.sheetflow/<book>.archive-<year>.xlsx`` beside the workbook, one sheet per log with the log's
-headers; a file holds at most 250,000 rows per sheet (``-<year>-2.xlsx`` and so on after that), so adding
+headers; a file holds at most 100,000 rows per sheet (``-<year>-2.xlsx`` and so on after that), so adding
 to it stays as fast as the first time. Each write is atomic (temporary file, then rename) and happens
 *before* the workbook is saved: a crash in between leaves the rows in both places, never in none, and the
 next run does not archive them twice (every archived row is known by a hash of its sheet and values).
@@ -46,7 +46,7 @@ LOG_SHEETS = ("Activity", "Emails", "Tasks", "Runs", "Enrollments")
 DEFAULT_CAP = 50_000
 MIN_CAP = 10
 MAX_CAP = 1_000_000  # Excel: 1,048,576 rows per sheet, less room for one big run
-PART_ROWS = 250_000  # rows per sheet of one archive file: appending rewrites that sheet, so keep it bounded
+PART_ROWS = 100_000  # rows per log in one archive file: adding rewrites that sheet, so keep it small
 BLOCKING = ("failed", "bounced")
 
 
