@@ -186,6 +186,7 @@ def _execute(
         plan.problems[:0] = loaded.problems
         Mailer(book, loaded.settings, outbox=outbox_path).prepare(plan, loaded.tables, dry_run=True)
         _decide_writes(plan, loaded)
+        plan.problems += overfull_logs(loaded)
         previews = preview(plan, outbox_path) if outbox_path is not None and plan.emails else []
         return RunResult(plan, False, book.address, previews=previews)
     started = time.monotonic()
@@ -290,7 +291,25 @@ def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | N
     problems += schedule_problems(loaded.settings)
     loaded.settings.timezone  # noqa: B018 - reading it reports an unknown zone
     problems += loaded.settings.problems
+    problems += overfull_logs(loaded)
     return list(dict.fromkeys(problems))
+
+
+def overfull_logs(loaded: Loaded) -> list[Problem]:
+    """Logs already over ``log_max_rows`` (``check`` and dry runs say what the next run will do)."""
+    cap = cap_of(loaded.settings)
+    out = []
+    for name in over_cap(loaded.tables, cap):
+        table = loaded.tables[name]
+        rows = table.last_row - table.header_row
+        out.append(
+            warning(
+                table.sheet,
+                f"{rows:,} rows, more than log_max_rows ({cap:,})",
+                "the next run moves the oldest finished rows to the archive in .sheetflow/",
+            )
+        )
+    return out
 
 
 def log_trim(book: Book, loaded: Loaded, cap: int, archive: Archive, year: int) -> LogTrim:

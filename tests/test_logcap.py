@@ -137,6 +137,8 @@ def test_a_workbook_over_the_cap_is_fixed_by_the_next_run_with_a_message(book, c
             ]
         )
     wb.save(path)
+    assert main(["check", str(path)]) in (0, 1)
+    assert "300 rows, more than log_max_rows (50)" in " ".join(capsys.readouterr().out.split())
     assert main(["run", str(path), "--now", "2026-11-23T10:00"]) == 0
     out = capsys.readouterr().out
     assert "300 rows, more than log_max_rows (50)" in " ".join(out.split())

@@ -91,8 +91,9 @@ class Book(Protocol):
         ...
 
     def write(self, patches: list[SheetPatch], *, backups: int = 10) -> None:
-        """Apply every patch (cell updates, appended rows, new sheets, replaced sheets) in one go: all of them
-        or, on any error, none.
+        """Apply every patch (cell updates, appended rows, new sheets, replaced sheets, rows deleted from a log
+        with :attr:`SheetPatch.delete_rows`: rows below move up, cells are addressed after the deletion) in one
+        go: all of them or, on any error, none.
 
         Raises WorkbookBusy, writing nothing, if the workbook changed since the last :meth:`read` (or since our
         last write) or is being edited; RuntimeError if nothing was read first (a programming error). After a
