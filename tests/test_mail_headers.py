@@ -206,3 +206,21 @@ def test_header_check_on_the_oldest_and_newest_python(version):
     )
     assert out.returncode == 0, out.stderr
     assert "ok: raw value refused" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Souza, Ana",
+        "a, b" * 40,
+        "Eve evil@x.com, <spy@evil.net>",
+        'Ana "the boss" (CEO); x:y',
+        "Conceição, João " * 9,
+    ],
+)
+def test_display_names_with_specials_stay_one_address_even_when_folded(name):
+    """Every CPython drops the quotes of a display name it folds: specials never reach one."""
+    data = compose(fields(to_name=name, sender_name=name), "x\n", None)  # verify() passed inside
+    msg = parse(data)
+    assert [a.addr_spec for a in msg["To"].addresses] == ["bob@cust-mail.com"]
+    assert [a.addr_spec for a in msg["From"].addresses] == ["sales@acme.com"]

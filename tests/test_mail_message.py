@@ -93,7 +93,9 @@ def test_crlf_in_names_and_subject_never_makes_a_header():
     msg = parse(data)
     assert msg["Bcc"] is None and msg["X-Evil"] is None
     assert msg["Subject"] == "Hi Bcc: evil2@x.com body?"
-    assert [str(a) for a in msg["To"].addresses] == ['"Eve Bcc: evil@x.com" <joao@cliente.com.br>']
+    assert [str(a) for a in msg["To"].addresses] == [
+        '"Eve Bcc evil x.com" <joao@cliente.com.br>'
+    ]  # no specials
     header_block = data.split(b"\r\n\r\n", 1)[0]
     assert not any(line.lower().startswith((b"bcc:", b"x-evil:")) for line in header_block.split(b"\r\n"))
 

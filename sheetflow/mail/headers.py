@@ -11,7 +11,8 @@ a ``Reply-To:`` header line of its own. ``requires-python`` still allows those v
 does not rely on the library:
 
 - :func:`header_text` removes every control character (C0, DEL, C1, U+2028/2029) and breaks every
-  ``=?`` / ``?=`` pair, so data can never carry an encoded word into a header;
+  ``=?`` / ``?=`` pair, so data can never carry an encoded word into a header; display names also lose
+  RFC 5322 specials (:func:`display_name`), which the library does not keep quoted when it folds;
 - :func:`verify` parses the serialised header block of the finished message and refuses it unless every
   line is a header or a fold of one, each field appears once, the fields are exactly those sheetflow set
   (plus the MIME ones the library adds), no decoded value holds a control character or an encoded word,
@@ -80,9 +81,19 @@ class HeaderFields:
     ascii_only: bool = True
 
 
+_SPECIALS = re.compile(r'[,;:<>@"()\[\]\\]+')
+
+
+def display_name(text: object, limit: int = 120) -> str:
+    """A display name safe in From/To: :func:`header_text`, and RFC 5322 specials (``, ; : < > @ " ( )
+    [ ] \\``) become spaces. Why: every CPython version drops the quotes of a display name when it has
+    to fold it, so ``Souza, Ana`` in a long header would read as several addresses."""
+    return header_text(_SPECIALS.sub(" ", header_text(text, limit * 2)), limit)
+
+
 def _address(name: str, address: str) -> Address:
     local, _, domain = address.rpartition("@")
-    return Address(display_name=header_text(name, 120), username=local, domain=domain)
+    return Address(display_name=display_name(name), username=local, domain=domain)
 
 
 def _cte(body: str, ascii_only: bool) -> str:
@@ -168,6 +179,16 @@ def decoded(value: str) -> str:
         raise UnsafeMessage(f"a header cannot be decoded ({e})") from None
 
 
+def _addresses(name: str, raw: str) -> list[str]:
+    """The addresses of an address header as a mail program parses it (quoted and encoded display
+    names with commas are one name, not more addresses)."""
+    try:
+        header = email.policy.default.header_factory(name, raw)
+        return [a.addr_spec for a in header.addresses]
+    except Exception:  # noqa: BLE001 - an unparsable header is not the one address we set
+        return []
+
+
 def _squeeze(text: str) -> str:
     return "".join(text.split())
 
@@ -197,8 +218,7 @@ def verify(data: bytes, meant: dict[str, str] | None = None) -> None:
         if not want:
             continue
         if name.lower() in ("from", "to", "reply-to"):
-            pairs = email.utils.getaddresses([value])
-            if len(pairs) != 1 or pairs[0][1].lower() != want.lower():
+            if [a.lower() for a in _addresses(name, raw)] != [want.lower()]:
                 raise UnsafeMessage(f"the {name} header is not the one address {want}")
         elif _squeeze(value) != _squeeze(want):
             raise UnsafeMessage(f"the {name} header is not what sheetflow wrote")
