@@ -744,15 +744,39 @@ class Runner:
             last = wb.state.last_slot
             return wb.spec.next_after(current, wb.zone, last)
 
-        _ClockJob(self.lib, self.clock, next_time, functools.partial(self.tick, wb), f"run {wb.address}")
+        run_job = _ClockJob(
+            self.lib, self.clock, next_time, functools.partial(self.tick, wb), f"run {wb.address}"
+        )
+        _ClockJob(
+            self.lib,
+            self.clock,
+            lambda: self.clock.now() + dt.timedelta(seconds=self.poll),
+            functools.partial(self.look, wb, run_job),
+            f"look {wb.address}",
+        )
+
+    def look(self, wb: Workbook, run_job: _ClockJob) -> None:
+        """Every ``poll`` seconds: notice an edited Settings ``schedule``/``timezone`` (a fingerprint first, the
+        sheets only when the workbook changed), then answer the Control sheet's requests."""
+        if self.stop.is_set():
+            return
+        before = (wb.spec, wb.zone, wb.problem)
+        wb.refresh()
+        if (wb.spec, wb.zone, wb.problem) != before:
+            run_job.next_run = run_job._next_time()
+            if wb.problem:
+                text = f"{wb.address}: {wb.problem}"
+            elif wb.spec is None:
+                text = f"{wb.address}: the schedule was removed; answering Control requests only"
+            else:
+                text = (
+                    f"{wb.address}: schedule is now {wb.spec.text} ({_zone_name(wb.zone)}); "
+                    f"next run {_stamp(run_job.next_run, wb.zone)}"
+                )
+            self.say(f"{_stamp(self.clock.now(), wb.zone)} {text}")
+            log.info("%s", text)
         if self.requests:
-            _ClockJob(
-                self.lib,
-                self.clock,
-                lambda: self.clock.now() + dt.timedelta(seconds=self.poll),
-                functools.partial(self.answer_requests, wb),
-                f"requests {wb.address}",
-            )
+            answer_requests(wb, self.execute, self.clock, stop=self.stop)
 
     def tick(self, wb: Workbook) -> Any:
         """The scheduled job of one workbook: run once if a slot is due (isolated), else nothing."""
@@ -760,8 +784,6 @@ class Runner:
             return None
         wb.refresh()
         if wb.spec is None:
-            if wb.problem:
-                log.warning("%s: %s", wb.address, wb.problem)
             return None
         now = self.clock.now()
         slot = wb.spec.due(wb.anchor(), now, wb.zone)
@@ -804,12 +826,6 @@ class Runner:
         self.say(f"{_stamp(self.clock.now(), wb.zone)} {line}")
         (log.info if outcome.ok else log.warning)("%s", line)
         return outcome
-
-    def answer_requests(self, wb: Workbook) -> None:
-        """Answer the Control sheet's waiting requests, each once (see :func:`answer_requests`)."""
-        if self.stop.is_set():
-            return
-        answer_requests(wb, self.execute, self.clock, stop=self.stop)
 
     # -- loop
     def serve(self) -> int:

@@ -51,6 +51,7 @@ class FakeClock:
         self.t = start
         self.until = until
         self.jumps: list[tuple[dt.datetime, dt.timedelta]] = []  # (when reached, extra sleep)
+        self.hooks: list[tuple[dt.datetime, object]] = []  # (when reached, fn): "a person" does something
         self.sleeps = 0
 
     def now(self) -> dt.datetime:
@@ -64,6 +65,10 @@ class FakeClock:
             if self.t >= when:
                 self.t += extra
                 self.jumps.remove((when, extra))
+        for when, fn in list(self.hooks):
+            if self.t >= when:
+                self.hooks.remove((when, fn))
+                fn()
         if self.until is not None and self.t >= self.until:
             stop.set()
 
@@ -252,6 +257,32 @@ def test_a_time_inside_the_dst_change_still_runs_once(tmp_path, day, at, count):
     assert len(rec.calls) == count
 
 
+def test_each_workbook_runs_on_its_own_schedule_and_zone(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    clock = FakeClock(
+        dt.datetime(2026, 11, 23, 0, 0, tzinfo=UTC), until=dt.datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+    )
+    calls = []
+
+    def executor(address, action):
+        calls.append((Path(address).parent.name, clock.now()))
+        return Outcome(action, "done", "ok")
+
+    since = {"since": clock.now()}
+    runner = Runner(
+        [workbook(a, "08:00", NY, since), workbook(b, "08:00", SP, since)],
+        clock=clock,
+        executor=executor,
+        requests=False,
+    )
+    runner.serve()
+    assert calls == [
+        ("b", dt.datetime(2026, 11, 23, 8, 0, tzinfo=SP)),  # 11:00 UTC
+        ("a", dt.datetime(2026, 11, 23, 8, 0, tzinfo=NY)),  # 13:00 UTC
+    ]
+
+
 def test_the_schedule_is_in_the_workbook_time_zone(tmp_path):
     spec = parse_schedule("Seg-Sex 08:00")
     nxt = spec.next_after(dt.datetime(2026, 11, 23, 12, 0, tzinfo=UTC), SP)  # 09:00 in São Paulo
@@ -296,6 +327,34 @@ def test_a_bad_settings_schedule_names_its_cell(tmp_path, capsys):
     assert main(["check", str(path)]) == 1
     out = capsys.readouterr().out
     assert "Settings!B" in out and "schedule:" in out and "no time of day" in out
+
+
+def test_an_edited_settings_schedule_is_picked_up_while_watching(tmp_path):
+    path = starter(tmp_path, "Mon-Fri 08:00")
+    start = dt.datetime(2026, 11, 23, 9, 0, tzinfo=NY)  # Monday, after 08:00
+    clock = FakeClock(start, until=start + dt.timedelta(hours=1))
+    said = []
+
+    def edit():
+        wb = load_workbook(path)
+        ws = wb["Settings"]
+        for row in ws.iter_rows(min_row=2):
+            if row[0].value == "schedule":
+                row[1].value = "every 15m"
+        wb.save(path)
+
+    clock.hooks.append((start + dt.timedelta(minutes=10), edit))
+    rec = Recorder(clock)
+    runner = Runner(
+        [Workbook.open(str(path))], clock=clock, executor=rec, requests=False, poll=30, say=said.append
+    )
+    runner.serve()
+    assert rec.calls and rec.calls[0] - start < dt.timedelta(minutes=11)  # at once: never ran as every 15m
+    assert [b - a for a, b in zip(rec.calls, rec.calls[1:])] == [dt.timedelta(minutes=15)] * (
+        len(rec.calls) - 1
+    )
+    assert len(rec.calls) == 4
+    assert any("schedule is now every 15m" in line for line in said)
 
 
 def test_run_due_runs_once_per_slot_and_nothing_otherwise(tmp_path):
@@ -386,6 +445,32 @@ def test_run_due_end_to_end_sends_once_and_logs_no_body(tmp_path, capsys):
     assert main(["status", str(path), "--every", "15m"]) == 0
     out = capsys.readouterr().out
     assert "last run:" in out and "(schedule)" in out and "run lease: free" in out
+
+
+def test_status_says_why_emails_wait(tmp_path, capsys):
+    path = starter(tmp_path)
+    wb = load_workbook(path)
+    ws = wb["Settings"]
+    for row in ws.iter_rows(min_row=2):
+        if row[0].value == "send_window":
+            row[1].value = "Sun 23:58-23:59"
+    wb.save(path)
+    assert main(["run", str(path), "--now", "2026-11-23T10:00"]) in (0, 1)
+    capsys.readouterr()
+    assert main(["status", str(path)]) == 0
+    out = capsys.readouterr().out
+    waiting = [line for line in out.splitlines() if line.startswith("  ") and " — " in line]
+    assert waiting and all("send window closed now (outside Sun 23:58-23:59)" in line for line in waiting)
+    wb2 = load_workbook(path)
+    ws2 = wb2["Settings"]
+    for row in ws2.iter_rows(min_row=2):
+        if row[0].value == "send_window":
+            row[1].value = "always"
+        if row[0].value == "daily_email_limit":
+            row[1].value = 0
+    wb2.save(path)
+    assert main(["status", str(path)]) == 0
+    assert "daily limit reached (0 of 0 today)" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- requests from the Control sheet
