@@ -543,9 +543,15 @@ def _control_status(raws: dict, status: str, when: dt.datetime, summary: str) ->
     except ImportError:  # pragma: no cover - before the Control module (issue 13)
         return []
     panel = control.read_control(raws)
-    if panel is None:
-        return []
+    if panel is None or not _is_label(raws[panel.sheet], control.STATUS_ROW, control.LABELS["status"][1:]):
+        return []  # no Control sheet, or one whose layout was changed: never write over a person's cells
     return [control.result_patch(panel, status=status[:250], when=when, summary=summary[:1000])]
+
+
+def _is_label(raw, row: int, labels) -> bool:  # noqa: ANN001 - RawSheet
+    i, j = row - raw.origin[0], 1 - raw.origin[1]
+    value = raw.rows[i][j] if 0 <= i < len(raw.rows) and 0 <= j < len(raw.rows[i]) else ""
+    return normalize(value or "") in {normalize(label) for label in labels}
 
 
 # ---------------------------------------------------------------- executors (how a run is started)

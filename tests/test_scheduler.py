@@ -403,6 +403,30 @@ def test_a_failed_run_is_written_to_runs_and_the_loop_goes_on(tmp_path, monkeypa
     runs = read_sheet(path, "Runs")
     assert "the scheduled run did not happen" in str(runs[-1][-1])
     assert runs[-1][4] == "schedule"
+    try:
+        from sheetflow import control
+    except ImportError:  # the Control sheet arrives with issue 13
+        return
+    panel = control.read_control(Workbook.open(str(path)).book.read())
+    if panel is not None and not panel.problems:
+        status = load_workbook(path)[panel.sheet].cell(control.STATUS_ROW, control.VALUE_COL).value
+        assert status.startswith("failed") and "simulated bug" in status
+
+
+def test_a_failed_run_writes_the_control_status(tmp_path, monkeypatch):
+    path = starter(tmp_path)
+    control = _with_requests(path)
+    import sheetflow.pipeline as pipeline
+
+    def broken(*a, **k):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(pipeline, "run", broken)
+    assert scheduler.run_once(str(path), "run").status == "failed"
+    sheet = load_workbook(path)[control.find_sheet(["Control", "Controle"])]
+    status = sheet.cell(control.STATUS_ROW, control.VALUE_COL).value
+    assert status.startswith("failed") and "simulated bug" in status
+    assert isinstance(sheet.cell(control.LAST_RUN_ROW, control.VALUE_COL).value, dt.datetime)
 
 
 def test_busy_workbook_is_skipped_and_says_so(tmp_path):
@@ -483,11 +507,14 @@ def test_a_control_request_is_answered_once(tmp_path):
     path = starter(tmp_path)
     wb = Workbook.open(str(path))
     book = wb.book
-    book.read()
-    patch = control.new_control_patch("en")
+    raws = book.read()
+    if control.find_sheet(raws):  # init adds the Control sheet (issue 13)
+        patch = SheetPatch(control.find_sheet(raws), dict(control.control_cells("en")))
+    else:
+        patch = control.new_control_patch("en")
     patch.cells[(control.REQUEST_HEADER_ROW + 1, 1)] = "Check"
     patch.cells[(control.REQUEST_HEADER_ROW + 1, 2)] = "ana@example.com"
-    book.write([patch, SheetPatch("Settings", {})])
+    book.write([patch])
     calls = []
 
     def execute(wb_, action, slot=None):
@@ -502,6 +529,42 @@ def test_a_control_request_is_answered_once(tmp_path):
     assert calls == ["check"] and len(first) == 1 and second == [] and third == []
     row = read_sheet(path, "Control")[control.REQUEST_HEADER_ROW]
     assert row[3] == "done" and row[4] and row[5]
+
+
+def _with_requests(path: Path, *actions: str):
+    control = pytest.importorskip("sheetflow.control")
+    from sheetflow.book import SheetPatch
+
+    book = Workbook.open(str(path)).book
+    raws = book.read()
+    name = control.find_sheet(raws)
+    patch = SheetPatch(name, dict(control.control_cells("en"))) if name else control.new_control_patch("en")
+    for i, action in enumerate(actions):
+        patch.cells[(control.REQUEST_HEADER_ROW + 1 + i, 1)] = action
+        patch.cells[(control.REQUEST_HEADER_ROW + 1 + i, 2)] = "ana@example.com"
+    book.write([patch])
+    return control
+
+
+def test_watch_mode_answers_each_request_once_and_names_a_bad_one(tmp_path):
+    path = starter(tmp_path)
+    control = _with_requests(path, "Report", "Launch rockets")
+    calls = []
+
+    def executor(address, action):
+        calls.append(action)
+        return scheduler.run_once(address, action)
+
+    start = dt.datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
+    clock = FakeClock(start, until=start + dt.timedelta(minutes=5))
+    runner = Runner([Workbook.open(str(path))], clock=clock, executor=executor, poll=30)
+    runner.serve()
+    assert calls == ["report"]  # no schedule: requests only, each once, the bad one never runs
+    rows = read_sheet(path, "Control")
+    first, second = rows[control.REQUEST_HEADER_ROW], rows[control.REQUEST_HEADER_ROW + 1]
+    assert first[3] == "done" and first[5]
+    assert second[3] == "failed" and 'unknown action "Launch rockets"' in second[5]
+    assert f"Control!A{control.REQUEST_HEADER_ROW + 2}" in second[5]
 
 
 # ---------------------------------------------------------------- --print-service
