@@ -393,6 +393,8 @@ def read_holder(info: Path) -> str:
         text += f" as {data['user']}"
     if data.get("running"):
         text += f", running {data['running']} since {data.get('running_since', '?')}"
+        if data.get("child_pid"):
+            text += f" (pid {data['child_pid']})"
     return text
 
 
@@ -579,6 +581,8 @@ class ChildExecutor:
         else:  # pragma: no cover - Windows
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         self.current = proc = subprocess.Popen(cmd, **kwargs)
+        with contextlib.suppress(Exception):
+            _note_child(open_book(address), proc.pid)
         try:
             out, err = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
@@ -887,8 +891,19 @@ def _note_running(book: Book, action: str | None, now: dt.datetime) -> None:
         return
     data["running"] = action
     data["running_since"] = now.isoformat(timespec="seconds") if action else None
+    data["child_pid"] = None
     with contextlib.suppress(OSError):
         _write_json(info, data)
+
+
+def _note_child(book: Book, pid: int) -> None:
+    info = book.workdir / f"{book.identity}.runner.json"
+    try:
+        data = json.loads(info.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    data["child_pid"] = pid
+    _write_json(info, data)
 
 
 def _stamp(moment: dt.datetime, zone: dt.tzinfo) -> str:

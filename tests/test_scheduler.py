@@ -647,27 +647,41 @@ def _wait_for(predicate, timeout=60.0):
     return False
 
 
-@pytest.mark.slow
-def test_sigterm_during_a_run_lets_it_finish_and_no_email_goes_twice(tmp_path):
-    path = starter(tmp_path)
-    log_file = tmp_path / ".sheetflow" / "logs" / "scheduler.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sheetflow", "schedule", str(path), "--every", "15m", "--poll", "1"],
+def _start_watch(tmp_path: Path, path: Path, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sheetflow", "schedule", str(path), *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         cwd=tmp_path,
     )
+
+
+def _runner_info(tmp_path: Path) -> dict:
     try:
-        assert _wait_for(lambda: log_file.exists() and "run starting" in log_file.read_text())
-        # a second scheduler on the same workbook refuses
-        second = subprocess.run(
-            [sys.executable, "-m", "sheetflow", "schedule", str(path), "--every", "15m"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert second.returncode == 3 and "already running" in second.stdout
+        return json.loads((tmp_path / ".sheetflow" / "crm.xlsx.runner.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _sent(tmp_path: Path) -> list[tuple[str, str]]:
+    """(To, Subject) of every email the files transport wrote."""
+    import email
+
+    out = []
+    for eml in sorted((tmp_path / "outbox").glob("*.eml")):
+        msg = email.message_from_bytes(eml.read_bytes())
+        out.append((msg["To"], msg["Subject"]))
+    return out
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_run_lets_it_finish_and_no_email_goes_twice(tmp_path):
+    path = starter(tmp_path)
+    proc = _start_watch(tmp_path, path, "--every", "15m", "--poll", "1")
+    try:
+        assert _wait_for(lambda: _runner_info(tmp_path).get("child_pid"))
+        assert _runner_info(tmp_path)["running"] == "run"  # the signal lands during the run
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -675,13 +689,74 @@ def test_sigterm_during_a_run_lets_it_finish_and_no_email_goes_twice(tmp_path):
             proc.kill()
     assert proc.returncode == 0, out
     assert "stopping after the run under way" in out and "run done" in out
+    assert "stopped after 1 scheduled run(s)" in out
     load_workbook(path)  # consistent: opens
     runs = read_sheet(path, "Runs")
     assert len(runs) == 2  # header + the run that was let finish
-    sent = sorted((tmp_path / "outbox").glob("*.eml"))
-    assert sent
+    sent = _sent(tmp_path)
+    assert sent and len(set(sent)) == len(sent)
     assert main(["run", str(path)]) in (0, 1)
-    assert sorted((tmp_path / "outbox").glob("*.eml")) == sent  # nothing sent twice
+    assert _sent(tmp_path) == sent  # nothing sent twice
+    assert not (tmp_path / ".sheetflow" / "crm.xlsx.runner.json").exists()  # the lock was let go
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_run_itself_leaves_the_workbook_consistent_and_no_email_twice(tmp_path):
+    path = starter(tmp_path)
+    contacts = read_sheet(path, "Contacts")
+    proc = _start_watch(tmp_path, path, "--every", "15m", "--poll", "1")
+    try:
+        assert _wait_for(lambda: _runner_info(tmp_path).get("child_pid"))
+        child = _runner_info(tmp_path)["child_pid"]
+        time.sleep(1.0)  # well into the run (reading, planning, or sending)
+        os.kill(child, signal.SIGTERM)  # as systemd's default KillMode would: the run dies, not just the loop
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "the run ended without an answer" in out  # the run was killed, and the loop said so
+    load_workbook(path)
+    after = read_sheet(path, "Contacts")
+    assert after == contacts or len(after) == len(contacts)  # before the run, or the whole run: never half
+    first = _sent(tmp_path)
+    assert main(["run", str(path)]) in (0, 1)
+    again = _sent(tmp_path)
+    assert len(set(again)) == len(again), "an email went twice"
+    assert set(first) <= set(again)
+
+
+@pytest.mark.slow
+def test_watch_mode_max_runs_and_a_second_scheduler_refuses(tmp_path):
+    path = starter(tmp_path, "Mon-Fri 03:00")
+    proc = _start_watch(tmp_path, path, "--poll", "1")
+    try:
+        assert _wait_for(lambda: _runner_info(tmp_path).get("pid"))
+        second = subprocess.run(
+            [sys.executable, "-m", "sheetflow", "schedule", str(path), "--every", "15m"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (
+            second.returncode == 3 and "already running" in second.stdout and "schedule pid" in second.stdout
+        )
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "schedule Mon-Fri 03:00" in out and "stopped after 0" in out
+    done = subprocess.run(
+        [sys.executable, "-m", "sheetflow", "schedule", str(path), "--every", "15m", "--max-runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0 and "stopped after 1 scheduled run(s)" in done.stdout, done.stdout
+    assert len(read_sheet(path, "Runs")) == 2
 
 
 @pytest.mark.slow
