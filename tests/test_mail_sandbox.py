@@ -282,3 +282,50 @@ def test_pt_br_money_and_dates_in_email_merge_fields(book):
     result = run(path, now=NOW, dry_run=True)
     (email,) = result.plan.emails
     assert email.text == "R$ 1.234,50 até 05/03/2026, 2469.0", result.plan.problems
+
+
+def test_en_task_and_notify_texts_print_dates_and_numbers_as_the_cells_do(book, monkeypatch):
+    monkeypatch.delenv("SHEETFLOW_TRANSPORT", raising=False)
+    path = book(
+        {
+            "Settings": [["key", "value"], ["timezone", "America/New_York"], ["sender_email", "s@acme.com"]],
+            "Reps": [["name", "email"], ["Ana", "ana@acme.com"]],
+            "Contacts": [
+                ["id", "first_name", "created_at", "company_size", "owner"],
+                ["C-0", "S", None, 1, "Ana"],
+            ],
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action", "params", "delay", "enabled"],
+                [
+                    "T",
+                    "Contacts",
+                    "new",
+                    None,
+                    "create_task",
+                    "text=Call {{ first_name }} ({{ created_at }})",
+                    None,
+                    True,
+                ],
+                [
+                    "N",
+                    "Contacts",
+                    "new",
+                    None,
+                    "notify",
+                    "text={{ first_name }} has {{ company_size }} people since {{ created_at }}; subject=New: {{ first_name }}",
+                    None,
+                    True,
+                ],
+            ],
+        }
+    )
+    run(path, now=NOW - dt.timedelta(hours=1))
+    wb = load_workbook(path)
+    wb["Contacts"].append(["C-1", "Bob", dt.datetime(2026, 3, 5), 12.5, "Ana"])
+    wb.save(path)
+    result = run(path, now=NOW, dry_run=True)
+    task = next(a.values["text"] for a in result.plan.appends if a.sheet == "Tasks")
+    assert task == "Call Bob (03/05/2026)"
+    (digest,) = [e for e in result.plan.emails if e.kind == "notification"]
+    assert "Contacts C-1: Bob has 12.5 people since 03/05/2026" in digest.text
+    assert digest.subject == "New: Bob" and "00:00:00" not in digest.text
