@@ -5,3 +5,11 @@ results, an Activity log and a Runs log back. See README.md and ../shared/WORKBO
 """
 
 __version__ = "0.1.0"
+
+
+def main() -> None:
+    """The Excel button's entry point (xlwings RunPython runs ``import sheetflow; sheetflow.main()``): runs the
+    action chosen in the calling workbook's Control sheet. See :func:`sheetflow.button.main`."""
+    from .button import main as _main
+
+    _main()

@@ -87,6 +87,18 @@ def _parser() -> argparse.ArgumentParser:
     undo.add_argument("run_id", nargs="?", help="the run to undo (default: the last one)")
 
     _schedule_parsers(sub)
+    excel = sub.add_parser("excel", help="the Excel button: build the add-in, or set up a workbook")
+    excel_sub = excel.add_subparsers(dest="excel_command", required=True, metavar="ACTION")
+    addin = excel_sub.add_parser("addin", help="write sheetflow.xlam (a ribbon tab with a Run button)")
+    addin.add_argument("dir", nargs="?", type=Path, default=Path("."))
+    addin.add_argument("--lang", default="en", choices=["en", "pt-BR"], help="ribbon labels")
+    addin.add_argument(
+        "--interpreter", help="python.exe (Windows) or python (macOS) the button runs (default: this one)"
+    )
+    setup = excel_sub.add_parser("setup", help="make BOOK.xlsm with a Run button and BOOK.py beside it")
+    setup.add_argument("book", type=Path)
+    setup.add_argument("--lang", choices=["en", "pt-BR"], help="language of an added Control sheet")
+    setup.add_argument("--force", action="store_true", help="replace an existing BOOK.xlsm / BOOK.py")
 
     demo = sub.add_parser("demo", help="create a demo workbook, run it once, show what happened")
     demo.add_argument("dir", nargs="?", type=Path, default=Path("sheetflow-demo"))
@@ -382,11 +394,39 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_excel(args: argparse.Namespace, console: Console) -> int:
+    from .excel_addin import build_addin, setup_workbook
+
+    if args.excel_command == "addin":
+        path = build_addin(args.dir, lang=args.lang, interpreter=args.interpreter)
+        console.print(f"[green]created[/] {path}")
+        console.print(
+            "next: in Excel, File > Options > Add-ins > Manage Excel Add-ins > Browse, pick it; the "
+            "'sheetflow' tab's Run button runs the Control sheet's action on the active workbook"
+        )
+        return 0
+    result = setup_workbook(args.book, lang=args.lang, force=args.force)
+    if result.renamed:
+        console.print(
+            f"[yellow]note:[/] named {result.workbook.name}: xlwings imports the workbook's name as a Python "
+            "module, so it must be a Python name"
+        )
+    console.print(f"[green]created[/] {result.workbook} and {result.module.name} (keep them together)")
+    if result.added_control:
+        console.print("added the Control sheet (choose the action there, then press its button)")
+    console.print(
+        f"{args.book} was not changed; work in {result.workbook.name} from now on. The button needs the "
+        "xlwings add-in: xlwings addin install (see README, Excel button)"
+    )
+    return 0
+
+
 COMMANDS = {
     "schedule": cmd_schedule,
     "run-due": cmd_run_due,
     "status": cmd_status,
     "init": cmd_init,
+    "excel": cmd_excel,
     "rules": cmd_rules,
     "check": cmd_check,
     "run": cmd_run,

@@ -373,6 +373,8 @@ SHEETS: tuple[SheetSpec, ...] = (
         aliases=("Inscricoes", "Sequence_status", "Enrolments"),
     ),
     SheetSpec("Report", Kind.OUTPUT, (), pt="Relatório", aliases=("Relatorio", "Dashboard", "Painel")),
+    # the button/menu panel; its fixed layout lives in sheetflow/control.py
+    SheetSpec("Control", Kind.OUTPUT, (), pt="Controle", aliases=("Controle", "Painel_de_controle")),
     SheetSpec(
         "_sheetflow_state",
         Kind.SYSTEM,

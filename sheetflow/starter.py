@@ -258,6 +258,9 @@ def create_starter(
             ws["A1"] = report_title(lang)
             ws["A1"].font = Font(bold=True, size=13)
             continue
+        if spec.name == "Control":
+            _add_control_sheet(wb, lang)
+            continue
         _add_sheet(wb, spec, lang, rows.get(spec.name, []), extras.get(spec.name, []) if example else [])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -275,6 +278,29 @@ def blank_settings(lang: str) -> list[dict[str, str]]:
     """The starter pack's Settings rows with the personal values (sender, fallback owner) left empty."""
     rows = read_pack("b2b-lead-scoring", "Settings", lang)
     return [{**r, "value": ""} if (r.get("key") or "").strip() in PERSONAL_SETTINGS else r for r in rows]
+
+
+def _add_control_sheet(wb: Workbook, lang: str) -> None:
+    """The Control sheet (layout: :mod:`sheetflow.control`), as the patch writer would add it."""
+    from .control import new_control_patch
+
+    patch = new_control_patch(lang)
+    ws = wb.create_sheet(patch.sheet)
+    for (r, c), value in patch.cells.items():
+        ws.cell(r, c, value)
+        if r in patch.new.bold_rows:
+            ws.cell(r, c).font = Font(bold=True)
+    for c, width in patch.new.col_widths.items():
+        ws.column_dimensions[_letter(c)].width = width
+    for v in patch.new.validations:
+        dv = DataValidation(
+            type="list",
+            formula1=f'"{",".join(v.options)}"',
+            allow_blank=True,
+            showErrorMessage=not v.allow_other,
+        )
+        dv.add(v.sqref)
+        ws.add_data_validation(dv)
 
 
 def start_sheet_name(lang: str) -> str:
@@ -316,6 +342,11 @@ def add_missing_sheets(
             continue
         if spec.name == "Report":
             patches.append(SheetPatch(name, {(1, 1): report_title(lang)}, new=NewSheet(bold_rows={1})))
+            continue
+        if spec.name == "Control":
+            from .control import new_control_patch
+
+            patches.append(new_control_patch(lang))
             continue
         cells: dict[tuple[int, int], object] = {}
         extra = extra_columns(DEFAULT_PACKS).get(spec.name, []) if example else []
