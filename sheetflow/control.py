@@ -27,6 +27,10 @@ through any Book)::
     book.write([claim(panel, request)]); ...; book.write([answer(panel, request, "done", when, summary)])
     new_control_patch("pt-BR")                 # the sheet `init` / `excel setup` add
 
+To run an action and answer in the sheet in one call (what the button does), use
+``sheetflow.button.run_action(book, action, trigger="schedule")``; it returns an ``ActionResult`` (status,
+summary, ok) whose ``status``/``summary`` fit :func:`answer`.
+
 Action words are matched with :func:`sheetflow.names.normalize` (case, accents and separators ignored), in
 English and pt-BR (``Executar``, ``Pré-visualizar``, ``Enviar``, ``Verificar``, ``Relatório``,
 ``Desfazer última execução``).
@@ -36,15 +40,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from . import contract
-from .book import NewSheet, SheetPatch, Validation
+from .book import NewSheet, RawSheet, SheetPatch, Validation
 from .names import cell_ref, normalize
 from .problems import Problem, error
-
-if TYPE_CHECKING:
-    from .tables import RawSheet
 
 __all__ = [
     "ACTIONS",

@@ -388,7 +388,7 @@ def plan_run(
     if now.tzinfo is None:
         now = now.replace(tzinfo=settings.timezone)
     selected = list(STAGES)
-    if only:
+    if only is not None:  # an empty list: no stage (ids are filled and the Report rebuilt, nothing else)
         wanted = [normalize(s) for s in only]
         unknown = [s for s in wanted if s not in STAGES]
         if unknown:

@@ -21,7 +21,18 @@ __all__ = ["LOGS", "Book", "NewSheet", "RawSheet", "SheetPatch", "Validation", "
 
 def open_book(address: str | Path) -> Book:
     text = str(address)
-    if text.startswith(("gsheets:", "excel:")):
+    if text.startswith("excel:"):
+        from .excel import caller
+
+        book = caller()
+        wanted = text[len("excel:") :].strip()
+        if wanted and wanted.lower() not in (book.xl.name.lower(), book.identity.lower()):
+            raise UsageError(
+                f'the workbook open in Excel is "{book.xl.name}", not "{wanted}"; activate it in Excel, or '
+                'use "excel:" for whichever workbook is active'
+            )
+        return book
+    if text.startswith("gsheets:"):
         raise UsageError(
             f'"{text.split(":")[0]}:" workbooks are not supported yet; use a .xlsx or .xlsm file'
         )

@@ -97,6 +97,11 @@ def journal_path(book: Any) -> Path:
 
 
 def book_folder(book: Any) -> Path:
+    """The folder of sheetflow.toml and the default outbox: the workbook's folder (a live Excel workbook
+    names it as ``folder``; one opened from the cloud gets its local sidecar folder)."""
+    folder = getattr(book, "folder", None)
+    if folder is not None:
+        return Path(folder)
     path = getattr(book, "path", None)
     return Path(path).parent if path is not None else Path.cwd()
 

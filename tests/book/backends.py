@@ -116,7 +116,32 @@ class MemoryBackend:
         book.edit(sheet, {(row, col): value})
 
 
+class ExcelBackend:
+    """The live-workbook backend (sheetflow/book/excel.py) on the xlwings stand-in: the workbook "open in
+    Excel" is a stand-in Book; a second handle is a second ExcelBook on it; a person's change is typed in."""
+
+    name = "excel"
+
+    def __init__(self, tmp_path: Path):
+        self.fullname = str(tmp_path / "crm.xlsx")
+
+    def make(self, sheets: Sheets, states: Mapping[str, str] | None = None) -> Book:
+        from sheetflow.book.excel import ExcelBook
+        from sheetflow.testing import xlwings_standin as xw
+
+        return ExcelBook(xw.Book(dict(sheets), fullname=self.fullname, states=dict(states or {})))
+
+    def reopen(self, book: Book) -> Book:
+        from sheetflow.book.excel import ExcelBook
+
+        return ExcelBook(book.xl)
+
+    def change_behind(self, book: Book, sheet: str, row: int, col: int, value: Any) -> None:
+        book.xl.edit(sheet, f"{get_column_letter(col)}{row}", value)
+
+
 BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "xlsx": XlsxBackend,
     "memory": MemoryBackend,
+    "excel": ExcelBackend,
 }
