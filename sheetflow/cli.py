@@ -10,6 +10,9 @@ Exit codes: 0 ok, 1 a problem in the workbook (bad rule, unreadable file), 2 usa
     sheetflow send crm.xlsx --dry-run        # the emails waiting in the Emails sheet, previewed
     sheetflow send crm.xlsx                  # send them
     sheetflow demo                           # a demo workbook with a few hundred contacts, run once
+    sheetflow excel addin                    # sheetflow.xlam: a ribbon tab whose Run button runs the Control
+    sheetflow excel setup crm.xlsx           #   sheet's action; or crm.xlsm + crm.py with the button inside
+    sheetflow run excel:                     # the workbook open in Excel (xlwings), not the file
 """
 
 from __future__ import annotations
