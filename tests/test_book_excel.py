@@ -123,3 +123,45 @@ def test_screen_and_calculation_are_restored_when_a_write_fails():
     else:
         raise AssertionError("the write should have failed")
     assert book.app.screen_updating is True and book.app.calculation == "semiautomatic"
+
+
+def test_log_rows_are_deleted_as_excel_deletes_rows():
+    """The log cap moves old rows to the archive: rows below move up, one call per run of rows."""
+    rows = [["at", "record"]] + [[f"2026-11-{d:02d}", f"C-{d}"] for d in range(1, 8)]
+    book, excel = live({"Contacts": [HEADER], "Activity": rows})
+    excel.read()
+    before = book.calls["write"]
+    excel.write([SheetPatch("Activity", {(6, 2): "C-new"}, delete_rows=(2, 3, 5))])
+    assert book.calls["write"] - before == 3  # runs 5 and 2-3, then the new value
+    raw = ExcelBook(book).read(full=("Activity",))["Activity"]
+    assert [r[1] for r in raw.rows] == ["record", "C-3", "C-5", "C-6", "C-7", "C-new"]
+
+
+def test_a_log_with_formulas_keeps_its_rows():
+    from sheetflow.book.memory import Formula
+    from sheetflow.book.xlsxpatch import PatchError
+
+    rows = [["at", "record"], ["2026-11-01", "C-1"], ["2026-11-02", Formula("=B2", "C-1")]]
+    book, excel = live({"Activity": rows})
+    excel.read()
+    try:
+        excel.write([SheetPatch("Activity", {}, delete_rows=(2,))])
+    except PatchError as e:
+        assert "holds formulas" in str(e)
+    else:
+        raise AssertionError("rows of a sheet with formulas must not move")
+    assert book.sheets["Activity"].range("B2").value == "C-1"
+
+
+def test_deleting_rows_matches_the_memory_backend():
+    from sheetflow.book.memory import MemoryBook
+
+    rows = [["run_id", "n"]] + [[f"R-{i}", i] for i in range(2, 12)]
+    books = [ExcelBook(xw.Book({"Runs": rows})), MemoryBook({"Runs": rows})]
+    seen = []
+    for b in books:
+        b.read()
+        b.write([SheetPatch("Runs", {(3, 2): 99, (9, 1): "R-new"}, delete_rows=(2, 4, 5))], backups=0)
+        seen.append([[str(v) for v in r] for r in b.read(full=("Runs",))["Runs"].rows])
+    assert seen[0] == seen[1]
+    assert [r[0] for r in seen[0]] == ["run_id", "R-3", "R-6", "R-7", "R-8", "R-9", "R-10", "R-11", "R-new"]

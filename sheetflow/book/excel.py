@@ -7,6 +7,7 @@ of xlwings' API, so :mod:`sheetflow.testing.xlwings_standin` can stand in for Ex
     xw.Book.caller()  xw.books.active  book.fullname  book.name  book.app  book.sheets (iterate, [name],
     .add(name, after=))  sheet.name  sheet.visible  sheet.used_range  sheet.range(cell)  sheet.range(a, b)
     range.address  range.value  range.formula  range.number_format  range.options(ndim=2)
+    range.delete(shift="up")  (log rows moved to the archive)
     app.screen_updating  app.calculation  app.status_bar
 
 (``sheet.visible`` and ``range.formula`` go beyond issue 13's list: a run must not overwrite a formula, and a
@@ -332,6 +333,8 @@ class ExcelBook:
                 elif patch.replace:
                     used = sheet.used_range
                     used.value = None
+                if patch.delete_rows:
+                    _delete_rows(sheet, patch.delete_rows)
                 _write_cells(sheet, values)
         except SheetflowError:
             raise
@@ -356,8 +359,12 @@ class ExcelBook:
         for patch in patches:
             current = merged.get(patch.sheet)
             if current is None:
-                merged[patch.sheet] = SheetPatch(patch.sheet, dict(patch.cells), patch.new, patch.replace)
+                merged[patch.sheet] = SheetPatch(
+                    patch.sheet, dict(patch.cells), patch.new, patch.replace, tuple(patch.delete_rows)
+                )
                 continue
+            if patch.delete_rows or current.delete_rows:
+                raise PatchError(f'internal error: rows of sheet "{patch.sheet}" are deleted by two patches')
             if patch.new is not None and current.new is not None:
                 raise PatchError(f'sheet "{patch.sheet}" is created twice in one write')
             current.cells.update(patch.cells)
@@ -380,6 +387,17 @@ class ExcelBook:
             elif patch.sheet not in names:
                 shown = ", ".join(f'"{n}"' for n in names)
                 raise PatchError(f'there is no sheet "{patch.sheet}" in the workbook (sheets: {shown})')
+            if patch.delete_rows:
+                if patch.new is not None or patch.replace:
+                    raise PatchError(
+                        f'internal error: rows deleted from new or replaced sheet "{patch.sheet}"'
+                    )
+                sheet = next(x for x in self.xl.sheets if x.name == patch.sheet)
+                if _formula_cells(sheet.used_range.formula, sheet.used_range.options(ndim=2).value, 1, 1):
+                    raise PatchError(
+                        f'sheet "{patch.sheet}" holds formulas, so sheetflow will not move its rows to the '
+                        "archive; move the formulas to another sheet"
+                    )
             values: dict[tuple[int, int], object] = {}
             for key, value in patch.cells.items():
                 r, c = key if isinstance(key, tuple) and len(key) == 2 else (key, None)
@@ -540,6 +558,21 @@ def _blocks(cells: dict[tuple[int, int], object]) -> list[tuple[int, int, int, i
         open_blocks[(c1, c2)] = [r, r]
     out += [(r1, c1, r2, c2) for (c1, c2), (r1, r2) in open_blocks.items()]
     return out
+
+
+def _delete_rows(sheet: Any, rows: tuple[int, ...]) -> None:
+    """Delete rows (1-based) as Excel's "Delete row" does: rows below move up. One call per run of adjacent
+    rows, bottom run first so the row numbers above stay valid; over the used columns (a log sheet's)."""
+    last_col = max(_bounds(sheet.used_range.address)[3], 1)
+    gone = sorted(set(rows))
+    runs: list[list[int]] = []
+    for r in gone:
+        if runs and runs[-1][1] == r - 1:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r])
+    for r1, r2 in reversed(runs):
+        sheet.range(_a1(r1, 1), _a1(r2, last_col)).delete(shift="up")
 
 
 def _write_cells(sheet: Any, values: dict[tuple[int, int], object]) -> None:

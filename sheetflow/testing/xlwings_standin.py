@@ -7,7 +7,7 @@ The surface (xlwings' documented API; nothing else exists here, so using more fa
     sheets: iterate, [name], .add(name, after=)
     sheet.name  sheet.visible  sheet.api.Visible (Windows only)  sheet.used_range  sheet.range(cell_or_address)  sheet.range(a, b)
     range.address  range.value (get/set)  range.formula (get)  range.number_format (get/set)
-    range.options(ndim=2)
+    range.options(ndim=2)  range.delete(shift="up")
     app.screen_updating  app.calculation  app.status_bar
 
 What Excel does and this stand-in copies:
@@ -200,6 +200,21 @@ class Range:
         if len(grid) == 1 and len(grid[0]) == 1:
             return grid[0][0]
         return tuple(tuple(row) for row in grid)
+
+    def delete(self, shift: str | None = None) -> None:
+        """Delete the range's cells; with ``shift="up"`` the cells below (same columns) move up."""
+        if shift not in ("up", None):
+            raise ValueError("stand-in: only shift='up' is supported")
+        sheet, n = self.sheet, self.r2 - self.r1 + 1
+        sheet.book.calls["write"] += 1
+        moved: dict[tuple[int, int], _Cell] = {}
+        for (r, c), cell in sheet._cells.items():
+            if not self.c1 <= c <= self.c2 or r < self.r1:
+                moved[(r, c)] = cell
+            elif r > self.r2:
+                moved[(r - n, c)] = cell
+        sheet._cells = moved
+        sheet.book._changed()
 
     @property
     def number_format(self) -> str | None:
