@@ -417,6 +417,11 @@ def cmd_excel(args: argparse.Namespace, console: Console) -> int:
     console.print(f"[green]created[/] {result.workbook} and {result.module.name} (keep them together)")
     if result.added_control:
         console.print("added the Control sheet (choose the action there, then press its button)")
+    if not result.button:
+        console.print(
+            "[yellow]note:[/] the Control sheet already has comments or form controls, so no button was added: "
+            "in Excel, Developer > Insert > Button, assign the macro SampleCall (or use the sheetflow add-in)"
+        )
     console.print(
         f"{args.book} was not changed; work in {result.workbook.name} from now on. The button needs the "
         "xlwings add-in: xlwings addin install (see README, Excel button)"

@@ -277,6 +277,9 @@ class SetupResult:
     module: Path  # BOOK.py
     added_control: bool  # the Control sheet was added (it was not there)
     renamed: bool  # the output name differs from the input's (not an importable module name)
+    button: bool = (
+        True  # False: the Control sheet already had a drawing of comments/controls; no button added
+    )
 
 
 def setup_workbook(book: str | Path, *, lang: str | None = None, force: bool = False) -> SetupResult:
@@ -326,12 +329,14 @@ def setup_workbook(book: str | Path, *, lang: str | None = None, force: bool = F
             pkg = _Zip.read(staged)
         else:
             pkg = _Zip.read(src)
-        _make_macro_enabled(pkg, control, lang)
+        button = _make_macro_enabled(pkg, control, lang)
         pkg.write(dst)
     finally:
         staged.unlink(missing_ok=True)
     module.write_text("from sheetflow import main  # noqa: F401 - the workbook's button calls main()\n")
-    return SetupResult(dst, module, added_control=control not in sheet_names, renamed=name != src.stem)
+    return SetupResult(
+        dst, module, added_control=control not in sheet_names, renamed=name != src.stem, button=button
+    )
 
 
 def _sheet_names(pkg: _Zip) -> list[str]:
@@ -339,7 +344,7 @@ def _sheet_names(pkg: _Zip) -> list[str]:
     return [s.get("name") for s in wb.iter(f"{{{MAIN_NS}}}sheet")]
 
 
-def _make_macro_enabled(pkg: _Zip, control_sheet: str, lang: str) -> None:
+def _make_macro_enabled(pkg: _Zip, control_sheet: str, lang: str) -> bool:
     """Add quickstart.xlsm's vbaProject.bin, its content type and rel; code names as the VBA expects them;
     the Control sheet's button."""
     vba = _Zip.read(xlwings_file(BOOK_SOURCE))
@@ -382,8 +387,9 @@ def _make_macro_enabled(pkg: _Zip, control_sheet: str, lang: str) -> None:
         while f"sheet{n}" in taken:
             n += 1
         pkg.put(part, _with_code_name(pkg.data[part], f"Sheet{n}"))
-    _add_button(pkg, parts[control_sheet], types, lang)
+    button = _add_button(pkg, parts[control_sheet], types, lang)
     pkg.put_xml("[Content_Types].xml", types)
+    return button
 
 
 _SHEET_PR = re.compile(rb"<(?:(\w+):)?sheetPr\b([^>]*?)(/?)>")
@@ -427,12 +433,12 @@ _AFTER_LEGACY = (
 BUTTON_LABEL = {"en": "Run sheetflow", "pt-BR": "Executar sheetflow"}
 
 
-def _add_button(pkg: _Zip, sheet_part: str, types: etree._Element, lang: str) -> None:
+def _add_button(pkg: _Zip, sheet_part: str, types: etree._Element, lang: str) -> bool:
     """A form button (VML, the way Excel stores ``Form Controls > Button``) on the Control sheet, bound to
     ``SampleCall``; placed at D3:E5, beside the Action and Status cells."""
     ws = pkg.xml(sheet_part)
     if ws.find(f"{{{MAIN_NS}}}legacyDrawing") is not None:
-        return  # the sheet already has comments or controls; README says how to add a button by hand
+        return False  # the sheet already has comments or controls: one drawing per sheet; the CLI says so
     n = 1
     while f"xl/drawings/vmlDrawing{n}.vml" in pkg.data:
         n += 1
@@ -449,6 +455,7 @@ def _add_button(pkg: _Zip, sheet_part: str, types: etree._Element, lang: str) ->
     else:
         before.addprevious(el)
     pkg.put_xml(sheet_part, ws)
+    return True
 
 
 def _relative(source: str, target: str) -> str:

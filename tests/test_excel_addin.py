@@ -371,7 +371,7 @@ def _corpus_setup(name: str, tmp_path: Path) -> None:
     made = result.workbook
     assert vba_of(made) == vba_of(xlwings_file("quickstart.xlsm"))
     part, macro = control_button(made)
-    assert macro == "SampleCall" or not part
+    assert result.button == (macro == "SampleCall")
     assert_lossless(src, made, control_part=part)
     try:
         open_everywhere(src)
@@ -395,3 +395,23 @@ def test_setup_on_real_workbooks(name, tmp_path):
 )
 def test_setup_on_every_corpus_workbook(name, tmp_path):
     _corpus_setup(name, tmp_path)
+
+
+def test_setup_says_so_when_the_control_sheet_cannot_take_a_button(tmp_path, capsys):
+    from openpyxl import Workbook
+    from openpyxl.comments import Comment
+
+    from sheetflow import control
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Control"
+    for (r, c), value in control.control_cells("en").items():
+        ws.cell(r, c, value)
+    ws["A1"].comment = Comment("our note", "Ana")  # comments live in the sheet's one VML drawing
+    wb.save(tmp_path / "crm.xlsx")
+    assert main(["excel", "setup", str(tmp_path / "crm.xlsx")]) == 0
+    assert "no button was added" in capsys.readouterr().out
+    made = tmp_path / "crm.xlsm"
+    assert vba_of(made) == vba_of(xlwings_file("quickstart.xlsm"))
+    assert_lossless(tmp_path / "crm.xlsx", made)
