@@ -57,6 +57,8 @@ WORDS = {
         "restored": "cells restored",
         "left": "left as they are",
         "log": "details in",
+        "added": "added the {sheet} sheet: choose an action in B3 and press the button again",
+        "choose": "choose an action in {cell} (Run, Preview, Send, Check, Report, Undo last run)",
     },
     "pt-BR": {
         "running": "executando…",
@@ -78,6 +80,9 @@ WORDS = {
         "restored": "células restauradas",
         "left": "deixadas como estão",
         "log": "detalhes em",
+        "added": "planilha {sheet} adicionada: escolha uma ação em B3 e clique no botão de novo",
+        "choose": "escolha uma ação em {cell} (Executar, Pré-visualizar, Enviar, Verificar, Relatório, "
+        "Desfazer última execução)",
     },
 }
 
@@ -133,9 +138,18 @@ def run_action(
     panel = control.read_control(raws)
     lang = panel.lang if panel is not None else ("pt-BR" if loaded.tables.language.startswith("pt") else "en")
     clock = _clock(loaded.settings, now)
-    if panel is None:
-        book.write([control.new_control_patch(lang)])
+    if panel is None:  # first press on this workbook: add the panel, run nothing the user did not choose
+        try:
+            book.write([control.new_control_patch(lang)])
+        except SheetflowError as e:
+            return _stopped(book, None, lang, action or "", e, now)
         panel = Control(control.sheet_name(lang), lang, "run", "")
+        if action is None:
+            text = WORDS[lang]["added"].format(sheet=panel.sheet)
+            return _answer(book, panel, ActionResult("", True, text, text, [], clock()))
+    if action is None and panel.action is None and not panel.action_text:
+        text = WORDS[lang]["choose"].format(cell=f"{panel.sheet}!B{control.ACTION_ROW}")
+        return _answer(book, panel, ActionResult("", False, text, text, [], clock()))
     if action is None:
         if panel.problems:
             return _answer(
@@ -162,7 +176,10 @@ def run_action(
         if hasattr(book, "status"):
             book.status(f"sheetflow: {step}… {percent}%")
         if live:  # a file is rewritten whole on every write: no progress writes there
-            book.write([control.status_patch(panel, text)])
+            try:
+                book.write([control.status_patch(panel, text)])
+            except SheetflowError:  # progress that cannot be shown never stops the run
+                pass
 
     try:
         result = _run(

@@ -227,7 +227,20 @@ def test_a_workbook_without_control_sheet_gets_one(open_book):
 
     book, _ = open_book(edit=drop_control)
     sheetflow.main()
+    assert (
+        panel(book)["status"] == "added the Control sheet: choose an action in B3 and press the button again"
+    )
+    assert column(book, "Contacts", "score") == [None] * 20  # nothing the user did not choose
+    sheetflow.main()  # B3 says Run (the new sheet's default)
     assert panel(book)["status"].startswith("done ")
+
+
+def test_an_empty_action_runs_nothing(open_book):
+    book, _ = open_book("pt-BR")
+    choose(book, None)
+    sheetflow.main()
+    assert panel(book)["status"].startswith("escolha uma ação em Controle!B3")
+    assert column(book, "Contatos", "pontuação") == [None] * 20
 
 
 def test_no_workbook_open_is_one_plain_line(monkeypatch, capsys):
