@@ -266,8 +266,17 @@ class _Runner:
         en_what, pt_what = _what(rule)
         en_hint = pt_hint = ""
         if kind != "changed" and n:
-            en_hint = " — to include them, set include_existing=true in its params"
-            pt_hint = " — para incluí-los, coloque include_existing=true nos parâmetros da regra"
+            value = rule.trigger.text.partition(":")[2].strip()
+            en_who, pt_who = {
+                "new": ("them", "incluí-los"),
+                "entered": (f"those already in {value}", f"incluir os que já estão em {value}"),
+                "score_reached": (
+                    f"those already at {value} or more",
+                    f"incluir os que já têm {value} ou mais",
+                ),
+            }[kind]
+            en_hint = f" — to include {en_who}, set include_existing=true in its params"
+            pt_hint = f" — para {pt_who}, coloque include_existing=true nos parâmetros da regra"
         label = f'"{rule.name}" ({rule.trigger.text})'
         if first:
             en_head = (

@@ -289,6 +289,11 @@ def test_include_existing_on_entered_fires_for_records_already_in_the_stage(book
     )
     result = run(path, now=at())
     assert [(t["rule"], t["record_id"]) for t in records(path, "Tasks")] == [("Chase", "D-1")]
+    assert (
+        'first run: 2 deals already here are the baseline; "Plain" (entered:Proposal) fires for deals that '
+        "enter Proposal from now on — to include those already in Proposal, set include_existing=true in its "
+        "params"
+    ) in result.plan.notices
     assert any(
         p.where == "Automations!F4" and "include_existing has no effect" in p.message
         for p in result.plan.problems
