@@ -525,6 +525,7 @@ def print_plan(console: Console, plan: Plan, *, limit: int = 40) -> None:
     writes = plan.writes()
     if not writes:
         console.print("[green]plan:[/] no changes")
+        print_emails(console, plan, limit=limit)  # emails still waiting (outside the send window, ...)
         print_pending(console, plan, limit=limit)
         print_notices(console, plan)
         return

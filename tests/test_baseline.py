@@ -666,3 +666,27 @@ def test_portuguese_enrollments_sheet_and_notes(book):
     rows = enrollments(path, "Inscrições")
     assert [(r[3], r[5], r[6]) for r in rows] == [("2 de 3", "ativa", ""), ("1 de 3", "saiu", "respondeu")]
     assert sheet(path, "Inscrições")[0][:3] == ["sequencia", "id_contato", "contato"]
+
+
+def test_no_changes_still_lists_the_emails_waiting_and_why(tmp_path, capsys):
+    path = starter(tmp_path)
+    edit(
+        path,
+        lambda wb: (
+            _setting(wb["Settings"], "send_window", "Mon-Fri 09:00-18:00"),
+            wb["Templates"].append(["welcome", "Welcome {{ first_name }}", "Hi {{ first_name }}"]),
+        ),
+    )
+    run(path, now=at())
+    type_contacts(path, ("Ana", "Souza", "ana@acme.com"))
+    saturday = at(5)
+    run(path, now=saturday, outbox=tmp_path / "outbox")
+    lines = cli_run(path, capsys, saturday + dt.timedelta(minutes=5))
+    assert lines == [
+        "plan: no changes",
+        "emails (1):",
+        "  ana@acme.com — Welcome Ana (planned; Welcome, welcome, " + records(path, "Emails")[0]["key"] + ")",
+        "    outside the send window (Mon-Fri 09:00-18:00); a run inside it sends this email",
+        "    | Hi Ana",
+        "nothing to change; the workbook was not touched",
+    ]
