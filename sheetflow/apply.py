@@ -19,6 +19,7 @@ import bisect
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import contract
@@ -285,14 +286,44 @@ class LogTrim:
     """Keeps each log at most ``cap`` rows while a run's patches are built (see :mod:`sheetflow.archive`).
 
     ``full(names)`` reads logs in full (canonical -> Table); the builder's tables may hold only their header.
-    After :func:`trim_logs`, ``batches`` holds the rows that leave the workbook and ``problems`` says so.
+    After :func:`trim_logs`, ``batches`` holds the rows that leave the workbook; :meth:`report` says so.
     """
 
     cap: int
     full: Callable[[list[str]], dict[str, Table]]
-    archive_name: str = ".sheetflow/"
     batches: list[ArchiveBatch] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    moved: list[tuple[str, str, int, int, int]] = field(
+        default_factory=list
+    )  # sheet, log, before, moved, left
+
+    def report(self, files: dict[str, list[Path]], folder: str = ".sheetflow") -> list[Problem]:
+        """What moved where, once the archive is written (``files``: log -> archive files it went to)."""
+        out = []
+        for sheet, canonical, before, moved, left in self.moved:
+            names = [f"{folder}/{p.name}" for p in files.get(canonical, [])]
+            where = names[0] if len(names) == 1 else f"{names[0]} … {names[-1]}" if names else "the archive"
+            if not moved:
+                pass
+            elif before > self.cap:
+                out.append(
+                    warning(
+                        sheet,
+                        f"{before:,} rows, more than log_max_rows ({self.cap:,}): the {moved:,} oldest moved to "
+                        f"{where}",
+                        "nothing is lost: undo and the email log read the archive too",
+                    )
+                )
+            else:
+                out.append(note(sheet, f"{moved:,} older rows moved to {where} (log_max_rows {self.cap:,})"))
+            if left > self.cap:
+                out.append(
+                    warning(
+                        sheet,
+                        f"{left:,} rows stay, more than log_max_rows ({self.cap:,}): the others are not finished",
+                        "mark done tasks as done; planned emails leave once they are sent",
+                    )
+                )
+        return out
 
 
 def over_cap(tables: Tables, cap: int) -> list[str]:
@@ -408,6 +439,7 @@ def _trim_one(
             if _finished(canonical, new_values.get(r, {})):
                 gone_new.add(r)
     if not gone_old and not gone_new:
+        trim.moved.append((sheet, canonical, len(rows), 0, total))  # all unfinished: said by report()
         return
     header_row = table.header_row if table is not None else 1
     labels = [
@@ -447,29 +479,9 @@ def _trim_one(
     patch.delete_rows = tuple(deleted)
     if target is not None:
         target.next_row = first_new + len(kept_new)
-    moved = len(gone_old) + len(gone_new)
-    left = total - moved
-    where = trim.archive_name
-    if len(rows) > trim.cap:
-        trim.problems.append(
-            warning(
-                sheet,
-                f"{len(rows):,} rows, more than log_max_rows ({trim.cap:,}): the {moved:,} oldest moved to {where}",
-                "nothing is lost: undo and the email log read the archive too",
-            )
-        )
-    else:
-        trim.problems.append(
-            note(sheet, f"{moved:,} older rows moved to {where} (log_max_rows {trim.cap:,})")
-        )
-    if left > trim.cap:
-        trim.problems.append(
-            warning(
-                sheet,
-                f"{left:,} rows stay, more than log_max_rows ({trim.cap:,}): the others are not finished yet",
-                "mark done tasks as done; planned emails leave once they are sent",
-            )
-        )
+    trim.moved.append(
+        (sheet, canonical, len(rows), len(gone_old) + len(gone_new), total - len(gone_old) - len(gone_new))
+    )
 
 
 def _label(canonical: str, name: str, lang: str) -> str:

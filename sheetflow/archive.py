@@ -103,6 +103,11 @@ class Archive:
         return cls(Path(book.workdir), identity)
 
     # ------------------------------------------------------------ files
+    @property
+    def folder(self) -> str:
+        """How messages name the archive's folder: ``.sheetflow`` beside the workbook, else its path."""
+        return ".sheetflow" if self.workdir.name == ".sheetflow" else str(self.workdir)
+
     def files(self) -> list[Path]:
         return sorted(self.workdir.glob(f"{self.stem}.archive-*.xlsx"))
 
@@ -252,16 +257,16 @@ class Archive:
             return db.execute("SELECT 1 FROM undone WHERE run_id = ?", (run_id,)).fetchone() is not None
 
     # ------------------------------------------------------------ writing
-    def store(self, batches: Iterable[ArchiveBatch], when: dt.datetime) -> dict[str, Path]:
+    def store(self, batches: Iterable[ArchiveBatch], when: dt.datetime) -> dict[str, list[Path]]:
         """Append the batches to this year's archive file (atomically) and index them, before the workbook
         save. Rows already archived (same log, same values: a run that stopped after this step) are left
-        out. Returns the file each log's rows went to."""
+        out. Returns the files each log's rows went to, oldest rows' first."""
         batches = [b for b in batches if b.rows]
         if not batches:
             return {}
         from .book.xlsxpatch import NewSheet, SheetPatch, patch_workbook
 
-        where: dict[str, Path] = {}
+        where: dict[str, list[Path]] = {}
         with self._db() as db:
             year = f"{when.year:04d}"
             pending: dict[Path, list[tuple[ArchiveBatch, list[dict[str, Any]], list[bytes]]]] = {}
@@ -274,7 +279,7 @@ class Archive:
                     chunk_hashes, hashes = hashes[:room], hashes[room:]
                     planned[(path.name, batch.canonical)] = PART_ROWS - room + len(chunk)
                     pending.setdefault(path, []).append((batch, chunk, chunk_hashes))
-                    where[batch.canonical] = path
+                    where.setdefault(batch.canonical, []).append(path)
             for path, items in pending.items():
                 if not path.exists():
                     _new_workbook(path, [b.sheet for b, _, _ in items])

@@ -206,7 +206,7 @@ def _execute(
                 return RunResult(plan, False, book.address)
             mailer.queue(plan)
             say("writing")
-            trim = log_trim(book, loaded, cap, archive, plan.local_now.year)
+            trim = log_trim(book, loaded, cap)
             patches = build_patches(
                 plan,
                 loaded.tables,
@@ -214,10 +214,9 @@ def _execute(
                 write_state=write_state,
                 trim=trim,
             )
-            plan.problems += trim.problems
             if trim.batches:
                 say("archiving older log rows")
-                archive.store(trim.batches, plan.local_now)
+                plan.problems += trim.report(archive.store(trim.batches, plan.local_now), archive.folder)
             backups = loaded.settings.number("backups")
             book.write(patches, backups=int(backups) if backups is not None else 10)
             mailer.after_write()
@@ -312,7 +311,7 @@ def overfull_logs(loaded: Loaded) -> list[Problem]:
     return out
 
 
-def log_trim(book: Book, loaded: Loaded, cap: int, archive: Archive, year: int) -> LogTrim:
+def log_trim(book: Book, loaded: Loaded, cap: int) -> LogTrim:
     """How this run keeps its logs under ``cap`` (see :mod:`sheetflow.archive`)."""
 
     def full(names: list[str]) -> dict[str, Table]:
@@ -325,8 +324,7 @@ def log_trim(book: Book, loaded: Loaded, cap: int, archive: Archive, year: int) 
                 out[spec.name], _ = load_table(raw, spec, loaded.tables.locale)
         return out
 
-    where = ".sheetflow" if archive.workdir.name == ".sheetflow" else str(archive.workdir)
-    return LogTrim(cap, full, archive_name=f"{where}/{archive.stem}.archive-{year}.xlsx")
+    return LogTrim(cap, full)
 
 
 def _aware(now: dt.datetime | None) -> dt.datetime:

@@ -81,9 +81,7 @@ def undo(
         plan.problems += result.skipped
         if plan.changes:
             cap = cap_of(loaded.settings)
-            trim = LogTrim(
-                cap, lambda names: {}, archive_name=f".sheetflow/{archive.stem}.archive-{local_now.year}.xlsx"
-            )
+            trim = LogTrim(cap, lambda names: {})  # Activity is read in full; the other logs wait for a run
             patches = build_patches(
                 plan,
                 loaded.tables,
@@ -91,8 +89,7 @@ def undo(
                 elapsed=dt.timedelta(seconds=time.monotonic() - started),
                 trim=trim,
             )
-            plan.problems += trim.problems
-            archive.store(trim.batches, local_now)
+            plan.problems += trim.report(archive.store(trim.batches, local_now), archive.folder)
             book.write(patches, backups=int(loaded.settings.number("backups") or 10))
             result.written = True
         return result

@@ -486,3 +486,18 @@ def test_a_memory_workbook_keeps_its_logs_under_the_cap_too(tmp_path):
         len(sheet(tmp_path / ".sheetflow" / "book.archive-2026.xlsx", "Activity")) - 1 + len(activity) - 1
         == 24
     )
+
+
+def test_open_tasks_stay_even_over_the_cap_and_the_run_says_so(book):
+    path = scored_book(book, cap=10)
+    wb = load_workbook(path)
+    ws = wb.create_sheet("Tasks")
+    ws.append(["created_at", "due_at", "owner", "table", "record_id", "text", "rule", "done"])
+    for i in range(14):
+        ws.append([NOW, NOW, "Ana", "Contacts", f"C-{i:03}", f"call {i}", "r", i < 3])
+    wb.save(path)
+    result = run(path, now=NOW)
+    tasks = sheet(path, "Tasks")[1:]
+    assert [r[5] for r in archived(path, "Tasks")] == ["call 0", "call 1", "call 2"]  # only done ones
+    assert len(tasks) == 11 and not any(r[7] is True for r in tasks)
+    assert any("11 rows stay, more than log_max_rows (10)" in p.message for p in result.problems)
