@@ -28,13 +28,14 @@ from typing import Any
 
 from . import control
 from .control import Control
-from .problems import Problem, Severity, SheetflowError, error
+from .problems import Problem, Severity, SheetflowError, WorkbookBusy, error
 
 __all__ = ["ActionResult", "main", "run_action"]
 
 # share of the work done when the pipeline reports a step (what the status cell shows)
 PROGRESS = {"reading": 10, "planning": 35, "writing": 70, "sending emails": 85}
 SHOWN_PROBLEMS = 3  # problems quoted in the status cell; the rest are counted
+ANSWER_WAIT = 10.0  # seconds to wait for another runner's lease before giving up on writing an answer
 
 WORDS = {
     "en": {
@@ -312,9 +313,12 @@ def _answer(book: Any, panel: Control, result: ActionResult) -> ActionResult:
     if note and note not in result.summary:  # a cloud workbook: where the journal is, and why it matters
         result.summary = f"{result.summary} — {note}"
     try:
-        book.write(
-            [control.result_patch(panel, status=result.status, when=result.when, summary=result.summary)]
-        )
+        # under the lease: another runner's write must not be refused because of our answer (it would be,
+        # as "changed while working"); if it holds the workbook longer, Excel's status bar says it instead
+        with book.lease(wait=ANSWER_WAIT):
+            book.write(
+                [control.result_patch(panel, status=result.status, when=result.when, summary=result.summary)]
+            )
         result.written = True
     except SheetflowError as e:
         logging.getLogger("sheetflow").warning("could not write the Control sheet: %s", e)
@@ -333,7 +337,7 @@ def _stopped(book, panel, lang, action, exc: SheetflowError, now, clock=None, lo
         if hasattr(book, "status"):
             book.status(f"sheetflow: {result.status}")
         return result
-    if loaded is not None:
+    if loaded is not None and not isinstance(exc, WorkbookBusy):  # busy: another runner's turn, not a run
         _log_run(book, loaded, action, when, str(exc))
     return _answer(book, panel, result)
 
@@ -357,7 +361,8 @@ def _log_run(book: Any, loaded: Any, action: str, when: dt.datetime, message: st
         }
     )
     try:
-        book.write(list(builder.patches.values()))
+        with book.lease(wait=ANSWER_WAIT):
+            book.write(list(builder.patches.values()))
     except SheetflowError:
         pass
 

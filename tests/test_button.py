@@ -303,3 +303,19 @@ def test_without_xlwings_the_message_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "xlwings", None)  # import xlwings -> ImportError
     assert main(["run", "excel:"]) == 2
     assert 'pip install "sheetflow[excel]"' in capsys.readouterr().out
+
+
+def test_a_press_while_another_run_holds_the_workbook_says_so_plainly(open_book, monkeypatch, capsys):
+    book, _ = open_book()
+    monkeypatch.setattr(button, "ANSWER_WAIT", 0.0)
+    before = book.sheets["Runs"].used_range.address
+    with ExcelBook(book).lease():  # the scheduler, or a first press still running
+        with pytest.raises(SystemExit) as stop:
+            sheetflow.main()
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert (
+        "not run" in err and "another sheetflow run is working on crm.xlsx" in err and "Traceback" not in err
+    )
+    assert book.sheets["Runs"].used_range.address == before  # the holder's write is not disturbed
+    assert "another sheetflow run" in [v for k, v in book.app.history if k == "status_bar"][-1]

@@ -338,8 +338,8 @@ class ExcelBook:
                 _write_cells(sheet, values)
         except SheetflowError:
             raise
-        except Exception as e:  # noqa: BLE001
-            raise WorkbookBusy(
+        except Exception as e:  # noqa: BLE001 - not "busy": part of the write may be done, so it is logged
+            raise SheetflowError(
                 f"Excel stopped sheetflow while it wrote {self.xl.name} ({e}); some cells may be written — "
                 "see Activity, then press the button again (the next run continues from what is there)"
             ) from None
