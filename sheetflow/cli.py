@@ -13,6 +13,9 @@ Exit codes: 0 ok, 1 a problem in the workbook (bad rule, unreadable file), 2 usa
     sheetflow excel addin                    # sheetflow.xlam: a ribbon tab whose Run button runs the Control
     sheetflow excel setup crm.xlsx           #   sheet's action; or crm.xlsm + crm.py with the button inside
     sheetflow run excel:                     # the workbook open in Excel (xlwings), not the file
+    sheetflow schedule crm.xlsx              # keep running: Settings schedule + Control-sheet requests
+    sheetflow run-due crm.xlsx               # run what is due, then exit (cron, systemd timer, Task Scheduler)
+    sheetflow status crm.xlsx                # last run, next run, what is waiting and why
 """
 
 from __future__ import annotations

@@ -217,7 +217,6 @@ def parse_schedule(text: str | None) -> Schedule | None:
                 "or every 15m"
             )
         rest = _EVERY_DAY.sub(" ", _CLOCK.sub(" ", clause))
-        rest = re.sub(r"(\s*[,e&]\s*)+$", "", rest.strip(), flags=re.IGNORECASE).strip()
         rest = re.sub(r"(?:\s*,\s*)+", ",", rest).strip(",")
         days = parse_days(rest)
         clauses.append((days, tuple(sorted(set(minutes)))))

@@ -133,6 +133,12 @@ def serve(wb: Workbook, clock: FakeClock, **kw) -> tuple[Runner, Recorder]:
         ("08:00", None, set(range(7)), (480,)),
         ("todos os dias às 07:15", None, set(range(7)), (435,)),
         ("daily 18:00", None, set(range(7)), (1080,)),
+        ("Tue 08:00", None, {1}, (480,)),
+        ("Terça e Quinta 08:00", None, {1, 3}, (480,)),
+        ("Sexta-feira 17h", None, {4}, (1020,)),
+        ("Mon-Fri at 08:00 and 14:00", None, {0, 1, 2, 3, 4}, (480, 840)),
+        ("Seg-Sex 08:00 e 14:00", None, {0, 1, 2, 3, 4}, (480, 840)),
+        ("Sat 10:00, Sun 10:00", None, {5, 6}, (600,)),
     ],
 )
 def test_schedule_vocabulary_en_and_pt_br(text, every, days, minutes):
@@ -495,6 +501,39 @@ def test_status_says_why_emails_wait(tmp_path, capsys):
     wb2.save(path)
     assert main(["status", str(path)]) == 0
     assert "daily limit reached (0 of 0 today)" in capsys.readouterr().out
+
+
+def test_status_lists_delayed_actions_waiting(book, capsys):
+    from sheetflow.pipeline import run
+
+    path = book(
+        {
+            "Settings": [["key", "value"], ["timezone", "America/Sao_Paulo"], ["schedule", "Seg-Sex 08:00"]],
+            "Contacts": [["id", "first_name", "lifecycle_stage", "owner"], ["C-1", "Ana", "lead", "Bob"]],
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action", "params", "delay", "enabled"],
+                [
+                    "Follow up",
+                    "Contacts",
+                    "new",
+                    'lifecycle_stage != "customer"',
+                    "create_task",
+                    "text=Hi",
+                    "2d",
+                    True,
+                ],
+            ],
+        }
+    )
+    run(path, now=dt.datetime(2026, 3, 2, 9, 0))
+    wb = load_workbook(path)
+    wb["Contacts"].append(["C-2", "Bia", "lead", "Bob"])
+    wb.save(path)
+    run(path, now=dt.datetime(2026, 3, 3, 9, 0))
+    assert main(["status", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "delayed actions waiting: 1" in out and "due 2026-03-05 09:00: Follow up for C-2" in out
+    assert "schedule: Seg-Sex 08:00; next run" in out and "time zone America/Sao_Paulo" in out
 
 
 # ---------------------------------------------------------------- requests from the Control sheet
