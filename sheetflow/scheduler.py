@@ -64,6 +64,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import schedule as schedule_lib
 from filelock import FileLock, Timeout
@@ -678,13 +679,22 @@ class Workbook:
         return self.state.last_slot or self.state.since
 
     def refresh(self, force: bool = False, raws: dict | None = None) -> dict | None:
-        """Re-read Settings ``schedule``/``timezone`` when the workbook changed; returns the sheets read."""
+        """Re-read Settings ``schedule``/``timezone`` when the workbook changed; returns the sheets read.
+
+        Cheap when nothing changed: the workbook's fingerprint is compared with the last look (in memory, then
+        the one kept in ``.sheetflow/``), so ``run-due`` every 5 minutes reads no sheet until someone edits
+        the workbook. ``raws``: sheets the caller already read (used instead of reading)."""
         try:
             fingerprint = self.book.fingerprint()
         except SheetflowError as e:
             self.problem = str(e)
             return None
-        if not force and fingerprint == self.seen and raws is None:
+        if raws is None and not force and fingerprint == self.seen:
+            return None
+        cache = self.state.data.get("settings") or {}
+        if raws is None and cache.get("fingerprint") == fingerprint:
+            self.seen = fingerprint
+            self._use(cache.get("schedule", ""), cache.get("timezone", "UTC"), cache.get("cell", "Settings"))
             return None
         from .pipeline import load
 
@@ -695,18 +705,38 @@ class Workbook:
             self.problem = str(e)
             return None
         self.seen = fingerprint
-        self.zone = settings.timezone
+        zone = getattr(settings.timezone, "key", "UTC")
+        cell = settings.cells.get("schedule", "Settings")
+        self.state.data["settings"] = {
+            "fingerprint": fingerprint,
+            "schedule": settings.text("schedule"),
+            "timezone": zone,
+            "cell": cell,
+        }
+        self.state.save()
+        self._use(settings.text("schedule"), zone, cell)
+        return raws
+
+    def _use(self, text: str, zone: str, cell: str) -> None:
+        try:
+            self.zone = ZoneInfo(zone)
+        except (ValueError, KeyError, OSError):
+            self.zone = UTC
         self.problem = ""
         if self.override is not None:
             self.spec = self.override
-            return raws
+            return
         try:
-            self.spec = parse_schedule(settings.text("schedule"))
+            self.spec = parse_schedule(text)
         except ValueError as e:
-            where = settings.cells.get("schedule", "Settings")
-            self.problem = f"{where}: schedule: {e}"
+            self.problem = f"{cell}: schedule: {e}"
             self.spec = None
-        return raws
+
+    def looked_at_control(self, fingerprint: str) -> None:
+        self.control_seen = fingerprint
+        if self.state.data.get("control_seen") != fingerprint:
+            self.state.data["control_seen"] = fingerprint
+            self.state.save()
 
 
 class Runner:
@@ -946,7 +976,7 @@ def answer_requests(
             panel = control.read_control(raws)
             waiting = panel.waiting if panel is not None else []
             if not waiting:
-                wb.control_seen = wb.book.fingerprint()
+                wb.looked_at_control(wb.book.fingerprint())
                 return []
             wb.book.write([control.claim(panel, r) for r in waiting], backups=0)
     except WorkbookBusy:
@@ -1000,7 +1030,7 @@ def _write_answers(wb: Workbook, control, answers, clock: Clock) -> None:  # noq
                     patches.append(control.answer(panel, current, status, when, text[:1000]))
                 if patches:
                     wb.book.write(patches, backups=0)
-                wb.control_seen = wb.book.fingerprint()
+                wb.looked_at_control(wb.book.fingerprint())
                 return
         except WorkbookBusy as e:
             log.info("%s: answers wait for the workbook (%s)", wb.address, e)
@@ -1044,7 +1074,7 @@ def run_due(
                 wb.state.served(slot)
                 runner.execute(wb, "run", slot=slot)
         if requests:
-            wb.control_seen = ""  # a one-shot look always reads the Control sheet
+            wb.control_seen = wb.state.data.get("control_seen", "")  # unchanged since the last look: no read
             answer_requests(wb, runner.execute, clock)
         return [o for _, _, o in runner.outcomes[start:]]
 

@@ -381,6 +381,33 @@ def test_run_due_runs_once_per_slot_and_nothing_otherwise(tmp_path):
     assert len(calls) == 2
 
 
+def test_run_due_reads_no_sheet_when_nothing_changed_and_nothing_is_due(tmp_path, monkeypatch):
+    from sheetflow.book.xlsx import XlsxBook
+
+    path = starter(tmp_path, "Mon-Fri 08:00")
+    reads = []
+    real_read = XlsxBook.read
+    monkeypatch.setattr(XlsxBook, "read", lambda self, **kw: reads.append(1) or real_read(self, **kw))
+
+    def executor(address, action):
+        return Outcome(action, "done", "ok")
+
+    clock = FakeClock(dt.datetime(2026, 11, 23, 7, 0, tzinfo=NY))
+    run_due(str(path), clock=clock, executor=executor)
+    first = len(reads)
+    assert first >= 1
+    for minutes in (5, 10, 15):
+        run_due(str(path), clock=FakeClock(clock.now() + dt.timedelta(minutes=minutes)), executor=executor)
+    assert len(reads) == first  # three cheap looks: a fingerprint each, no sheet read
+    wb = load_workbook(path)  # someone edits the schedule: the next look reads it
+    for row in wb["Settings"].iter_rows(min_row=2):
+        if row[0].value == "schedule":
+            row[1].value = "every 15m"
+    wb.save(path)
+    assert [o.action for o in run_due(str(path), clock=clock, executor=executor)] == ["run"]
+    assert len(reads) > first
+
+
 def test_two_schedulers_on_one_workbook_one_runs_one_refuses(tmp_path, capsys):
     path = starter(tmp_path)
     book = Workbook.open(str(path)).book
