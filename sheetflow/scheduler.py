@@ -425,6 +425,22 @@ class Redact(logging.Filter):
         return True
 
 
+_LOGGED: set[str] = set()  # workbooks with a log file in this process
+
+
+class _ForBook(logging.Filter):
+    """A workbook's log holds its own lines and the runner's general ones, not another workbook's (watch mode
+    with several workbooks)."""
+
+    def __init__(self, address: str):
+        super().__init__()
+        self.address = address
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return self.address in text or not any(other in text for other in _LOGGED if other != self.address)
+
+
 def file_logging(book: Book) -> logging.Handler:
     """A rotating log in ``.sheetflow/logs/scheduler.log`` of the workbook (5 files of 1 MB)."""
     folder = book.workdir / "logs"
@@ -436,6 +452,8 @@ def file_logging(book: Book) -> logging.Handler:
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=1_000_000, backupCount=5, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handler.addFilter(Redact())
+    handler.addFilter(_ForBook(book.address))
+    _LOGGED.add(book.address)
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     return handler

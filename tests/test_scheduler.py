@@ -485,6 +485,21 @@ def test_logs_never_hold_secrets_or_email_bodies(tmp_path):
     assert "s3cret" not in record.getMessage() and "eyJhbGci" not in record.getMessage()
 
 
+def test_each_workbook_logs_beside_itself(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    books = [StubBook(a), StubBook(b)]
+    for stub in books:
+        stub.address = str(stub.workdir.parent / "crm.xlsx")
+        scheduler.file_logging(stub)
+    scheduler.log.info("%s: run done", books[0].address)
+    scheduler.log.info("signal 15: stopping")
+    one = (a / ".sheetflow" / "logs" / "scheduler.log").read_text()
+    two = (b / ".sheetflow" / "logs" / "scheduler.log").read_text()
+    assert books[0].address in one and books[0].address not in two
+    assert "signal 15" in one and "signal 15" in two
+
+
 def test_run_due_end_to_end_sends_once_and_logs_no_body(tmp_path, capsys):
     path = starter(tmp_path)
     assert main(["run-due", str(path), "--every", "15m"]) == 0
