@@ -423,6 +423,16 @@ def test_two_schedulers_on_one_workbook_one_runs_one_refuses(tmp_path, capsys):
         pass
 
 
+def test_status_says_who_holds_the_run_lease(tmp_path, capsys):
+    path = starter(tmp_path)
+    book = Workbook.open(str(path)).book
+    with book.lease():
+        assert main(["status", str(path)]) == 0
+        assert "run lease: held: another sheetflow run is working on crm.xlsx" in capsys.readouterr().out
+    assert main(["status", str(path)]) == 0
+    assert "run lease: free" in capsys.readouterr().out
+
+
 def test_a_failed_run_is_written_to_runs_and_the_loop_goes_on(tmp_path, monkeypatch):
     path = starter(tmp_path)
     import sheetflow.pipeline as pipeline
