@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sheetflow.cli import cli  # noqa: E402
+from sheetflow.cli.main import cli  # noqa: E402
 
 if __name__ == "__main__":
     cli()

@@ -23,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sheetflow import contract, sample  # noqa: E402
-from sheetflow.assignment import stage_assignment  # noqa: E402
+from sheetflow.commands.run import load  # noqa: E402
 from sheetflow.engine import Context, stage_ids  # noqa: E402
-from sheetflow.pipeline import load  # noqa: E402
-from sheetflow.plan import Plan  # noqa: E402
-from sheetflow.tables import RawSheet, Tables  # noqa: E402
+from sheetflow.engine.assignment import stage_assignment  # noqa: E402
+from sheetflow.engine.plan import Plan  # noqa: E402
+from sheetflow.tables.table import RawSheet, Tables  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 23, 10, 0)
 TERRITORIES = ["Brazil", "North America", "Europe", "UK", "Enterprise"]

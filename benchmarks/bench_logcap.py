@@ -7,7 +7,7 @@ Each run changes the points of a Scoring rule that matches everyone ("Everyone",
 contact is re-scored and every run writes one Activity row per contact: without the cap, Activity would pass
 Excel's 1,048,576 rows after about ten runs at 100,000 contacts. The points are changed by patching the one
 cell (as a person typing it would; re-saving 100,000 rows with openpyxl would dominate the timing). Each line
-shows the run's wall-clock time (read, plan, archive, write, all of ``sheetflow.pipeline.run``), the rows in
+shows the run's wall-clock time (read, plan, archive, write, all of ``sheetflow.commands.run.run``), the rows in
 Activity, the workbook's size and the archive's size. Numbers go in the README; nothing is asserted.
 """
 
@@ -28,7 +28,7 @@ import python_calamine as pc  # noqa: E402
 from generate import generate  # noqa: E402
 
 from sheetflow.book.xlsxpatch import SheetPatch, patch_workbook  # noqa: E402
-from sheetflow.pipeline import run  # noqa: E402
+from sheetflow.commands.run import run  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 23, 10, 0)
 

@@ -25,8 +25,8 @@ from generate import OUT, generate  # noqa: E402
 
 from sheetflow.apply import build_patches  # noqa: E402
 from sheetflow.book.xlsx import XlsxBook  # noqa: E402
-from sheetflow.engine import plan_run  # noqa: E402
-from sheetflow.pipeline import load  # noqa: E402
+from sheetflow.commands.run import load  # noqa: E402
+from sheetflow.engine.run import plan_run  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 23, 10, 0)
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sheetflow.engine.plan import Plan, PlannedEmail  # noqa: E402
 from sheetflow.mail.config import load_config  # noqa: E402
 from sheetflow.mail.journal import Journal  # noqa: E402
 from sheetflow.mail.sender import Mailer  # noqa: E402
 from sheetflow.mail.testing import LocalSmtp  # noqa: E402
 from sheetflow.mail.transports import SmtpTransport  # noqa: E402
-from sheetflow.plan import Plan, PlannedEmail  # noqa: E402
-from sheetflow.settings import Settings  # noqa: E402
+from sheetflow.tables.settings import Settings  # noqa: E402
 
 BODY = (
     "Olá {name},\r\n\r\nobrigado pelo interesse. Este é um e-mail de teste do sheetflow com algumas "

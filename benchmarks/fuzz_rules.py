@@ -41,7 +41,7 @@ import pandas as pd  # noqa: E402
 
 from sheetflow.coerce import Locale  # noqa: E402
 from sheetflow.coltypes import ColumnType  # noqa: E402
-from sheetflow.expr import Frame, Schema, WhenError, compile_when  # noqa: E402
+from sheetflow.rules.expr import Frame, Schema, WhenError, compile_when  # noqa: E402
 
 T = ColumnType
 COLUMNS = {

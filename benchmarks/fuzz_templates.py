@@ -6,7 +6,7 @@ Every template renders (as an email subject + body, in batches, the way a run re
 fields that carry hostile data (encoded words, CR/LF, control characters, huge text). Each outcome must
 be a text or a RenderError — no other exception, no hang — and no text may show a Python object
 (``<function``, ``<class``, ``<bound method``, ``__``). The rendered subject is then built into a real
-message, whose header block must pass :func:`sheetflow.mail.headers.verify` (no injected header).
+message, whose header block must pass :func:`sheetflow.compose.headers.verify` (no injected header).
 
 The suite runs :func:`fuzz` on a small seeded sample (``tests/test_mail_fuzz.py``); the counts of a
 longer run are in README.md (Email: limits).
@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sheetflow.mail.headers import HeaderFields, UnsafeMessage, compose  # noqa: E402
-from sheetflow.mail.render import one_line  # noqa: E402
-from sheetflow.mail.sandbox import CellDate, CellNumber, Fields, RenderError, render_batch, template_id  # noqa: E402
+from sheetflow.compose.headers import HeaderFields, UnsafeMessage, compose  # noqa: E402
+from sheetflow.rules.sandbox import CellDate, CellNumber, Fields, RenderError, render_batch, template_id  # noqa: E402
+from sheetflow.rules.templates import one_line  # noqa: E402
 
 FIELDS = ["first_name", "company", "amount", "created_at", "owner", "contact", "notes", "items"]
 RARE_FIELDS = ["missing", "self", "config", "loop", "caller", "varargs", "request"]

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 def main() -> None:
     """The Excel button's entry point (xlwings RunPython runs ``import sheetflow; sheetflow.main()``): runs the
-    action chosen in the calling workbook's Control sheet. See :func:`sheetflow.button.main`."""
-    from .button import main as _main
+    action chosen in the calling workbook's Control sheet. See :func:`sheetflow.commands.button.main`."""
+    from sheetflow.commands.button import main as _main
 
     _main()

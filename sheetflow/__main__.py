@@ -1,3 +1,3 @@
-from .cli import cli
+from sheetflow.cli.main import cli
 
 cli()

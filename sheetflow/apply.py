@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import contract
-from .archive import LOG_SHEETS, ArchiveBatch, header_label
-from .book import NewSheet, SheetPatch
-from .coerce import as_text, to_cell
-from .plan import Plan
-from .problems import Problem, note, warning
-from .state import State
-from .tables import Table, Tables
+from sheetflow import contract
+from sheetflow.book import NewSheet, SheetPatch
+from sheetflow.coerce import as_text, to_cell
+from sheetflow.engine.plan import Plan
+from sheetflow.problems import Problem, note, warning
+from sheetflow.tables.archive import LOG_SHEETS, ArchiveBatch, header_label
+from sheetflow.tables.state import State
+from sheetflow.tables.table import Table, Tables
 
 MAX_ERRORS_IN_RUNS = 20
 
@@ -171,7 +171,7 @@ def build_patches(
     if plan.enrollments is not None:
         enrollments_patch(builder, plan.enrollments)
     if plan.emails:
-        from .mail.log import add_to_patches
+        from sheetflow.mail.log import add_to_patches
 
         add_to_patches(builder, plan)
     builder.target("Runs").append(runs_row(plan, at + elapsed))
@@ -186,7 +186,7 @@ def build_patches(
 
 def enrollments_patch(builder: PatchBuilder, rows: list[dict[str, Any]]) -> None:
     """The Enrollments sheet: changed cells of existing rows, new enrollments appended (one bulk patch)."""
-    from .sequences import diff_enrollments
+    from sheetflow.engine.sequences import diff_enrollments
 
     added, updated = diff_enrollments(builder.tables.get("Enrollments"), rows)
     if not added and not updated:
@@ -275,7 +275,7 @@ def needs_write(plan: Plan, old_state: State) -> bool:
     return plan.state is not old_state and plan.state_changed  # computed once by the engine
 
 
-# ---------------------------------------------------------------- log cap (sheetflow.archive)
+# ---------------------------------------------------------------- log cap (sheetflow.tables.archive)
 
 OPEN_EMAIL = ("planned", "sending")
 RUNNING_ENROLLMENT = ("active", "ativa", "ativo", "em andamento", "waiting", "aguardando")
@@ -283,7 +283,7 @@ RUNNING_ENROLLMENT = ("active", "ativa", "ativo", "em andamento", "waiting", "ag
 
 @dataclass
 class LogTrim:
-    """Keeps each log at most ``cap`` rows while a run's patches are built (see :mod:`sheetflow.archive`).
+    """Keeps each log at most ``cap`` rows while a run's patches are built (see :mod:`sheetflow.tables.archive`).
 
     ``full(names)`` reads logs in full (canonical -> Table); the builder's tables may hold only their header.
     After :func:`trim_logs`, ``batches`` holds the rows that leave the workbook; :meth:`report` says so.

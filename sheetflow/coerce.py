@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from .coltypes import ColumnType
-from .names import normalize
+from sheetflow.coltypes import ColumnType
+from sheetflow.names import normalize
 
 
 @functools.lru_cache(maxsize=32)

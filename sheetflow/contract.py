@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .coltypes import ColumnType
-from .names import normalize
+from sheetflow.coltypes import ColumnType
+from sheetflow.names import normalize
 
 T, N, D, B = ColumnType.TEXT, ColumnType.NUMBER, ColumnType.DATE, ColumnType.BOOL
 

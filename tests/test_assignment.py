@@ -2,7 +2,7 @@
 
 Property tests run the engine in memory (RawSheets -> load -> plan_run), carrying ``plan.state`` from
 one simulated run to the next the way the hidden state sheet does. Scenarios use real workbooks
-written with openpyxl and ``sheetflow.pipeline.run``, read back with python-calamine.
+written with openpyxl and ``sheetflow.commands.run.run``, read back with python-calamine.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
-from sheetflow.assignment import (
+from sheetflow.commands.run import load, run
+from sheetflow.engine import Context, plan_run, stage_ids
+from sheetflow.engine.assignment import (
     Rotation,
     _start_pointer,
     company_key,
@@ -30,11 +32,9 @@ from sheetflow.assignment import (
     stage_assignment,
     summarize,
 )
-from sheetflow.engine import Context, plan_run, stage_ids
-from sheetflow.pipeline import load, run
-from sheetflow.plan import Plan
-from sheetflow.state import State
-from sheetflow.tables import RawSheet
+from sheetflow.engine.plan import Plan
+from sheetflow.tables.state import State
+from sheetflow.tables.table import RawSheet
 
 REPS_HEADER = ["name", "email", "active", "weight", "capacity", "territory", "away_from", "away_until"]
 RULES_HEADER = ["rule", "table", "when", "assign_to", "method", "enabled"]

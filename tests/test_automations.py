@@ -9,9 +9,9 @@ import pytest
 from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
-from sheetflow.cli import main
-from sheetflow.pipeline import run
-from sheetflow.sla import Schedule
+from sheetflow.cli.main import main
+from sheetflow.commands.run import run
+from sheetflow.engine.sla import Schedule
 
 DAY0 = dt.datetime(2026, 3, 2, 9, 0)  # a Monday
 

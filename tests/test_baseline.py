@@ -10,9 +10,9 @@ import re
 from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
-from sheetflow.cli import main
-from sheetflow.pipeline import check, run
-from sheetflow.state import pack_ids, unpack_ids
+from sheetflow.cli.main import main
+from sheetflow.commands.run import check, run
+from sheetflow.tables.state import pack_ids, unpack_ids
 
 MONDAY = dt.datetime(2026, 3, 2, 10, 0)
 RUN_ID = re.compile(r"R\d{8}-\d{6}-[0-9a-f]{4}")
@@ -312,7 +312,7 @@ def test_starter_packs_show_include_existing(tmp_path):
     assert main(["init", str(path), "--example"]) == 0
     welcome = [r for r in records(path, "Automations") if r["rule"] == "Welcome"]
     assert welcome and "include_existing=false" in welcome[0]["params"]
-    from sheetflow.packs import data_dir
+    from sheetflow.commands.packs import data_dir
 
     assert "include_existing" in (data_dir("rules") / "README.md").read_text(encoding="utf-8")
 
@@ -622,7 +622,7 @@ def test_enrollments_sheet_is_in_the_contract_and_in_portuguese(tmp_path, book):
 
 
 def test_demo_scores_assigns_and_emails_and_names_every_email(tmp_path, capsys):
-    from sheetflow.demo import run_demo
+    from sheetflow.commands.demo import run_demo
 
     saturday = dt.datetime(2026, 11, 28, 23, 30)  # outside any office send window
     run_demo(tmp_path / "demo", contacts=120, now=saturday)

@@ -12,9 +12,10 @@ import pytest
 import python_calamine as pc
 
 import sheetflow
-from sheetflow import button, control
 from sheetflow.book.excel import ExcelBook
-from sheetflow.starter import create_starter
+from sheetflow.commands import button
+from sheetflow.commands.init import create_starter
+from sheetflow.tables import control
 from sheetflow.testing import xlwings_standin as xw
 
 
@@ -191,7 +192,7 @@ def test_excel_failing_halfway_is_reported_and_settings_restored(open_book):
 
 def test_a_change_while_the_run_works_is_refused(open_book, monkeypatch):
     book, _ = open_book()
-    from sheetflow import pipeline
+    from sheetflow.commands import run as pipeline
 
     plan_run = pipeline.plan_run
 
@@ -208,7 +209,7 @@ def test_a_change_while_the_run_works_is_refused(open_book, monkeypatch):
 
 def test_a_bug_is_logged_not_shown_as_a_traceback(open_book, monkeypatch):
     book, path = open_book()
-    from sheetflow import pipeline
+    from sheetflow.commands import run as pipeline
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("boom")
@@ -284,7 +285,7 @@ def test_run_action_answers_through_any_book():
 
 
 def test_the_command_line_runs_on_the_open_workbook(open_book, capsys):
-    from sheetflow.cli import main
+    from sheetflow.cli.main import main
 
     book, path = open_book()
     on_disk = file_state(path)
@@ -298,7 +299,7 @@ def test_the_command_line_runs_on_the_open_workbook(open_book, capsys):
 
 
 def test_without_xlwings_the_message_says_what_to_install(monkeypatch, capsys):
-    from sheetflow.cli import main
+    from sheetflow.cli.main import main
 
     monkeypatch.setitem(sys.modules, "xlwings", None)  # import xlwings -> ImportError
     assert main(["run", "excel:"]) == 2

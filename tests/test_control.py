@@ -9,9 +9,9 @@ from conftest import make_book
 from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
-from sheetflow import control
 from sheetflow.book.xlsx import XlsxBook
-from sheetflow.cli import main
+from sheetflow.cli.main import main
+from sheetflow.tables import control
 
 
 def panel_of(path):

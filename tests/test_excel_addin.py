@@ -19,12 +19,12 @@ from conftest import CORPUS, make_book
 from conftest import read_sheet as sheet
 from lxml import etree
 
-from sheetflow.cli import main
+from sheetflow.cli.main import main
 
 pytest.importorskip("oletools.olevba")
 from oletools.olevba import VBA_Parser  # noqa: E402
 
-from sheetflow.excel_addin import module_name, xlwings_file  # noqa: E402
+from sheetflow.commands.excel_addin import module_name, xlwings_file  # noqa: E402
 
 try:
     xlwings_file("quickstart.xlsm")
@@ -131,7 +131,7 @@ def test_addin_is_xlwings_ribbon_addin_with_sheetflow_ribbon(tmp_path, capsys, l
 
 def test_addin_onaction_check_fails_for_a_missing_procedure(tmp_path):
     """The check above can fail: a ribbon calling a macro the VBA lacks is caught."""
-    from sheetflow.excel_addin import build_addin
+    from sheetflow.commands.excel_addin import build_addin
 
     path = build_addin(tmp_path, interpreter="")
     procs = procedures(path)
@@ -141,7 +141,7 @@ def test_addin_onaction_check_fails_for_a_missing_procedure(tmp_path):
 
 
 def test_addin_carries_the_interpreter_in_its_config_sheet(tmp_path):
-    from sheetflow.excel_addin import build_addin
+    from sheetflow.commands.excel_addin import build_addin
 
     win = build_addin(tmp_path / "w", interpreter=r"C:\Users\Ana\venv\Scripts\python.exe")
     rows = sheet(win, "myaddin.conf")  # active config sheet (xlwings reads "<project>.conf")
@@ -260,7 +260,7 @@ def test_setup_makes_macro_workbook_with_button_and_module(tmp_path, capsys):
     reason="LibreOffice not installed (apt-get install libreoffice-calc-nogui)",
 )
 def test_libreoffice_opens_the_built_files(tmp_path):
-    from sheetflow.excel_addin import build_addin, setup_workbook
+    from sheetflow.commands.excel_addin import build_addin, setup_workbook
 
     libreoffice_converts(build_addin(tmp_path / "a", interpreter=""), tmp_path / "a")
     src = make_book(tmp_path / "crm.xlsx", {"Contacts": [["id", "email"], ["C-1", "a@x.com"]]})
@@ -307,7 +307,7 @@ def test_setup_renames_a_workbook_python_cannot_import(tmp_path, capsys):
 
 
 def test_setup_keeps_an_existing_control_sheet(tmp_path):
-    from sheetflow.starter import create_starter
+    from sheetflow.commands.init import create_starter
 
     src = create_starter(tmp_path / "team.xlsx", lang="pt-BR", example=True)
     assert main(["excel", "setup", str(src)]) == 0
@@ -360,7 +360,7 @@ def _corpus_setup(name: str, tmp_path: Path) -> None:
     src = tmp_path / name
     shutil.copy(WORKBOOKS / name, src)
     try:
-        from sheetflow.excel_addin import setup_workbook
+        from sheetflow.commands.excel_addin import setup_workbook
 
         result = setup_workbook(src)
     except Exception as e:  # noqa: BLE001
@@ -401,7 +401,7 @@ def test_setup_says_so_when_the_control_sheet_cannot_take_a_button(tmp_path, cap
     from openpyxl import Workbook
     from openpyxl.comments import Comment
 
-    from sheetflow import control
+    from sheetflow.tables import control
 
     wb = Workbook()
     ws = wb.active

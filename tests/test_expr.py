@@ -16,7 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sheetflow.coltypes import ColumnType
-from sheetflow.expr import MAX_DEPTH, MAX_SOURCE_CHARS, CompiledWhen, Frame, Schema, WhenError, compile_when
+from sheetflow.rules.expr import (
+    MAX_DEPTH,
+    MAX_SOURCE_CHARS,
+    CompiledWhen,
+    Frame,
+    Schema,
+    WhenError,
+    compile_when,
+)
 
 T, N, D, B = ColumnType.TEXT, ColumnType.NUMBER, ColumnType.DATE, ColumnType.BOOL
 TODAY = dt.date(2026, 3, 15)

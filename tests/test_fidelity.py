@@ -14,9 +14,9 @@ from conftest import CORPUS, NO_CORPUS, NOW
 from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
-from sheetflow.cli import main
-from sheetflow.pipeline import run
-from sheetflow.undo import undo
+from sheetflow.cli.main import main
+from sheetflow.commands.run import run
+from sheetflow.commands.undo import undo
 
 WORKBOOKS = CORPUS / "workbooks"
 CHECK = CORPUS / "tools" / "check_preserved.py"

@@ -19,12 +19,12 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table
 
 from sheetflow import engine
-from sheetflow.archive import Archive
 from sheetflow.book.xlsxpatch import PatchError, SheetPatch, patch_workbook
-from sheetflow.cli import main
-from sheetflow.mail import request_email
-from sheetflow.pipeline import run
-from sheetflow.undo import undo
+from sheetflow.cli.main import main
+from sheetflow.commands.run import run
+from sheetflow.commands.undo import undo
+from sheetflow.engine.emails import request_email
+from sheetflow.tables.archive import Archive
 
 LOGS = ("Activity", "Emails", "Tasks", "Runs")
 
@@ -268,7 +268,7 @@ def test_an_archived_sent_key_is_never_planned_again(book, mailing):
 def test_an_archived_failed_address_stays_suppressed(book):
     path = mail_book(book, 3)
     archive = Archive(path.parent / ".sheetflow", path.name)
-    from sheetflow.archive import ArchiveBatch
+    from sheetflow.tables.archive import ArchiveBatch
 
     archive.store(
         [

@@ -19,12 +19,12 @@ from conftest import NOW, ROOT
 from openpyxl import load_workbook
 from test_mail_plan import SETTINGS, emails_log
 
-from sheetflow.mail.headers import HeaderFields, UnsafeMessage, compose, header_block, header_text, verify
-from sheetflow.mail.message import InvalidAddress, validate_address
-from sheetflow.pipeline import run
+from sheetflow.commands.run import run
+from sheetflow.compose.headers import HeaderFields, UnsafeMessage, compose, header_block, header_text, verify
+from sheetflow.compose.message import InvalidAddress, validate_address
 
 EVIL = "Bob =?utf-8?q?=0D=0AReply-To:_attacker@evil-corp.net?="
-HEADERS = ROOT / "sheetflow" / "mail" / "headers.py"
+HEADERS = ROOT / "sheetflow" / "compose" / "headers.py"
 WHEN = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc)
 
 
@@ -151,7 +151,7 @@ GOOD = compose(fields(), "hello\n", None)
     ],
 )
 def test_verify_refuses_any_header_block_that_is_not_exactly_ours(mutate, reason):
-    from sheetflow.mail.headers import expected
+    from sheetflow.compose.headers import expected
 
     verify(GOOD, expected(fields()))
     bad = mutate(GOOD)
@@ -168,7 +168,7 @@ def test_addresses_that_look_like_encoded_words_are_invalid():
 
 def test_an_unsafe_message_is_held_planned_not_sent(book, monkeypatch):
     """A message failing the check (simulated: a library that folds badly) is never handed over."""
-    import sheetflow.mail.headers as headers
+    import sheetflow.compose.headers as headers
 
     real = headers.EmailMessage.as_bytes
 

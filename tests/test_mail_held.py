@@ -11,7 +11,7 @@ import email.policy
 from openpyxl import load_workbook
 from test_mail_plan import emails_log
 
-from sheetflow.pipeline import run
+from sheetflow.commands.run import run
 
 DAY = dt.datetime(2026, 3, 2, 10, 0)  # a Monday
 SETTINGS = [

@@ -13,9 +13,9 @@ import pytest
 from conftest import NOW, ROOT
 
 from sheetflow.book.xlsx import XlsxBook
-from sheetflow.cli import main
+from sheetflow.cli.main import main
+from sheetflow.engine.plan import PlannedEmail
 from sheetflow.mail.journal import Journal
-from sheetflow.plan import PlannedEmail
 
 
 def emails(n: int, prefix: str = "K") -> list[PlannedEmail]:
@@ -102,8 +102,8 @@ RUNNER = textwrap.dedent("""
     from sheetflow.mail.journal import Journal
     from sheetflow.mail.sender import Mailer
     from sheetflow.mail.transports import SmtpTransport
-    from sheetflow.plan import Plan, PlannedEmail
-    from sheetflow.settings import Settings
+    from sheetflow.engine.plan import Plan, PlannedEmail
+    from sheetflow.tables.settings import Settings
     import datetime as dt
 
     journal_path, go, keys = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])

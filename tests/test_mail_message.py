@@ -8,7 +8,7 @@ import email.policy
 
 import pytest
 
-from sheetflow.mail.message import (
+from sheetflow.compose.message import (
     Envelope,
     InvalidAddress,
     build_message,

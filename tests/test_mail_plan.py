@@ -20,10 +20,10 @@ from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
 from sheetflow import engine
-from sheetflow.cli import main
-from sheetflow.mail import email_key, request_email, request_notification
+from sheetflow.cli.main import main
+from sheetflow.commands.run import run, send
+from sheetflow.engine.emails import email_key, request_email, request_notification
 from sheetflow.names import normalize
-from sheetflow.pipeline import run, send
 
 SETTINGS = [
     ["key", "value"],
@@ -522,7 +522,7 @@ def test_sending_row_unknown_to_the_journal_becomes_unconfirmed(crm, asks):
 
 
 def test_send_window_forms():
-    from sheetflow.mail.window import parse_window
+    from sheetflow.rules.window import parse_window
 
     monday_10, monday_20 = dt.datetime(2026, 11, 23, 10, 0), dt.datetime(2026, 11, 23, 20, 0)
     saturday_10, tuesday_03 = dt.datetime(2026, 11, 28, 10, 0), dt.datetime(2026, 11, 24, 3, 0)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sheetflow.book import open_book
-from sheetflow.mail.render import (
+from sheetflow.commands.run import check, load
+from sheetflow.rules.templates import (
     MAX_OUTPUT_CHARS,
     Fields,
     RenderError,
@@ -14,7 +15,6 @@ from sheetflow.mail.render import (
     one_line,
     render_text,
 )
-from sheetflow.pipeline import check, load
 
 
 def tset(book, templates, **sheets):
@@ -140,7 +140,7 @@ def test_check_finds_unknown_fields_attributes_and_missing_templates(book):
 
 
 def test_render_time_and_template_size_are_capped(book, monkeypatch, tmp_path):
-    import sheetflow.mail.render as render_module
+    import sheetflow.rules.templates as render_module
 
     folder = tmp_path / "email"  # a cell holds at most 32,767 characters; files can be bigger
     folder.mkdir()

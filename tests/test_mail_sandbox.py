@@ -11,10 +11,10 @@ from conftest import NOW, read_sheet
 from openpyxl import load_workbook
 from test_mail_plan import SETTINGS, emails_log
 
-from sheetflow.cli import main
-from sheetflow.mail.render import RenderError, render_text
-from sheetflow.mail.sandbox import MAX_RENDER_SECONDS, can_isolate
-from sheetflow.pipeline import check, run
+from sheetflow.cli.main import main
+from sheetflow.commands.run import check, run
+from sheetflow.rules.sandbox import MAX_RENDER_SECONDS, can_isolate
+from sheetflow.rules.templates import RenderError, render_text
 
 NESTED_FOR = "{% for i in 'ab' %}" * 21 + "x" + "{% endfor %}" * 21
 NESTED_IF = "{% if 1 %}" * 100 + "x" + "{% endif %}" * 100

@@ -9,10 +9,10 @@ import pytest
 from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
-from sheetflow.cli import main
-from sheetflow.packs import DEFAULT_PACKS, available, read_pack
-from sheetflow.pipeline import check, run
-from sheetflow.starter import create_starter
+from sheetflow.cli.main import main
+from sheetflow.commands.init import create_starter
+from sheetflow.commands.packs import DEFAULT_PACKS, available, read_pack
+from sheetflow.commands.run import check, run
 
 DAY0 = dt.datetime(2026, 11, 23, 10, 0)
 

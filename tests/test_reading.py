@@ -10,8 +10,8 @@ import pytest
 from sheetflow import contract
 from sheetflow.book.xlsx import XlsxBook
 from sheetflow.coerce import Locale, Unreadable, as_text, parse_bool, parse_date, parse_number
+from sheetflow.commands.run import load
 from sheetflow.names import cell_ref, column_letter, normalize, suggest
-from sheetflow.pipeline import load
 
 
 def test_normalize_treats_case_spaces_hyphens_and_accents_alike():

@@ -16,8 +16,8 @@ from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
 from sheetflow.book.xlsx import XlsxBook
-from sheetflow.cli import main
-from sheetflow.pipeline import check, run
+from sheetflow.cli.main import main
+from sheetflow.commands.run import check, run
 from sheetflow.problems import WorkbookBusy
 
 SETTINGS = [["key", "value"], ["timezone", "UTC"], ["mql_threshold", 30], ["sql_threshold", 60]]

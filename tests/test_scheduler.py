@@ -22,10 +22,10 @@ import pytest
 from conftest import read_sheet
 from openpyxl import load_workbook
 
-from sheetflow import scheduler
-from sheetflow.cli import main
-from sheetflow.problems import UsageError, WorkbookBusy
-from sheetflow.scheduler import (
+from sheetflow.cli.main import main
+from sheetflow.commands import schedule as scheduler
+from sheetflow.commands.init import create_starter
+from sheetflow.commands.schedule import (
     UTC,
     JobState,
     Outcome,
@@ -37,8 +37,8 @@ from sheetflow.scheduler import (
     runner_lock,
     schedule_from_flags,
 )
-from sheetflow.service import print_service, service_files
-from sheetflow.starter import create_starter
+from sheetflow.commands.service import print_service, service_files
+from sheetflow.problems import UsageError, WorkbookBusy
 
 NY = ZoneInfo("America/New_York")
 SP = ZoneInfo("America/Sao_Paulo")
@@ -435,7 +435,7 @@ def test_status_says_who_holds_the_run_lease(tmp_path, capsys):
 
 def test_a_failed_run_is_written_to_runs_and_the_loop_goes_on(tmp_path, monkeypatch):
     path = starter(tmp_path)
-    import sheetflow.pipeline as pipeline
+    import sheetflow.commands.run as pipeline
 
     def broken(*a, **k):
         raise RuntimeError("simulated bug")
@@ -447,7 +447,7 @@ def test_a_failed_run_is_written_to_runs_and_the_loop_goes_on(tmp_path, monkeypa
     assert "the scheduled run did not happen" in str(runs[-1][-1])
     assert runs[-1][4] == "schedule"
     try:
-        from sheetflow import control
+        from sheetflow.tables import control
     except ImportError:  # the Control sheet arrives with issue 13
         return
     panel = control.read_control(Workbook.open(str(path)).book.read())
@@ -459,7 +459,7 @@ def test_a_failed_run_is_written_to_runs_and_the_loop_goes_on(tmp_path, monkeypa
 def test_a_failed_run_writes_the_control_status(tmp_path, monkeypatch):
     path = starter(tmp_path)
     control = _with_requests(path)
-    import sheetflow.pipeline as pipeline
+    import sheetflow.commands.run as pipeline
 
     def broken(*a, **k):
         raise RuntimeError("simulated bug")
@@ -556,7 +556,7 @@ def test_status_says_why_emails_wait(tmp_path, capsys):
 
 
 def test_status_lists_delayed_actions_waiting(book, capsys):
-    from sheetflow.pipeline import run
+    from sheetflow.commands.run import run
 
     path = book(
         {
@@ -592,7 +592,7 @@ def test_status_lists_delayed_actions_waiting(book, capsys):
 
 
 def test_a_control_request_is_answered_once(tmp_path):
-    control = pytest.importorskip("sheetflow.control")
+    control = pytest.importorskip("sheetflow.tables.control")
     from sheetflow.book import SheetPatch
 
     path = starter(tmp_path)
@@ -623,7 +623,7 @@ def test_a_control_request_is_answered_once(tmp_path):
 
 
 def _with_requests(path: Path, *actions: str):
-    control = pytest.importorskip("sheetflow.control")
+    control = pytest.importorskip("sheetflow.tables.control")
     from sheetflow.book import SheetPatch
 
     book = Workbook.open(str(path)).book

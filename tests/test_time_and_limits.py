@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from conftest import read_sheet as sheet
 
-from sheetflow.cli import main
+from sheetflow.cli.main import main
 from sheetflow.coerce import Locale, Unreadable, infer_type, parse_date
 from sheetflow.coltypes import ColumnType
-from sheetflow.expr import Frame, Schema, WhenError, compile_when
-from sheetflow.mail.window import parse_window
-from sheetflow.pipeline import check, run
-from sheetflow.sla import Schedule
+from sheetflow.commands.run import check, run
+from sheetflow.engine.sla import Schedule
+from sheetflow.rules.expr import Frame, Schema, WhenError, compile_when
+from sheetflow.rules.window import parse_window
 
 AUTOMATIONS_HEADER = ["rule", "table", "trigger", "when", "action", "params", "delay", "enabled"]
 
@@ -692,7 +692,7 @@ def test_regex_test_works_with_the_public_binding_api_too():
     import numpy as np
     import re2
 
-    from sheetflow.expr import _regex_options, _regex_test
+    from sheetflow.rules.expr import _regex_options, _regex_test
 
     compiled = re2.compile("^vp", _regex_options())
 

@@ -13,7 +13,7 @@ from conftest import read_sheet as sheet
 from openpyxl import Workbook, load_workbook
 from openpyxl.worksheet.table import Table as XlTable
 
-from sheetflow.pipeline import check, run
+from sheetflow.commands.run import check, run
 
 SETTINGS = [["key", "value"], ["timezone", "UTC"]]
 REPS = [["name", "email", "active"], ["Ana Souza", "ana@example.com", True], ["Bob", "bob@example.com", True]]
@@ -411,7 +411,7 @@ def test_a_value_that_cannot_go_there_is_a_problem_at_the_automations_cell(book,
 
 
 def test_control_characters_and_long_values_never_reach_the_terminal_raw(book, capsys):
-    from sheetflow.cli import main
+    from sheetflow.cli.main import main
 
     long_value = "1_x0000_" + "9" * 4067  # 4,075 characters as typed (Excel's escape for NUL), NUL inside
     path = book(
@@ -546,7 +546,7 @@ def test_rules_compare_text_without_case_accents_or_extra_spaces(book):
 
 
 def test_blank_init_invents_no_people_and_check_says_what_to_fill(tmp_path, capsys):
-    from sheetflow.cli import main
+    from sheetflow.cli.main import main
 
     path = tmp_path / "crm.xlsx"
     assert main(["init", str(path)]) == 0
@@ -566,7 +566,7 @@ def test_blank_init_invents_no_people_and_check_says_what_to_fill(tmp_path, caps
 
 
 def test_init_on_an_existing_file_does_not_promise_a_start_here_sheet(book, capsys):
-    from sheetflow.cli import main
+    from sheetflow.cli.main import main
 
     path = book({"Contacts": [["id", "first_name"], ["C-1", "Ana"]]})
     assert main(["init", str(path)]) == 0
@@ -730,7 +730,7 @@ def test_runs_sheet_errors_are_tidy(book):
 
 
 def test_blank_portuguese_init_leaves_people_empty(tmp_path):
-    from sheetflow.starter import create_starter
+    from sheetflow.commands.init import create_starter
 
     path = create_starter(tmp_path / "planilha.xlsx", lang="pt-BR")
     settings = {r[0]: r[1] for r in sheet(path, "Configurações")[1:]}

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..problems import UsageError
-from .base import LOGS, Book
-from .raw import RawSheet
-from .xlsxpatch import NewSheet, SheetPatch, Validation
+from sheetflow.book.base import LOGS, Book
+from sheetflow.book.raw import RawSheet
+from sheetflow.book.xlsxpatch import NewSheet, SheetPatch, Validation
+from sheetflow.problems import UsageError
 
 __all__ = ["LOGS", "Book", "NewSheet", "RawSheet", "SheetPatch", "Validation", "open_book"]
 
@@ -22,7 +22,7 @@ __all__ = ["LOGS", "Book", "NewSheet", "RawSheet", "SheetPatch", "Validation", "
 def open_book(address: str | Path) -> Book:
     text = str(address)
     if text.startswith("excel:"):
-        from .excel import caller
+        from sheetflow.book.excel import caller
 
         book = caller()
         wanted = text[len("excel:") :].strip()
@@ -36,6 +36,6 @@ def open_book(address: str | Path) -> Book:
         raise UsageError(
             f'"{text.split(":")[0]}:" workbooks are not supported yet; use a .xlsx or .xlsm file'
         )
-    from .xlsx import XlsxBook
+    from sheetflow.book.xlsx import XlsxBook
 
     return XlsxBook(Path(text))

@@ -23,8 +23,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from .raw import RawSheet
-from .xlsxpatch import SheetPatch
+from sheetflow.book.raw import RawSheet
+from sheetflow.book.xlsxpatch import SheetPatch
 
 __all__ = ["LOGS", "Book"]
 

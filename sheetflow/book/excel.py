@@ -53,12 +53,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .. import contract
-from ..names import cell_ref
-from ..problems import SheetflowError, UsageError, WorkbookBusy
-from .base import LOGS
-from .raw import RawSheet
-from .xlsxpatch import (
+from sheetflow import contract
+from sheetflow.book.base import LOGS
+from sheetflow.book.raw import RawSheet
+from sheetflow.book.xlsxpatch import (
     _ILLEGAL_XML_RE,
     MAX_COL,
     MAX_ROW,
@@ -70,6 +68,8 @@ from .xlsxpatch import (
     _render,
     is_date_format,
 )
+from sheetflow.names import cell_ref
+from sheetflow.problems import SheetflowError, UsageError, WorkbookBusy
 
 __all__ = ["ExcelBook", "caller"]
 

@@ -29,12 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import contract
-from ..names import cell_ref
-from ..problems import WorkbookBusy
-from .base import LOGS
-from .raw import RawSheet
-from .xlsxpatch import (
+from sheetflow import contract
+from sheetflow.book.base import LOGS
+from sheetflow.book.raw import RawSheet
+from sheetflow.book.xlsxpatch import (
     _ILLEGAL_XML_RE,  # the writer's rules, shared until the xlsxpatch split (issue 11) makes them public
     MAX_COL,
     MAX_ROW,
@@ -46,6 +44,8 @@ from .xlsxpatch import (
     _new_sheet_root,
     _render,
 )
+from sheetflow.names import cell_ref
+from sheetflow.problems import WorkbookBusy
 
 __all__ = ["ErrorValue", "Formula", "MemoryBook"]
 

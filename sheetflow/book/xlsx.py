@@ -21,12 +21,12 @@ from pathlib import Path
 import python_calamine as pc
 from filelock import FileLock, Timeout
 
-from .. import contract
-from ..contract import HEADER_SEARCH_ROWS, find_header
-from ..problems import SheetflowError, UsageError, WorkbookBusy
-from .base import LOGS
-from .raw import RawSheet
-from .xlsxpatch import PatchError, SheetLayout, SheetPatch, patch_workbook, sheet_layouts
+from sheetflow import contract
+from sheetflow.book.base import LOGS
+from sheetflow.book.raw import RawSheet
+from sheetflow.book.xlsxpatch import PatchError, SheetLayout, SheetPatch, patch_workbook, sheet_layouts
+from sheetflow.contract import HEADER_SEARCH_ROWS, find_header
+from sheetflow.problems import SheetflowError, UsageError, WorkbookBusy
 
 SUFFIXES = (".xlsx", ".xlsm")
 
@@ -137,7 +137,7 @@ class XlsxBook:
 
     def read_logs(self, names: Collection[str]) -> dict[str, RawSheet]:
         """The named logs (canonical names) in full, from the file read() saw; WorkbookBusy if it changed
-        since. For a run that has to move rows of a log to the archive (sheetflow.archive): only those
+        since. For a run that has to move rows of a log to the archive (sheetflow.tables.archive): only those
         sheets are converted, not the whole workbook again."""
         self._check_readable()
         if self._seen is None:

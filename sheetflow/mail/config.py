@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..problems import UsageError
+from sheetflow.problems import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib

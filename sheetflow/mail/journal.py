@@ -39,8 +39,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..plan import PlannedEmail
-from .planner import JournalFacts
+from sheetflow.engine.emails import JournalFacts
+from sheetflow.engine.plan import PlannedEmail
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS emails (

@@ -15,9 +15,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from ..coerce import as_text, to_cell
-from ..plan import PlannedEmail
-from ..tables import Tables
+from sheetflow.coerce import as_text, to_cell
+from sheetflow.engine.plan import PlannedEmail
+from sheetflow.tables.table import Tables
 
 UPDATABLE = ("status", "detail", "sent_at", "message_id", "subject", "to")
 

@@ -54,18 +54,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..coerce import as_text, to_cell
-from ..plan import Plan, PlannedEmail
-from ..problems import error, warning
-from ..settings import Settings
-from ..tables import Tables
-from .config import MailConfig, load_config
-from .headers import UnsafeMessage, verify
-from .journal import Journal
-from .log import Outcome, key_positions, new_row
-from .message import validate_address
-from .planner import OPEN_STATUSES, finalize_emails
-from .transports import (
+from sheetflow.coerce import as_text, to_cell
+from sheetflow.compose.headers import UnsafeMessage, verify
+from sheetflow.compose.message import validate_address
+from sheetflow.engine.emails import OPEN_STATUSES, finalize_emails
+from sheetflow.engine.plan import Plan, PlannedEmail
+from sheetflow.mail.config import MailConfig, load_config
+from sheetflow.mail.journal import Journal
+from sheetflow.mail.log import Outcome, key_positions, new_row
+from sheetflow.mail.transports import (
     FilesTransport,
     Outgoing,
     Result,
@@ -74,6 +71,9 @@ from .transports import (
     confirm,
     make_transport,
 )
+from sheetflow.problems import error, warning
+from sheetflow.tables.settings import Settings
+from sheetflow.tables.table import Tables
 
 CRASH_ENV = "SHEETFLOW_CRASH_AT"
 
@@ -306,8 +306,8 @@ class Mailer:
     # ------------------------------------------------------------ workbook write #2
     def write_back(self, plan: Plan, report: DeliveryReport, *, backups: int = 0) -> None:
         """Re-read the workbook (write #1 may have added columns), update the rows of this run by key."""
-        from ..apply import PatchBuilder
-        from ..pipeline import load
+        from sheetflow.apply import PatchBuilder
+        from sheetflow.commands.run import load
 
         crash_point("final-write")
         outcomes = [o for o in report.outcomes if o.status != "taken"]

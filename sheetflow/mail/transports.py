@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import MailConfig
-from .journal import Entry
+from sheetflow.mail.config import MailConfig
+from sheetflow.mail.journal import Entry
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from conftest import NOW, make_book
 from sheetflow.book import LOGS, NewSheet, SheetPatch
 from sheetflow.book.memory import Formula, MemoryBook
 from sheetflow.book.xlsx import XlsxBook
-from sheetflow.pipeline import run
+from sheetflow.commands.run import run
 
 RUN_ID = re.compile(r"R\d{8}-\d{6}-[0-9a-f]+")
 SHEETS = {

@@ -1,0 +1,1 @@
+"""The compose layer of sheetflow."""

@@ -1,0 +1,214 @@
+"""Rule sheets (Scoring, Assignment, Automations, Sequences, Templates) -> compiled rules + problems.
+
+Rules are compiled once per run. A rule that does not compile is reported with its cell and left
+out; every other rule still runs. A blank ``enabled`` cell means enabled: only FALSE switches a rule off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from sheetflow import contract
+from sheetflow.coerce import MAX_SHIFT_DAYS
+from sheetflow.names import normalize, suggest, text_key
+from sheetflow.problems import Problem, error, note, warning
+from sheetflow.rules.expr import CompiledWhen, Schema, WhenError, compile_when
+from sheetflow.tables.table import Table, Tables
+
+# Points per Scoring rule. A score is a sum of points, written to a cell: with this bound even 100,000
+# rules sum to a finite number Excel can hold exactly enough (1e308 twice would be infinity).
+MAX_POINTS = 1e9
+ASSIGN_METHODS = ("round_robin", "weighted", "least_loaded", "sticky_account")
+
+
+def schema_for(table: Table) -> Schema:
+    return Schema(table.types, contract.column_aliases(table.spec), locale=table.locale)
+
+
+@dataclass(frozen=True)
+class ScoringRule:
+    name: str
+    when: CompiledWhen
+    points: float
+    where: str  # "Scoring!A4": the rule's row, for messages
+
+
+def _enabled(table: Table, pos: int) -> bool:
+    value = table.df["enabled"].iloc[pos] if "enabled" in table.df else None
+    return value is None or value is pd.NA or bool(value)
+
+
+def _text(table: Table, pos: int, column: str) -> str:
+    value = table.df[column].iloc[pos] if column in table.df else None
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _rule_name(table: Table, pos: int) -> str:
+    return _text(table, pos, "rule") or f"row {int(table.rows[pos])}"
+
+
+def _compile(
+    table: Table, pos: int, column: str, schema: Schema, problems: list[Problem]
+) -> CompiledWhen | None:
+    try:
+        return compile_when(_text(table, pos, column), schema)
+    except WhenError as e:
+        problems.append(error(table.ref(pos, column), str(e)))
+        return None
+
+
+def _target_table(rules: Table, pos: int, tables: Tables, problems: list[Problem]) -> Table | None:
+    """The data table a rule row applies to (``table`` column; blank means Contacts)."""
+    raw = _text(rules, pos, "table") or "Contacts"
+    spec = contract.sheet_spec(raw)
+    if spec is None or spec.name not in contract.RECORD_SHEETS:
+        hint = suggest(raw, contract.RECORD_SHEETS)
+        problems.append(
+            error(
+                rules.ref(pos, "table"),
+                f'unknown table "{raw}"',
+                f'did you mean "{hint}"?' if hint else "use Contacts, Deals or Tickets",
+            )
+        )
+        return None
+    return tables[spec.name]
+
+
+def load_scoring(tables: Tables) -> tuple[list[ScoringRule], list[Problem]]:
+    sheet, contacts = tables["Scoring"], tables["Contacts"]
+    problems: list[Problem] = []
+    rules: list[ScoringRule] = []
+    if not sheet.exists:
+        return rules, [note("Scoring", "no Scoring sheet: scores are left as they are")]
+    schema = schema_for(contacts)
+    for pos in range(len(sheet)):
+        if not _enabled(sheet, pos):
+            continue
+        points = sheet.df["points"].iloc[pos]
+        when = _compile(sheet, pos, "when", schema, problems)
+        if points is None or (isinstance(points, float) and math.isnan(points)):
+            problems.append(
+                error(sheet.ref(pos, "points"), "points is empty", "enter a number of points, e.g. 10 or -5")
+            )
+            continue
+        if not abs(float(points)) <= MAX_POINTS:
+            problems.append(
+                error(
+                    sheet.ref(pos, "points"),
+                    f"points {float(points):g} is out of range",
+                    f"enter a number from {-MAX_POINTS:,.0f} to {MAX_POINTS:,.0f}",
+                )
+            )
+            continue
+        if when is not None:
+            rules.append(ScoringRule(_rule_name(sheet, pos), when, float(points), sheet.ref(pos, "rule")))
+    return rules, problems
+
+
+def check_other_rules(tables: Tables) -> list[Problem]:
+    """Checks a run does not make on every run: Assignment enumerations and every Sequences stop_when."""
+    problems: list[Problem] = []
+    assignment = tables["Assignment"]
+    for pos in range(len(assignment)):
+        target = _target_table(assignment, pos, tables, problems)
+        if target is not None:
+            _compile(assignment, pos, "when", schema_for(target), problems)
+        method = normalize(_text(assignment, pos, "method") or "round_robin")
+        if method not in ASSIGN_METHODS:
+            hint = suggest(method, ASSIGN_METHODS)
+            problems.append(
+                error(
+                    assignment.ref(pos, "method"),
+                    f'unknown method "{method}"',
+                    f'did you mean "{hint}"?' if hint else "use " + ", ".join(ASSIGN_METHODS),
+                )
+            )
+        if not _text(assignment, pos, "assign_to"):
+            problems.append(
+                error(
+                    assignment.ref(pos, "assign_to"),
+                    "assign_to is empty",
+                    "name reps (Ana, Bruno), territory:South, or all",
+                )
+            )
+    sequences, contacts = tables["Sequences"], tables["Contacts"]
+    for pos in range(len(sequences)):
+        _compile(sequences, pos, "stop_when", schema_for(contacts), problems)
+        delay = sequences.df["delay_days"].iloc[pos] if "delay_days" in sequences.df else None
+        if delay is not None and delay == delay and not 0 <= float(delay) <= MAX_SHIFT_DAYS:
+            problems.append(
+                error(
+                    sequences.ref(pos, "delay_days"),
+                    f"delay_days {float(delay):g} is out of range",
+                    f"enter a number of days from 0 to {MAX_SHIFT_DAYS}",
+                )
+            )
+    return problems
+
+
+MAX_STAGE_WARNINGS = 5  # per sheet: a column of misspelt stages is one fix, not a page of warnings
+
+
+def check_references(tables: Tables, settings) -> list[Problem]:  # noqa: ANN001 - settings.Settings
+    """Names that must point at something: Settings ``fallback_owner`` at a rep, each deal's ``stage`` at a
+    row of the Stages sheet (matched like every name, names.text_key), and the personal settings a blank
+    ``init`` leaves empty (``sender_email``, ``fallback_owner``) said once as notes."""
+    problems: list[Problem] = []
+    reps = tables["Reps"]
+    rep_names = [n.strip() for n in reps.df["name"].dropna() if isinstance(n, str) and n.strip()]
+    fallback = settings.text("fallback_owner").strip()
+    fallback_cell = settings.cells.get("fallback_owner", "Settings")
+    if not fallback:
+        problems.append(
+            note(
+                fallback_cell,
+                "fallback_owner is empty: a record no rep can take gets no task",
+                "fill it with the name of the rep who should hear about such records",
+            )
+        )
+    elif rep_names and text_key(fallback) not in {text_key(n) for n in rep_names}:
+        hint = suggest(fallback, rep_names)
+        problems.append(
+            warning(
+                fallback_cell,
+                f'fallback_owner "{fallback}" is not a rep in the Reps sheet',
+                f'did you mean "{hint}"?' if hint else "name one of the reps, or add them to the Reps sheet",
+            )
+        )
+    if not settings.text("sender_email").strip():
+        problems.append(
+            note(
+                settings.cells.get("sender_email", "Settings"),
+                "sender_email is empty: sheetflow plans emails but cannot send them",
+                "fill it with the address your emails come from",
+            )
+        )
+    stages, deals = tables["Stages"], tables["Deals"]
+    known = {text_key(s): s.strip() for s in stages.df["stage"].dropna() if isinstance(s, str) and s.strip()}
+    if known and len(deals) and deals.has("stage"):
+        bad = [
+            (pos, v)
+            for pos, v in enumerate(deals.df["stage"].to_numpy(dtype=object).tolist())
+            if isinstance(v, str) and v.strip() and text_key(v) not in known
+        ]
+        for n, (pos, value) in enumerate(bad):
+            if n == MAX_STAGE_WARNINGS:
+                problems.append(
+                    warning(
+                        deals.ref(pos, "stage"),
+                        f"and {len(bad) - n} more deals have a stage that is not in the Stages sheet",
+                    )
+                )
+                break
+            hint = suggest(value, list(known.values()))
+            problems.append(
+                warning(
+                    deals.ref(pos, "stage"),
+                    f'stage "{value.strip()}" is not in the {stages.sheet} sheet',
+                    f'did you mean "{hint}"?' if hint else f"add it to {stages.sheet} or fix the spelling",
+                )
+            )
+    return problems

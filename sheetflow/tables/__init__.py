@@ -1,0 +1,1 @@
+"""The tables layer of sheetflow."""

@@ -1,0 +1,389 @@
+"""Raw sheet cells -> typed tables that know where each value lives.
+
+A :class:`Table` is a pandas DataFrame with canonical column names and contract dtypes, plus the
+sheet row of every record and the sheet column of every field, so that every error and every write
+can name its cell (``Contacts!H12``). Headers are matched through the contract's aliases; columns the
+team added keep their (normalized) header as name and get a type inferred from their values.
+
+The header is where the user put it: the row (among the first ``HEADER_SEARCH_ROWS``) with the most
+cells naming a contract column or alias, so a title, a note or blank rows above it are not records.
+Inside an Excel table (ListObject) the table's own header row is the header and its totals row is not a
+record. A sheet with content but no such row is an error naming the sheet, and nothing is written to it.
+Cells holding formulas are remembered per column (``Table.formulas``): sheetflow never writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from sheetflow import contract
+from sheetflow.book.raw import RawSheet  # re-exported: the layers above take it from here
+from sheetflow.coerce import Locale, as_text, convert_column, infer_type, parse_consent
+from sheetflow.coltypes import ColumnType
+from sheetflow.contract import HEADER_SEARCH_ROWS, SheetSpec, _filled, _known_names, find_header
+from sheetflow.names import cell_ref, column_letter, normalize
+from sheetflow.problems import Problem, error, note, warning
+
+MAX_WARNINGS_PER_COLUMN = 5
+
+
+@dataclass
+class Table:
+    """One contract sheet as typed data."""
+
+    spec: SheetSpec
+    sheet: str  # the sheet's actual name in the workbook
+    df: pd.DataFrame  # canonical column names, typed
+    rows: np.ndarray  # sheet row number of each df row (1-based)
+    header_row: int  # 0 when the sheet has no header yet
+    col_index: dict[str, int]  # column name -> 1-based sheet column
+    headers: dict[str, str] = field(default_factory=dict)  # column name -> header text as typed
+    types: dict[str, ColumnType] = field(default_factory=dict)
+    last_row: int = 0  # last used sheet row (appends go below)
+    last_col: int = 0
+    exists: bool = True
+    locale: Locale = field(default_factory=Locale)  # how the workbook writes numbers, dates; its zone
+    # column -> df positions of cells that hold something that could not be read as the column's type;
+    # they read as empty, and sheetflow never writes over them (the text would be lost)
+    unreadable: dict[str, set[int]] = field(default_factory=dict)
+    readable: bool = True  # False: the sheet has content but no header row; nothing is written to it
+    # column -> bool per df row: the cell holds a formula (only columns that have any)
+    formulas: dict[str, np.ndarray] = field(default_factory=dict)
+    # columns the writer adds to the sheet, by the order the run first writes them; shared by the engine's
+    # copies of the table (dataclasses.replace keeps the same dict), so plan and writer agree
+    planned_cols: dict[str, int] = field(default_factory=dict)
+
+    def column_number(self, column: str, *, reserve: bool = False) -> int:
+        """1-based sheet column of ``column``. A column the sheet lacks is where the writer adds it: after
+        the last used column, in the order the run first writes them (``reserve``: this write claims it),
+        so messages and the plan name the real cell (``Contacts!K2``)."""
+        col = self.col_index.get(column) or self.planned_cols.get(column)
+        if col is None:
+            col = 1 + max(
+                self.last_col,
+                max(self.col_index.values(), default=0),
+                max(self.planned_cols.values(), default=0),
+            )
+            if reserve:
+                self.planned_cols[column] = col
+        return col
+
+    def ref(self, position: int, column: str) -> str:
+        """``Sheet!A1`` of the cell of df row ``position`` (0-based) in ``column``."""
+        return cell_ref(self.sheet, int(self.rows[position]), self.column_number(column))
+
+    def refs(self, positions: list[int], column: str) -> list[str]:
+        """``ref`` for many rows at once, for cells this run writes (plans can hold 100k changes)."""
+        prefix = cell_ref(self.sheet, 1, self.column_number(column, reserve=True))[:-1]
+        return [f"{prefix}{r}" for r in self.rows[positions].tolist()]
+
+    def formula_mask(self, column: str) -> np.ndarray:
+        """True for the df rows whose ``column`` cell holds a formula (never written by sheetflow)."""
+        mask = self.formulas.get(column)
+        return mask if mask is not None else np.zeros(len(self.df), dtype=bool)
+
+    def header_ref(self, column: str) -> str:
+        col = self.col_index.get(column, 1)
+        return cell_ref(self.sheet, max(self.header_row, 1), col)
+
+    def has(self, column: str) -> bool:
+        return column in self.col_index
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+
+def _table_header(raw: RawSheet, spec: SheetSpec) -> tuple[int, set[int]] | None:
+    """(header row index in raw.rows, sheet rows that are not records) from the Excel table on the sheet
+    whose header names the most known columns; None without such a table."""
+    row0, col0 = raw.origin
+    best: tuple[int, set[int]] | None = None
+    best_count = 0
+    for _name, (r1, c1, r2, c2), header_rows, totals_rows in raw.tables:
+        if header_rows < 1 or not (0 <= r1 - row0 < len(raw.rows)):
+            continue
+        header = raw.rows[r1 - row0]
+        cells = header[max(c1 - col0, 0) : max(c2 - col0 + 1, 0)]
+        count = _known_names(cells, spec)
+        if count > best_count:
+            skip = set(range(r1 + 1, r1 + header_rows)) | set(range(r2 - totals_rows + 1, r2 + 1))
+            best, best_count = (r1 - row0, skip), count
+    return best
+
+
+def empty_table(spec: SheetSpec, sheet_name: str | None = None, exists: bool = False) -> Table:
+    every = (*spec.columns, *spec.optional)
+    types = {c.name: c.type for c in every}
+    df = pd.DataFrame({c.name: pd.Series([], dtype=_dtype(c.type)) for c in every})
+    return Table(
+        spec, sheet_name or spec.name, df, np.zeros(0, dtype=np.int64), 0, {}, {}, types, exists=exists
+    )
+
+
+def _dtype(type_: ColumnType) -> str:
+    return {
+        ColumnType.NUMBER: "float64",
+        ColumnType.DATE: "datetime64[ns]",
+        ColumnType.BOOL: "boolean",
+        ColumnType.TEXT: "str",
+    }[type_]
+
+
+def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, list[Problem]]:
+    """Type one sheet; problems name the cells that could not be read."""
+    problems: list[Problem] = []
+    row0, col0 = raw.origin
+    in_table = _table_header(raw, spec) if raw.tables else None
+    h, not_records = in_table if in_table is not None else (find_header(raw.rows, spec), set())
+    if h is None:
+        table = empty_table(spec, raw.name, exists=True)
+        if any(_filled(r) for r in raw.rows):
+            table.readable = False
+            examples = ", ".join(c.name for c in spec.columns[:4])
+            problems.append(
+                error(
+                    raw.name,
+                    f"no header row found in the first {HEADER_SEARCH_ROWS} rows: no cell names a "
+                    f"{spec.name} column (such as {examples}); sheetflow does not read or write this sheet",
+                    "put the column names in one row above the data",
+                )
+            )
+        return table, problems
+    header_row = row0 + h
+    header = raw.rows[h]
+    col_index: dict[str, int] = {}
+    headers: dict[str, str] = {}
+    for j, value in enumerate(header):
+        if value in (None, ""):
+            continue
+        text = str(value).strip()
+        column = spec.column(text)
+        name = column.name if column else normalize(text)
+        if not name:
+            continue
+        sheet_col = col0 + j
+        if name in col_index:
+            problems.append(
+                warning(
+                    cell_ref(raw.name, header_row, sheet_col),
+                    f'column "{text}" appears twice',
+                    f"only {column_letter(col_index[name])} is used; rename one of them",
+                )
+            )
+            continue
+        col_index[name] = sheet_col
+        headers[name] = text
+    body = raw.rows[h + 1 :]
+    keep = [i for i, r in enumerate(body) if _filled(r) and header_row + 1 + i not in not_records]
+    rows = np.asarray([header_row + 1 + i for i in keep], dtype=np.int64)
+    formulas: dict[str, np.ndarray] = {}
+    if raw.formulas:
+        row_pos = {int(r): p for p, r in enumerate(rows.tolist())}
+        by_col = {sc: n for n, sc in col_index.items()}
+        for r, c in raw.formulas:
+            p = row_pos.get(r)
+            name = by_col.get(c)
+            if p is not None and name is not None:
+                formulas.setdefault(name, np.zeros(len(rows), dtype=bool))[p] = True
+    data: dict[str, pd.Series] = {}
+    types: dict[str, ColumnType] = {}
+    unreadable: dict[str, set[int]] = {}
+    for name, sheet_col in col_index.items():
+        j = sheet_col - col0
+        values = [body[i][j] if j < len(body[i]) else "" for i in keep]
+        declared = spec.column(name)
+        type_ = declared.type if declared and declared.name == name else infer_type(values, locale)
+        if spec.name == "Contacts" and name in contract.CONSENT_COLUMNS:
+            series, unclear = _consent_column(values)
+            problems += _consent_notes(
+                raw.name, rows, sheet_col, name, values, unclear, body, keep, col_index, col0
+            )
+            data[name], types[name] = series, ColumnType.BOOL
+            continue
+        series, bad = convert_column(values, type_, locale)
+        if bad:
+            unreadable[name] = {pos for pos, _reason in bad}
+        for n, (pos, reason) in enumerate(bad):
+            if n == MAX_WARNINGS_PER_COLUMN:
+                problems.append(
+                    warning(
+                        f"{raw.name}!{column_letter(sheet_col)}",
+                        f"{len(bad) - n} more cells in this column could not be read",
+                    )
+                )
+                break
+            problems.append(
+                warning(
+                    cell_ref(raw.name, int(rows[pos]), sheet_col),
+                    f'"{values[pos]}" {reason}',
+                    "treated as empty",
+                )
+            )
+        data[name] = series
+        types[name] = type_
+    for column in (*spec.columns, *spec.optional):  # contract columns the sheet lacks exist, empty
+        if column.name not in data:
+            data[column.name] = pd.Series([None] * len(keep), dtype=_dtype(column.type))
+            types[column.name] = column.type
+    df = pd.DataFrame(data)
+    last_col = max([col0 + len(r) - 1 for r in raw.rows] + [0])
+    return Table(
+        spec,
+        raw.name,
+        df,
+        rows,
+        header_row,
+        col_index,
+        headers,
+        types,
+        last_row=raw.last_row,
+        last_col=last_col,
+        locale=locale,
+        unreadable=unreadable,
+        formulas=formulas,
+    ), problems
+
+
+@dataclass(frozen=True)
+class ArchivedLogs:
+    """What the log archive in ``.sheetflow/`` knows that the sheets no longer show (:mod:`sheetflow.tables.archive`):
+    email keys ever archived (never planned again) and addresses of archived failed/bounced emails
+    (lower case -> why, for the ``skipped`` detail)."""
+
+    email_keys: frozenset[str] = frozenset()
+    blocked: dict[str, str] = field(default_factory=dict)
+
+
+def _consent_column(values: list[object]) -> tuple[pd.Series, list[int]]:
+    """A consent column as booleans (fails closed, see coerce.parse_consent) and the unclear positions."""
+    flags: list[bool | None] = []
+    unclear: list[int] = []
+    for i, v in enumerate(values):
+        flag, doubtful = parse_consent(v)
+        flags.append(flag)
+        if doubtful:
+            unclear.append(i)
+    return pd.Series(flags, dtype="boolean"), unclear
+
+
+def _consent_notes(
+    sheet: str,
+    rows: np.ndarray,
+    sheet_col: int,
+    column: str,
+    values: list[object],
+    unclear: list[int],
+    body: list[list[object]],
+    keep: list[int],
+    col_index: dict[str, int],
+    col0: int,
+) -> list[Problem]:
+    """One note per consent cell whose value is not a clear yes/no (at most MAX_WARNINGS_PER_COLUMN)."""
+    email_col = col_index.get("email")
+    out: list[Problem] = []
+    for n, pos in enumerate(unclear):
+        if n == MAX_WARNINGS_PER_COLUMN:
+            out.append(
+                note(
+                    f"{sheet}!{column_letter(sheet_col)}",
+                    f"{len(unclear) - n} more {column} cells are not a clear yes or no; "
+                    "those contacts are not emailed either",
+                )
+            )
+            break
+        address = ""
+        if email_col is not None:
+            row = body[keep[pos]]
+            j = email_col - col0
+            address = str(row[j]).strip() if j < len(row) and row[j] not in (None, "") else ""
+        out.append(
+            note(
+                cell_ref(sheet, int(rows[pos]), sheet_col),
+                f'{column} is "{as_text(values[pos])}", not a clear yes or no: treated as do not contact'
+                + (f" — no email goes to {address}" if address else ""),
+                "write FALSE (or NÃO) to allow emails, TRUE to stop them",
+            )
+        )
+    return out
+
+
+@dataclass
+class Tables:
+    """Every contract sheet of a workbook, typed (missing sheets are empty tables with exists=False)."""
+
+    by_name: dict[str, Table]
+    locale: Locale
+    other_sheets: list[str] = field(default_factory=list)
+    archived: ArchivedLogs = field(default_factory=ArchivedLogs)
+
+    def __getitem__(self, name: str) -> Table:
+        return self.by_name[name]
+
+    def get(self, name: str) -> Table | None:
+        return self.by_name.get(name)
+
+    def __iter__(self):
+        return iter(self.by_name.values())
+
+    @property
+    def language(self) -> str:
+        """ "pt-BR" when the workbook is Portuguese (locale, or sheets named in Portuguese), else "en"."""
+        if self.locale.portuguese:
+            return "pt-BR"
+        present = [t for t in self.by_name.values() if t.exists and t.spec.pt]
+        pt = sum(normalize(t.sheet) == normalize(t.spec.pt) for t in present)
+        en = sum(normalize(t.sheet) == normalize(t.spec.name) for t in present)
+        return "pt-BR" if pt > en else "en"
+
+
+def match_sheets(names: Iterable[str]) -> tuple[dict[str, str], list[Problem]]:
+    """canonical sheet -> actual sheet name; two sheets meaning the same thing is a problem."""
+    found: dict[str, str] = {}
+    problems: list[Problem] = []
+    for name in names:
+        spec = contract.sheet_spec(name)
+        if spec is None:
+            continue
+        if spec.name in found:
+            problems.append(
+                error(
+                    name,
+                    f'sheet "{name}" and sheet "{found[spec.name]}" both mean {spec.name}',
+                    f'rename or delete one; sheetflow uses "{found[spec.name]}"',
+                )
+            )
+            continue
+        found[spec.name] = name
+    return found, problems
+
+
+def load_tables(
+    raws: dict[str, RawSheet], locale_of: Callable[[Table | None], Locale]
+) -> tuple[Tables, list[Problem]]:
+    """Type every contract sheet. Settings are loaded first because they decide the locale."""
+    found, problems = match_sheets(raws)
+    tables: dict[str, Table] = {}
+    settings_raw = raws.get(found.get("Settings", ""))
+    settings = None
+    if settings_raw is not None:
+        settings, p = load_table(settings_raw, contract.BY_NAME["Settings"], Locale())
+        problems += p
+    locale = locale_of(settings)
+    for spec in contract.SHEETS:
+        if spec.name == "Settings" and settings is not None:
+            tables[spec.name] = settings
+            continue
+        actual = found.get(spec.name)
+        if actual is None:
+            tables[spec.name] = empty_table(spec)
+            tables[spec.name].locale = locale
+            continue
+        table, p = load_table(raws[actual], spec, locale)
+        tables[spec.name] = table
+        problems += p
+    others = [n for n in raws if contract.sheet_spec(n) is None]
+    return Tables(tables, locale, others), problems
