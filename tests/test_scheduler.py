@@ -433,7 +433,7 @@ def test_status_says_who_holds_the_run_lease(tmp_path, capsys):
     assert "run lease: free" in capsys.readouterr().out
 
 
-def test_a_failed_run_is_written_to_runs_and_the_loop_goes_on(tmp_path, monkeypatch):
+def test_a_failed_run_is_written_to_runs_and_the_loop_goes_on(tmp_path, monkeypatch, capsys):
     path = starter(tmp_path)
     import sheetflow.commands.run as pipeline
 
@@ -446,6 +446,9 @@ def test_a_failed_run_is_written_to_runs_and_the_loop_goes_on(tmp_path, monkeypa
     runs = read_sheet(path, "Runs")
     assert "the scheduled run did not happen" in str(runs[-1][-1])
     assert runs[-1][4] == "schedule"
+    monkeypatch.undo()
+    assert main(["status", str(path)]) == 0
+    assert "problem: the scheduled run did not happen: internal error" in capsys.readouterr().out
     try:
         from sheetflow.tables import control
     except ImportError:  # the Control sheet arrives with issue 13
