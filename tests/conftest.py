@@ -19,6 +19,9 @@ NO_CORPUS = (
     f"test corpus not found at {CORPUS} (put the shared corpus beside the repository or set SHEETFLOW_CORPUS)"
 )
 sys.path.insert(0, str(ROOT))
+# Test modules import these helpers as ``tests.conftest``; the old flat name ``conftest`` stays an alias of the
+# same module (one copy of the constants) for test files written before the move into folders.
+sys.modules.setdefault("conftest", sys.modules[__name__])
 
 
 def needs_corpus(*parts: str) -> Path:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from conftest import NOW, make_book
-
 from sheetflow.book import LOGS, NewSheet, SheetPatch
 from sheetflow.book.memory import Formula, MemoryBook
 from sheetflow.book.xlsx import XlsxBook
 from sheetflow.commands.run import run
+from tests.conftest import NOW, make_book
 
 RUN_ID = re.compile(r"R\d{8}-\d{6}-[0-9a-f]+")
 SHEETS = {

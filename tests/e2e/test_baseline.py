@@ -7,12 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
 from sheetflow.cli.main import main
 from sheetflow.commands.run import check, run
 from sheetflow.tables.state import pack_ids, unpack_ids
+from tests.conftest import read_sheet as sheet
 
 MONDAY = dt.datetime(2026, 3, 2, 10, 0)
 RUN_ID = re.compile(r"R\d{8}-\d{6}-[0-9a-f]{4}")

@@ -6,12 +6,12 @@ import datetime as dt
 import json
 
 import pytest
-from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
 from sheetflow.cli.main import main
 from sheetflow.commands.run import run
 from sheetflow.engine.sla import Schedule
+from tests.conftest import read_sheet as sheet
 
 DAY0 = dt.datetime(2026, 3, 2, 9, 0)  # a Monday
 

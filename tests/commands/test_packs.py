@@ -6,13 +6,13 @@ import datetime as dt
 import json
 
 import pytest
-from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
 from sheetflow.cli.main import main
 from sheetflow.commands.init import create_starter
 from sheetflow.commands.packs import DEFAULT_PACKS, available, read_pack
 from sheetflow.commands.run import check, run
+from tests.conftest import read_sheet as sheet
 
 DAY0 = dt.datetime(2026, 11, 23, 10, 0)
 

@@ -13,7 +13,6 @@ pytest.importorskip("aiosmtpd")
 pytest.importorskip("trustme")
 
 import python_calamine as pc  # noqa: E402
-from conftest import NOW  # noqa: E402
 
 from sheetflow import engine  # noqa: E402
 from sheetflow.commands.run import run, send  # noqa: E402
@@ -21,6 +20,7 @@ from sheetflow.engine.emails import request_email  # noqa: E402
 from sheetflow.mail.config import MailConfig, load_config  # noqa: E402
 from sheetflow.mail.testing import LocalSmtp  # noqa: E402
 from sheetflow.mail.transports import Outgoing, RateLimiter, SmtpTransport, TransportUnavailable  # noqa: E402
+from tests.conftest import NOW  # noqa: E402
 
 SETTINGS = [
     ["key", "value"],

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 import python_calamine as pc
-from conftest import NOW
-from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
 from sheetflow import engine
@@ -24,6 +22,8 @@ from sheetflow.cli.main import main
 from sheetflow.commands.run import run, send
 from sheetflow.engine.emails import email_key, request_email, request_notification
 from sheetflow.names import normalize
+from tests.conftest import NOW
+from tests.conftest import read_sheet as sheet
 
 SETTINGS = [
     ["key", "value"],

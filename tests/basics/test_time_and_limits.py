@@ -11,7 +11,6 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import read_sheet as sheet
 
 from sheetflow.cli.main import main
 from sheetflow.coerce import Locale, Unreadable, infer_type, parse_date
@@ -20,6 +19,7 @@ from sheetflow.commands.run import check, run
 from sheetflow.engine.sla import Schedule
 from sheetflow.rules.expr import Frame, Schema, WhenError, compile_when
 from sheetflow.rules.window import parse_window
+from tests.conftest import read_sheet as sheet
 
 AUTOMATIONS_HEADER = ["rule", "table", "trigger", "when", "action", "params", "delay", "enabled"]
 

@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import NOW, ROOT
 from openpyxl import load_workbook
-from test_mail_plan import SETTINGS, emails_log
 
 from sheetflow.commands.run import run
 from sheetflow.compose.headers import HeaderFields, UnsafeMessage, compose, header_block, header_text, verify
 from sheetflow.compose.message import InvalidAddress, validate_address
+from tests.conftest import NOW, ROOT
+from tests.engine.test_mail_plan import SETTINGS, emails_log
 
 EVIL = "Bob =?utf-8?q?=0D=0AReply-To:_attacker@evil-corp.net?="
 HEADERS = ROOT / "sheetflow" / "compose" / "headers.py"

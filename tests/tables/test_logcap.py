@@ -11,8 +11,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import NOW, make_book
-from conftest import read_sheet as sheet
 from openpyxl import Workbook, load_workbook
 from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.worksheet.datavalidation import DataValidation
@@ -25,6 +23,8 @@ from sheetflow.commands.run import run
 from sheetflow.commands.undo import undo
 from sheetflow.engine.emails import request_email
 from sheetflow.tables.archive import Archive
+from tests.conftest import NOW, make_book
+from tests.conftest import read_sheet as sheet
 
 LOGS = ("Activity", "Emails", "Tasks", "Runs")
 

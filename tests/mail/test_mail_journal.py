@@ -10,12 +10,12 @@ import textwrap
 import time
 
 import pytest
-from conftest import NOW, ROOT
 
 from sheetflow.book.xlsx import XlsxBook
 from sheetflow.cli.main import main
 from sheetflow.engine.plan import PlannedEmail
 from sheetflow.mail.journal import Journal
+from tests.conftest import NOW, ROOT
 
 
 def emails(n: int, prefix: str = "K") -> list[PlannedEmail]:

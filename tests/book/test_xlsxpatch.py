@@ -25,14 +25,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS as SHARED_CORPUS
-from conftest import NO_CORPUS
 from lxml import etree
+
+from tests.conftest import CORPUS as SHARED_CORPUS
+from tests.conftest import NO_CORPUS
 
 try:
     import sheetflow.book.xlsxpatch  # noqa: F401
 except ModuleNotFoundError:  # pytest run without the project installed: use the checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import sheetflow.book.xlsxpatch as xlsxpatch  # noqa: E402
 from sheetflow.book.xlsxpatch import (  # noqa: E402

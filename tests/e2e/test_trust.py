@@ -8,12 +8,12 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from conftest import NOW
-from conftest import read_sheet as sheet
 from openpyxl import Workbook, load_workbook
 from openpyxl.worksheet.table import Table as XlTable
 
 from sheetflow.commands.run import check, run
+from tests.conftest import NOW
+from tests.conftest import read_sheet as sheet
 
 SETTINGS = [["key", "value"], ["timezone", "UTC"]]
 REPS = [["name", "email", "active"], ["Ana Souza", "ana@example.com", True], ["Bob", "bob@example.com", True]]

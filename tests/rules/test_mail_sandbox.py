@@ -7,14 +7,14 @@ import datetime as dt
 import time
 
 import pytest
-from conftest import NOW, read_sheet
 from openpyxl import load_workbook
-from test_mail_plan import SETTINGS, emails_log
 
 from sheetflow.cli.main import main
 from sheetflow.commands.run import check, run
 from sheetflow.rules.sandbox import MAX_RENDER_SECONDS, can_isolate
 from sheetflow.rules.templates import RenderError, render_text
+from tests.conftest import NOW, read_sheet
+from tests.engine.test_mail_plan import SETTINGS, emails_log
 
 NESTED_FOR = "{% for i in 'ab' %}" * 21 + "x" + "{% endfor %}" * 21
 NESTED_IF = "{% if 1 %}" * 100 + "x" + "{% endif %}" * 100

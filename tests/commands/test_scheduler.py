@@ -19,7 +19,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import read_sheet
 from openpyxl import load_workbook
 
 from sheetflow.cli.main import main
@@ -39,6 +38,7 @@ from sheetflow.commands.schedule import (
 )
 from sheetflow.commands.service import print_service, service_files
 from sheetflow.problems import UsageError, WorkbookBusy
+from tests.conftest import read_sheet
 
 NY = ZoneInfo("America/New_York")
 SP = ZoneInfo("America/Sao_Paulo")

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import python_calamine as pc
-from conftest import NOW, ROOT, needs_corpus
-from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
 from sheetflow.book.xlsx import XlsxBook
 from sheetflow.cli.main import main
 from sheetflow.commands.run import check, run
 from sheetflow.problems import WorkbookBusy
+from tests.conftest import NOW, ROOT, needs_corpus
+from tests.conftest import read_sheet as sheet
 
 SETTINGS = [["key", "value"], ["timezone", "UTC"], ["mql_threshold", 30], ["sql_threshold", 60]]
 SCORING = [

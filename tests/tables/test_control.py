@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import make_book
-from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
 from sheetflow.book.xlsx import XlsxBook
 from sheetflow.cli.main import main
 from sheetflow.tables import control
+from tests.conftest import make_book
+from tests.conftest import read_sheet as sheet
 
 
 def panel_of(path):

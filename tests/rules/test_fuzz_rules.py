@@ -7,7 +7,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-from conftest import ROOT
+
+from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 

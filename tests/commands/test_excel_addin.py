@@ -15,11 +15,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, make_book
-from conftest import read_sheet as sheet
 from lxml import etree
 
 from sheetflow.cli.main import main
+from tests.conftest import CORPUS, make_book
+from tests.conftest import read_sheet as sheet
 
 pytest.importorskip("oletools.olevba")
 from oletools.olevba import VBA_Parser  # noqa: E402
@@ -159,7 +159,7 @@ def test_addin_carries_the_interpreter_in_its_config_sheet(tmp_path):
 def test_addin_sources_are_valid_xml_and_name_existing_macros():
     """addin/excel/ keeps the ribbon as text; every source's onAction exists in the xlwings add-in."""
     procs = procedures(xlwings_file("quickstart_addin_ribbon.xlam"))
-    folder = Path(__file__).resolve().parent.parent / "addin" / "excel"
+    folder = Path(__file__).resolve().parents[2] / "addin" / "excel"
     sources = sorted(folder.glob("customUI*.xml"))
     assert len(sources) == 2
     for source in sources:

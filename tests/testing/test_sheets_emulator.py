@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 import gspread
 import pytest
 import requests
-from conftest import CORPUS
 
 from sheetflow.testing import sheets_emulator as se
 from sheetflow.testing.sheets_emulator import Emulator, emulator_client, start
+from tests.conftest import CORPUS
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/
 LOCAL_CASSETTES = HERE / "data" / "gspread-cassettes"
 SHARED_CASSETTES = next(
     (p for p in (CORPUS / "gspread-cassettes", Path("/work/shared/corpus/gspread-cassettes")) if p.is_dir()),

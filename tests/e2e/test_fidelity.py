@@ -10,13 +10,13 @@ import sys
 
 import pytest
 import python_calamine as pc
-from conftest import CORPUS, NO_CORPUS, NOW
-from conftest import read_sheet as sheet
 from openpyxl import load_workbook
 
 from sheetflow.cli.main import main
 from sheetflow.commands.run import run
 from sheetflow.commands.undo import undo
+from tests.conftest import CORPUS, NO_CORPUS, NOW
+from tests.conftest import read_sheet as sheet
 
 WORKBOOKS = CORPUS / "workbooks"
 CHECK = CORPUS / "tools" / "check_preserved.py"

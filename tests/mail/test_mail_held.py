@@ -9,9 +9,9 @@ import email
 import email.policy
 
 from openpyxl import load_workbook
-from test_mail_plan import emails_log
 
 from sheetflow.commands.run import run
+from tests.engine.test_mail_plan import emails_log
 
 DAY = dt.datetime(2026, 3, 2, 10, 0)  # a Monday
 SETTINGS = [

@@ -14,8 +14,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from conftest import NOW
-from conftest import read_sheet as sheet
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
@@ -35,6 +33,8 @@ from sheetflow.engine.assignment import (
 from sheetflow.engine.plan import Plan
 from sheetflow.tables.state import State
 from sheetflow.tables.table import RawSheet
+from tests.conftest import NOW
+from tests.conftest import read_sheet as sheet
 
 REPS_HEADER = ["name", "email", "active", "weight", "capacity", "territory", "away_from", "away_until"]
 RULES_HEADER = ["rule", "table", "when", "assign_to", "method", "enabled"]

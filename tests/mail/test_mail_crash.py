@@ -21,12 +21,12 @@ pytest.importorskip("sheetflow.engine.automations")
 pytest.importorskip("aiosmtpd")
 
 import python_calamine as pc  # noqa: E402
-from conftest import NOW, ROOT, make_book  # noqa: E402
 from openpyxl import load_workbook  # noqa: E402
 
 from sheetflow.commands.run import run  # noqa: E402
 from sheetflow.engine.emails import email_key  # noqa: E402
 from sheetflow.mail.testing import LocalSmtp  # noqa: E402
+from tests.conftest import NOW, ROOT, make_book  # noqa: E402
 
 pytestmark = pytest.mark.slow
 N = 50
