@@ -18,7 +18,7 @@ Checked for every expression:
 * escape: while it runs, an audit event that a rule has no business causing (a process, a socket, a file
   opened for writing, ``exec``/``compile`` of code outside an import).
 
-The suite runs a few hundred expressions of this (tests/test_fuzz_rules.py); the README has the counts of
+The suite runs a few hundred expressions of this (tests/rules/test_fuzz_rules.py); the README has the counts of
 a long run. Exit status 1 when anything was found.
 """
 

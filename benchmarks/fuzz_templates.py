@@ -8,7 +8,7 @@ be a text or a RenderError — no other exception, no hang — and no text may s
 (``<function``, ``<class``, ``<bound method``, ``__``). The rendered subject is then built into a real
 message, whose header block must pass :func:`sheetflow.compose.headers.verify` (no injected header).
 
-The suite runs :func:`fuzz` on a small seeded sample (``tests/test_mail_fuzz.py``); the counts of a
+The suite runs :func:`fuzz` on a small seeded sample (``tests/rules/test_mail_fuzz.py``); the counts of a
 longer run are in README.md (Email: limits).
 """
 

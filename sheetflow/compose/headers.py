@@ -236,7 +236,7 @@ _ALL_FIELDS = (
 )
 
 
-def _self_test() -> None:  # pragma: no cover - run by tests/test_mail_headers.py under other Pythons
+def _self_test() -> None:  # pragma: no cover - run by tests/compose/test_mail_headers.py under other Pythons
     """``python headers.py``: the hostile inputs of issue 20 on this interpreter; exit 1 on a failure."""
     import sys
 
