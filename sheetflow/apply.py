@@ -133,6 +133,26 @@ class PatchBuilder:
             return
         row = int(target.table.rows[position])
         target.patch.cells[(row, target.column(column))] = value
+        key = _row_key(target.table, position)
+        if key is not None:
+            target.patch.key_col, target.patch.keys[row] = key
+
+
+KEY_COLUMNS = ("id", "key", "run_id")
+"""The column that names a row's record (records, Emails/Enrollments, Runs): a backend whose rows can move
+under a run (Google Sheets) finds each patched row again by it."""
+
+
+def _row_key(table: Table, position: int) -> tuple[int, str] | None:
+    """(sheet column, key text) of the record at df row ``position``, or None when the sheet has no key."""
+    for name in KEY_COLUMNS:
+        col = table.col_index.get(name)
+        if col is not None and name in table.df.columns:
+            value = table.df[name].iloc[position]
+            if isinstance(value, str) and value.strip():
+                return col, value.strip()
+            return None
+    return None
 
 
 def build_patches(

@@ -2,9 +2,9 @@
 
 A Book reads every sheet a run needs in one go, writes a batch of patches (cell updates and appended
 rows, per sheet) in one go, and hands out a run lease so two runners never work on one workbook at
-once. Addresses: a path (``crm.xlsx``/``crm.xlsm``) is a local file; later backends add
-``gsheets:SPREADSHEET_ID`` and ``excel:`` (the live workbook that called us). :mod:`.memory` holds a
-workbook in memory (tests, simulations, and the reference implementation of the interface).
+once. Addresses: a path (``crm.xlsx``/``crm.xlsm``) is a local file; ``gsheets:SPREADSHEET_ID`` or the
+sheet's URL a Google spreadsheet (:mod:`.gsheets`); ``excel:`` the live workbook that called us. :mod:`.memory`
+holds a workbook in memory (tests, simulations, and the reference implementation of the interface).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ def open_book(address: str | Path) -> Book:
                 'use "excel:" for whichever workbook is active'
             )
         return book
-    if text.startswith("gsheets:"):
-        raise UsageError(
-            f'"{text.split(":")[0]}:" workbooks are not supported yet; use a .xlsx or .xlsm file'
-        )
+    if text.startswith("gsheets:") or "docs.google.com/spreadsheets/" in text:
+        from sheetflow.book.gsheets import GSheetsBook
+
+        return GSheetsBook(text)
     from sheetflow.book.xlsx import XlsxBook
 
     return XlsxBook(Path(text))

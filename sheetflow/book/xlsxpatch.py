@@ -100,6 +100,11 @@ class SheetPatch:
     # rows to delete before writing (1-based sheet rows; rows below move up, as Excel's "Delete row" does).
     # ``cells`` are addressed after the deletion. Only for sheets without formulas (sheetflow's logs).
     delete_rows: tuple[int, ...] = ()
+    # The record each patched row holds (row -> the value of its key column ``key_col``: id, key or run_id),
+    # for backends whose rows can move while a run works (Google Sheets re-finds each record's row before it
+    # writes). The file writers ignore them: a changed file is refused instead.
+    keys: dict[int, str] = field(default_factory=dict)
+    key_col: int = 0
 
 
 class PatchError(SheetflowError):

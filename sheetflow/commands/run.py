@@ -58,6 +58,7 @@ def load(raws: dict[str, RawSheet]) -> Loaded:
 
     def locale_of(settings_table):
         settings = load_settings(settings_table)
+        settings.defaults.update(getattr(raws, "defaults", None) or {})  # e.g. a Google sheet's time zone
         settings_holder.append(settings)
         return settings.locale
 
@@ -219,6 +220,7 @@ def _execute(
                 plan.problems += trim.report(archive.store(trim.batches, plan.local_now), archive.folder)
             backups = loaded.settings.number("backups")
             book.write(patches, backups=int(backups) if backups is not None else 10)
+            plan.problems += getattr(book, "problems", None) or []  # rows that vanished under the run
             mailer.after_write()
             result = RunResult(plan, True, book.address)
             if any(e.due for e in plan.emails):

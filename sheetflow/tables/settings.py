@@ -37,9 +37,14 @@ class Settings:
     values: dict[str, str] = field(default_factory=dict)  # canonical key -> text as typed
     cells: dict[str, str] = field(default_factory=dict)  # canonical key -> "Settings!B4"
     problems: list[Problem] = field(default_factory=list)
+    # what the workbook itself says when the Settings sheet does not (a Google spreadsheet's time zone and
+    # locale from its metadata); the sheet wins, then these, then the contract's default
+    defaults: dict[str, str] = field(default_factory=dict)
 
     def text(self, key: str) -> str:
         value = self.values.get(key)
+        if value is None or (value == "" and key in self.defaults):
+            value = self.defaults.get(key)
         if value is None:
             spec = contract.SETTINGS_BY_KEY.get(key)
             return spec.default if spec else ""

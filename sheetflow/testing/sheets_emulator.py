@@ -1811,14 +1811,46 @@ class Emulator:
                 f"{where}: Range ({g.a1()}) exceeds grid limits. Max rows: {g.sheet.row_count}, "
                 f"max columns: {g.sheet.col_count}"
             )
+        covered = set()
         for i, row in enumerate(rows):
             for j, data in enumerate(row.get("values") or []):
                 r, c = g.r0 + i, g.c0 + j
                 if r >= g.r1 or c >= g.c1:
                     raise _bad(f"{where}: Attempting to write row: {r}, column: {c}, outside the range")
+                covered.add((r, c))
                 g.sheet.put(
                     r, c, _apply_cell_data(g.sheet.cell(r, c), data or {}, fields, book.locale, where)
                 )
+        if "start" not in body:
+            # Google: "If the data in rows does not cover the entire requested range, the fields matching
+            # those set in fields will be cleared" (UpdateCellsRequest, Sheets API v4 reference)
+            g = g.clipped()
+            for r in range(g.r0, min(g.r1, len(g.sheet.rows))):
+                for c in range(g.c0, min(g.c1, len(g.sheet.rows[r]))):
+                    if (r, c) not in covered and g.sheet.rows[r][c] is not None:
+                        g.sheet.put(r, c, _apply_cell_data(g.sheet.cell(r, c), {}, fields, book.locale, where))
+
+    def _req_updateDimensionProperties(self, book, body, where):
+        """Column widths / row heights: checked and kept in ``Sheet.sizes`` (not returned as metadata)."""
+        s, dim, start, end = self._dimension_args(book, body, where)
+        if not body.get("fields"):
+            raise _bad(f"{where}: 'fields' is required")
+        size = (body.get("properties") or {}).get("pixelSize")
+        sizes = s.__dict__.setdefault("sizes", {})
+        for i in range(start, end):
+            sizes[(dim, i)] = size
+
+    def _req_setDataValidation(self, book, body, where):
+        """A dropdown: checked (range inside the grid, a known condition type) and kept in
+        ``Sheet.validations`` as (range A1, rule); not enforced on writes (the API does not enforce it either)."""
+        g = book.grid_range(body.get("range") or {}, where)
+        if not g.within_grid():
+            raise _bad(f"{where}: Range ({g.a1()}) exceeds grid limits.")
+        rule = body.get("rule")
+        kinds = ("ONE_OF_LIST", "ONE_OF_RANGE", "BOOLEAN", "NUMBER_BETWEEN", "TEXT_CONTAINS", "CUSTOM_FORMULA")
+        if rule is not None and (rule.get("condition") or {}).get("type") not in kinds:
+            raise _bad(f"{where}: Invalid ConditionType")
+        g.sheet.__dict__.setdefault("validations", []).append((g.a1(), rule))
 
     def _dimension_args(self, book, body, where):
         rng = body.get("range") or {}

@@ -145,3 +145,98 @@ BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "memory": MemoryBackend,
     "excel": ExcelBackend,
 }
+
+
+# ---------------------------------------------------------------- Google Sheets, through the local emulator
+
+_EMULATOR = None
+
+
+def emulator():
+    """One emulator server for the test session (started on first use, stopped at exit)."""
+    global _EMULATOR
+    if _EMULATOR is None:
+        import atexit
+
+        from sheetflow.testing.sheets_emulator import start
+
+        _EMULATOR = start()
+        atexit.register(_EMULATOR.stop)
+    return _EMULATOR
+
+
+def seed_cell(value: Any):
+    """A seed value as the emulator stores it (dates as serials with a date format, like Google)."""
+    import datetime as dt
+
+    from sheetflow.testing.sheets_emulator import Cell, to_serial
+
+    if value is None:
+        return None
+    if isinstance(value, Formula):
+        return Cell(None, value.text)
+    if isinstance(value, ErrorValue):
+        return value.code  # the emulator keeps "#N/A" and friends as error values
+    if isinstance(value, dt.time):
+        serial = (value.hour * 3600 + value.minute * 60 + value.second) / 86400
+        return Cell(serial, None, {"numberFormat": {"type": "TIME", "pattern": "hh:mm"}})
+    if isinstance(value, dt.datetime):
+        return Cell(to_serial(value), None, {"numberFormat": {"type": "DATE_TIME", "pattern": "yyyy-mm-dd hh:mm"}})
+    if isinstance(value, dt.date):
+        return Cell(to_serial(value), None, {"numberFormat": {"type": "DATE", "pattern": "yyyy-mm-dd"}})
+    return value
+
+
+class GSheetsBackend:
+    """A spreadsheet in the local emulator, opened with a real gspread client (as ``gsheets:ID``)."""
+
+    name = "gsheets"
+    tolerates_edits = True  # people edit a shared spreadsheet: a change is re-found by id, not refused
+    states = {"veryHidden": "hidden"}  # Google has one hidden state; sheetflow's _system sheets read veryHidden
+
+    def __init__(self, tmp_path: Path):
+        self.emu = emulator()
+        self.workdir = tmp_path / ".sheetflow"
+        self.sid = ""
+
+    def open(self, **kwargs) -> Book:
+        from sheetflow.book.gsheets import GSheetsBook
+        from sheetflow.testing.sheets_emulator import emulator_client
+
+        return GSheetsBook(
+            f"gsheets:{self.sid}",
+            client=emulator_client(self.emu.base_url, timeout=5),
+            workdir=self.workdir,
+            settle=0,
+            **kwargs,
+        )
+
+    def make(self, sheets: Sheets, states: Mapping[str, str] | None = None) -> Book:
+        specs = [
+            {"title": name, "values": [], "hidden": (states or {}).get(name, "visible") != "visible"}
+            for name in sheets
+        ]
+        self.sid = self.emu.create_spreadsheet(specs or None)
+        book = self.emu.spreadsheets[self.sid]
+        for name, rows in sheets.items():
+            sheet = book.sheet_by_title(name)
+            for r, row in enumerate(rows):
+                for c, value in enumerate(row):
+                    stored = seed_cell(value)
+                    if stored is not None:
+                        sheet.put(r, c, stored)
+        return self.open()
+
+    def reopen(self, book: Book) -> Book:
+        return self.open()
+
+    def change_behind(self, book: Book, sheet: str, row: int, col: int, value: Any) -> None:
+        import time
+
+        from sheetflow.testing.sheets_emulator import col_letters
+
+        time.sleep(0.002)  # Drive's modifiedTime has millisecond resolution
+        self.emu.set_values(self.sid, f"'{sheet}'!{col_letters(col - 1)}{row}", [[value]], "RAW")
+
+
+BACKENDS["gsheets"] = GSheetsBackend

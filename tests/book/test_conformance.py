@@ -53,6 +53,19 @@ def fresh_read(backend, book: Book, **kwargs) -> dict[str, RawSheet]:
     return backend.reopen(book).read(**kwargs)
 
 
+def state(backend, name: str) -> str:
+    """A sheet state as the backend can hold it (Google has one hidden state; sheetflow's own ``_`` sheets
+    read back as veryHidden there)."""
+    return getattr(backend, "states", {}).get(name, name)
+
+
+def refuses_edits(backend) -> None:
+    """Skip for backends where a person's edit is re-found by record id instead of refused (a shared Google
+    spreadsheet is edited all the time; tests/book/test_gsheets.py pins that behaviour)."""
+    if getattr(backend, "tolerates_edits", False):
+        pytest.skip(f"{backend.name}: edits are followed by record id, not refused")
+
+
 def contacts(*rows: list[Any]) -> dict[str, list[list[Any]]]:
     return {"Contacts": [HEADER, *rows]}
 
@@ -130,7 +143,7 @@ def test_sheets_come_in_workbook_order_with_their_states(backend):
         "Notes": "visible",
         "Contacts": "visible",
         "Reps": "hidden",
-        "_sheetflow_state": "veryHidden",
+        "_sheetflow_state": "veryHidden",  # a Google sheet: hidden, and a sheetflow "_" sheet reads veryHidden
     }
     assert raws["Notes"].rows == []  # not a contract sheet: name and state only
     assert cell(raws["_sheetflow_state"], 2, 3) == "v"
@@ -352,6 +365,7 @@ def test_a_sheet_created_twice_in_one_write_is_refused(backend):
 
 
 def test_a_change_behind_our_back_makes_the_write_busy(backend):
+    refuses_edits(backend)
     book = backend.make(contacts(["C-1", "Ana", "a@x.com"]))
     book.read()
     backend.change_behind(book, "Contacts", 2, 3, "changed@x.com")
@@ -373,6 +387,7 @@ def test_after_a_fresh_read_the_write_goes_through(backend):
 
 
 def test_a_write_by_another_handle_makes_ours_busy(backend):
+    refuses_edits(backend)
     book = backend.make(contacts(["C-1", "Ana", "a@x.com"]))
     other = backend.reopen(book)
     book.read()
