@@ -76,12 +76,17 @@ log = logging.getLogger("sheetflow.gsheets")
 ENDPOINT_ENV = "SHEETFLOW_GSHEETS_ENDPOINT"
 SHEETS_API = "https://sheets.googleapis.com/v4/spreadsheets"
 DRIVE_API = "https://www.googleapis.com/drive/v3/files"
-SCOPES = ("https://www.googleapis.com/auth/spreadsheets", "https://www.googleapis.com/auth/drive.metadata.readonly")
+SCOPES = (
+    "https://www.googleapis.com/auth/spreadsheets",
+    "https://www.googleapis.com/auth/drive.metadata.readonly",
+)
 LEASE_SHEET = "_sheetflow"
 LEASE_TTL = 120.0  # seconds a lease lives without renewal: a crashed runner blocks others this long at most
 MAX_TRIES = 5  # per request; with backoff 1, 2, 4, 8 s (+ jitter) a request gives up after ~15-30 s
 TIMEOUT = 60.0  # seconds per request; Google's own deadline for a Sheets call is 180 s
-MAX_PAYLOAD = 2_000_000  # bytes per request body: Google recommends ≤ 2 MB (developers.google.com/sheets/api/limits)
+MAX_PAYLOAD = (
+    2_000_000  # bytes per request body: Google recommends ≤ 2 MB (developers.google.com/sheets/api/limits)
+)
 EPOCH = dt.datetime(1899, 12, 30)  # day 0 of Google's (and Excel's) serial numbers
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 KEY_COLUMNS = ("id", "key", "run_id")  # the column that names a row's record, per sheet kind (see apply)
@@ -198,7 +203,7 @@ def client_for(folder: Path | None = None):
         return _service_account(default)
     raise GoogleAccessError(
         "no Google credentials: create a service account key (README, 'Google Sheets'), then set "
-        "GOOGLE_APPLICATION_CREDENTIALS=/path/key.json or put credentials = \"/path/key.json\" under [google] "
+        'GOOGLE_APPLICATION_CREDENTIALS=/path/key.json or put credentials = "/path/key.json" under [google] '
         f"in sheetflow.toml, or copy the key to {default}"
     )
 
@@ -227,7 +232,9 @@ class _Api:
     """Our requests through gspread's HTTP client, each bounded: :data:`MAX_TRIES` tries, backoff with full
     jitter (AWS architecture blog, "Exponential Backoff And Jitter"), ``Retry-After`` honoured."""
 
-    def __init__(self, client, sid: str, *, sleep: Callable[[float], None] = time.sleep, base_delay: float = 1.0):
+    def __init__(
+        self, client, sid: str, *, sleep: Callable[[float], None] = time.sleep, base_delay: float = 1.0
+    ):
         self.client = client
         self.sid = sid
         self.sleep = sleep
@@ -299,7 +306,9 @@ class _Api:
                 "Sheets, click Share and add that address as Editor"
             )
         if status == 401:
-            return GoogleAccessError(f"Google refused the credentials ({text}): create a new key and try again")
+            return GoogleAccessError(
+                f"Google refused the credentials ({text}): create a new key and try again"
+            )
         return GoogleSheetsError(f"Google Sheets refused {what or 'a request'}: {text}")
 
 
@@ -376,9 +385,7 @@ def _cell_value(data: dict) -> tuple[object, bool]:
     if "boolValue" in eff:
         return bool(eff["boolValue"]), formula
     number = eff.get("numberValue", 0)
-    kind = ((data.get("userEnteredFormat") or {}).get("numberFormat") or {}).get("type") or (
-        (data.get("effectiveFormat") or {}).get("numberFormat") or {}
-    ).get("type")
+    kind = _format_type(data)
     if kind in ("DATE", "DATE_TIME", "TIME") and isinstance(number, (int, float)) and math.isfinite(number):
         try:
             return _from_serial(float(number), kind), formula
@@ -387,6 +394,13 @@ def _cell_value(data: dict) -> tuple[object, bool]:
     if isinstance(number, float) and number.is_integer() and abs(number) < 2**53:
         number = int(number)
     return number, formula
+
+
+def _format_type(data: dict) -> str | None:
+    """The number format type of a CellData (DATE, DATE_TIME, TIME, NUMBER...), as set or as in effect."""
+    return ((data.get("userEnteredFormat") or {}).get("numberFormat") or {}).get("type") or (
+        (data.get("effectiveFormat") or {}).get("numberFormat") or {}
+    ).get("type")
 
 
 def _locale(google: str) -> str:
@@ -408,6 +422,7 @@ class _Meta:
         self.rows = int(grid.get("rowCount", 0))
         self.cols = int(grid.get("columnCount", 0))
         self.formulas: set[tuple[int, int]] = set()
+        self.dated: set[tuple[int, int]] = set()  # cells that have a date/time number format already
         self.columns: dict[int, list[object]] = {}  # 1-based column -> values down from row 1 (key columns)
         self.grid: list[list[object]] = []  # rows of values from A1 (for key columns)
 
@@ -416,7 +431,10 @@ class GSheetsBook:
     """A Google spreadsheet (see the module docstring). ``client``: a gspread Client (default
     :func:`client_for`); ``workdir``: the sidecar folder on this machine (default ``./.sheetflow``), where the
     email journal of this spreadsheet lives; ``sleep``/``base_delay``: the retry clock (tests);
-    ``lease_ttl``/``settle``: lease expiry and the pause before the lease's second read-back."""
+    ``lease_ttl``/``settle``: lease expiry and the pause before the lease's read-back; ``fresh``: a write
+    within this many seconds of a read does not read the id columns again (that re-read would race the
+    same people in a window as wide; the e-mail write-back reads the whole workbook right before it
+    writes)."""
 
     def __init__(
         self,
@@ -428,6 +446,7 @@ class GSheetsBook:
         base_delay: float = 1.0,
         lease_ttl: float = LEASE_TTL,
         settle: float = 0.5,
+        fresh: float = 1.0,
     ):
         sid = spreadsheet_id(address)
         if sid is None:
@@ -443,6 +462,8 @@ class GSheetsBook:
         self._order: list[str] = []
         self.lease_ttl = lease_ttl
         self.settle = settle
+        self.fresh = fresh
+        self._read_at = -math.inf
         self.problems: list[Problem] = []
         """Warnings of the last write (records whose row vanished while the run worked)."""
         self.time_zone = ""
@@ -462,13 +483,17 @@ class GSheetsBook:
     @property
     def api(self) -> _Api:
         if self._api is None:
-            self._api = _Api(self._client or client_for(), self.id, sleep=self._sleep, base_delay=self._base_delay)
+            self._api = _Api(
+                self._client or client_for(), self.id, sleep=self._sleep, base_delay=self._base_delay
+            )
         return self._api
 
     def fingerprint(self) -> str:
         """Drive's ``modifiedTime`` of the spreadsheet (one Drive request, not counted in the Sheets quota)."""
         data = self.api.call(
-            "GET", f"{DRIVE_API}/{self.id}", params={"fields": "modifiedTime", "supportsAllDrives": "true"},
+            "GET",
+            f"{DRIVE_API}/{self.id}",
+            params={"fields": "modifiedTime", "supportsAllDrives": "true"},
             what="reading the spreadsheet's change time",
         )
         return f"gsheets:{self.id}:{data.get('modifiedTime', '')}"
@@ -488,7 +513,9 @@ class GSheetsBook:
         out.defaults = {k: v for k, v in (("timezone", self.time_zone), ("locale", self.locale)) if v}
         meta: dict[str, _Meta] = {}
         order = []
-        for entry in sorted(data.get("sheets") or [], key=lambda s: (s.get("properties") or {}).get("index", 0)):
+        for entry in sorted(
+            data.get("sheets") or [], key=lambda s: (s.get("properties") or {}).get("index", 0)
+        ):
             m = _Meta(entry.get("properties") or {})
             meta[m.title] = m
             order.append(m.title)
@@ -501,6 +528,8 @@ class GSheetsBook:
                             continue
                         value, formula = _cell_value(cd)
                         key = (r0 + i + 1, c0 + j + 1)
+                        if _format_type(cd) in ("DATE", "DATE_TIME", "TIME"):
+                            m.dated.add(key)
                         if formula:
                             m.formulas.add(key)
                         if value != "" or formula:
@@ -519,6 +548,7 @@ class GSheetsBook:
                 raw = _header_only(raw, spec)
             out[m.title] = raw
         self._meta, self._order = meta, order
+        self._read_at = time.monotonic()
         return out
 
     # ------------------------------------------------------------ writing
@@ -552,6 +582,7 @@ class GSheetsBook:
                 what="writing values",
             )
         self._remember(work, ids)
+        self._read_at = -math.inf  # what we know now is our own write, not a read
 
     def _rebind(self, work, keys: dict[str, tuple[int, dict[int, str]]]):
         """Every patched row of an existing sheet to the row that holds its record's key now (one batchGet of
@@ -560,9 +591,13 @@ class GSheetsBook:
         targets = [
             (patch, values)
             for patch, values in work
-            if patch.new is None and not patch.replace and not patch.delete_rows and values and patch.sheet in meta
+            if patch.new is None
+            and not patch.replace
+            and not patch.delete_rows
+            and values
+            and patch.sheet in meta
         ]
-        if not targets:
+        if not targets or time.monotonic() - self._read_at < self.fresh:
             return work
         cols = {patch.sheet: keys.get(patch.sheet, (1, {}))[0] or 1 for patch, _ in targets}
         ranges = [f"{_q(sheet)}!{_col(c)}:{_col(c)}" for sheet, c in cols.items()]
@@ -662,7 +697,12 @@ class GSheetsBook:
                     requests.append(
                         {
                             "updateDimensionProperties": {
-                                "range": {"sheetId": sid, "dimension": "COLUMNS", "startIndex": c - 1, "endIndex": c},
+                                "range": {
+                                    "sheetId": sid,
+                                    "dimension": "COLUMNS",
+                                    "startIndex": c - 1,
+                                    "endIndex": c,
+                                },
                                 "properties": {"pixelSize": max(20, round(width * 7 + 5))},
                                 "fields": "pixelSize",
                             }
@@ -695,7 +735,11 @@ class GSheetsBook:
                                 {
                                     "setDataValidation": {
                                         "range": rng,
-                                        "rule": {"condition": condition, "showCustomUi": True, "strict": not v.allow_other},
+                                        "rule": {
+                                            "condition": condition,
+                                            "showCustomUi": True,
+                                            "strict": not v.allow_other,
+                                        },
                                     }
                                 }
                             )
@@ -703,28 +747,40 @@ class GSheetsBook:
             m = meta[patch.sheet]
             ids[patch.sheet] = m.id
             if patch.replace:
-                requests.append(
-                    {"updateCells": {"range": {"sheetId": m.id}, "fields": "userEnteredValue"}}
-                )
+                requests.append({"updateCells": {"range": {"sheetId": m.id}, "fields": "userEnteredValue"}})
             for r in sorted(set(patch.delete_rows), reverse=True):
                 requests.append(
                     {
                         "deleteDimension": {
-                            "range": {"sheetId": m.id, "dimension": "ROWS", "startIndex": r - 1, "endIndex": r}
+                            "range": {
+                                "sheetId": m.id,
+                                "dimension": "ROWS",
+                                "startIndex": r - 1,
+                                "endIndex": r,
+                            }
                         }
                     }
                 )
             grid_rows = m.rows - len(set(patch.delete_rows))
             if rows > grid_rows:
                 requests.append(
-                    {"appendDimension": {"sheetId": m.id, "dimension": "ROWS", "length": rows - grid_rows + 100}}
+                    {
+                        "appendDimension": {
+                            "sheetId": m.id,
+                            "dimension": "ROWS",
+                            "length": rows - grid_rows + 100,
+                        }
+                    }
                 )
             if cols > m.cols:
                 requests.append(
                     {"appendDimension": {"sheetId": m.id, "dimension": "COLUMNS", "length": cols - m.cols}}
                 )
         for patch, values in work:
-            for (c, kind), spans in _date_spans(values).items():
+            m = meta.get(patch.sheet)
+            dated = m.dated if m is not None and patch.new is None and not patch.replace else set()
+            wanted = {k: v for k, v in values.items() if k not in dated}
+            for (c, kind), spans in _date_spans(wanted, _date_columns(patch, values, m)).items():
                 fmt = _DATETIME_FORMAT if kind == "DATE_TIME" else _DATE_FORMAT
                 for r0, r1 in spans:
                     requests.append(
@@ -749,7 +805,13 @@ class GSheetsBook:
         meta = self._meta or {}
         for patch, values in work:
             if patch.new is not None:
-                m = _Meta({"sheetId": ids[patch.sheet], "title": patch.sheet, "hidden": patch.new.state != "visible"})
+                m = _Meta(
+                    {
+                        "sheetId": ids[patch.sheet],
+                        "title": patch.sheet,
+                        "hidden": patch.new.state != "visible",
+                    }
+                )
                 m.rows, m.cols = 1000, 26
                 meta[patch.sheet] = m
                 self._order.append(patch.sheet)
@@ -760,13 +822,18 @@ class GSheetsBook:
                 gone = set(patch.delete_rows)
                 m.grid = [row for i, row in enumerate(m.grid, start=1) if i not in gone]
             cells = {
-                (r, c): v for r, row in enumerate(m.grid, start=1) for c, v in enumerate(row, start=1) if v != ""
+                (r, c): v
+                for r, row in enumerate(m.grid, start=1)
+                for c, v in enumerate(row, start=1)
+                if v != ""
             }
             for key, v in values.items():
                 if v is None or v == "":
                     cells.pop(key, None)
                 else:
                     cells[key] = v
+            for (c, _kind), spans in _date_spans(values, _date_columns(patch, values, m)).items():
+                m.dated.update((r, c) for r0, r1 in spans for r in range(r0, r1 + 1))
             m.grid = _rows_from(cells)
             m.rows = max(m.rows, len(m.grid))
             m.cols = max(m.cols, max((len(r) for r in m.grid), default=0))
@@ -778,7 +845,9 @@ class GSheetsBook:
         token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._take(token, wait)
         stop = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(token, stop), name="sheetflow-lease", daemon=True)
+        renewer = threading.Thread(
+            target=self._renew, args=(token, stop), name="sheetflow-lease", daemon=True
+        )
         renewer.start()
         try:
             yield
@@ -851,7 +920,9 @@ class GSheetsBook:
             holder, expires = str(row[0] or ""), row[1]
             free = not holder or not isinstance(expires, (int, float)) or expires < time.time()
             if free:
-                self._put_lease([token, time.time() + self.lease_ttl, "holder, expiry (Unix time), sheetflow"])
+                self._put_lease(
+                    [token, time.time() + self.lease_ttl, "holder, expiry (Unix time), sheetflow"]
+                )
                 if self.settle:
                     time.sleep(self.settle)
                 back = self._lease_row()
@@ -869,7 +940,9 @@ class GSheetsBook:
     def _renew(self, token: str, stop: threading.Event) -> None:
         while not stop.wait(self.lease_ttl / 3):
             try:
-                self._put_lease([token, time.time() + self.lease_ttl, "holder, expiry (Unix time), sheetflow"])
+                self._put_lease(
+                    [token, time.time() + self.lease_ttl, "holder, expiry (Unix time), sheetflow"]
+                )
             except SheetflowError as e:
                 log.warning("could not renew the lease on %s: %s", self.address, e)
 
@@ -1001,9 +1074,42 @@ def _value_ranges(work) -> list[dict]:
     return data
 
 
-def _date_spans(values: dict[tuple[int, int], object]) -> dict[tuple[int, str], list[tuple[int, int]]]:
-    """(column, format type) -> runs of consecutive rows holding dates (one repeatCell each)."""
-    cells: dict[tuple[int, tuple], list[int]] = {}
+def _date_columns(patch: SheetPatch, values: dict, m: _Meta | None) -> dict[int, tuple[int, int]]:
+    """Date columns of the contract (Emails ``sent_at``...) -> the rows this write appends, which get a date
+    format now even where the value comes later (the e-mail write-back then needs no formatting request)."""
+    spec = contract.sheet_spec(patch.sheet)
+    if spec is None or not values:
+        return {}
+    grid = [list(r) for r in (m.grid if m is not None and patch.new is None and not patch.replace else [])]
+    last = len(grid)
+    for (r, c), v in values.items():
+        if r <= contract.HEADER_SEARCH_ROWS and v not in (None, ""):
+            while len(grid) < r:
+                grid.append([])
+            row = grid[r - 1]
+            row.extend([""] * (c - len(row)))
+            row[c - 1] = v
+    h = contract.find_header(grid[: contract.HEADER_SEARCH_ROWS], spec)
+    appended = [r for r, _ in values if r > max(last, (h or 0) + 1)]
+    if h is None or not appended:
+        return {}
+    span = (min(appended), max(appended))
+    out = {}
+    for c, text in enumerate(grid[h], start=1):
+        col = spec.column(str(text)) if isinstance(text, str) and text else None
+        if col is not None and col.type is contract.D:
+            out[c] = span
+    return out
+
+
+def _date_spans(
+    values: dict[tuple[int, int], object], columns: dict[int, tuple[int, int]] | None = None
+) -> dict[tuple[int, str], list[tuple[int, int]]]:
+    """(column, format type) -> runs of consecutive rows holding dates (one repeatCell each); ``columns``:
+    date columns whose whole appended span is formatted (see :func:`_date_columns`)."""
+    cells: dict[tuple[int, str], set[int]] = {}
+    for c, (r0, r1) in (columns or {}).items():
+        cells.setdefault((c, "DATE_TIME"), set()).update(range(r0, r1 + 1))
     for (r, c), v in values.items():
         if isinstance(v, dt.datetime):
             kind = "DATE_TIME"
@@ -1011,10 +1117,17 @@ def _date_spans(values: dict[tuple[int, int], object]) -> dict[tuple[int, str], 
             kind = "DATE"
         else:
             continue
-        cells.setdefault((c, kind), []).append(r)
+        if (c, "DATE_TIME") in cells and r in cells[(c, "DATE_TIME")]:
+            if kind == "DATE":
+                cells[(c, "DATE_TIME")].discard(r)
+            else:
+                continue
+        cells.setdefault((c, kind), set()).add(r)
     out: dict[tuple[int, str], list[tuple[int, int]]] = {}
-    for key, rows in cells.items():
-        rows.sort()
+    for key, found in cells.items():
+        if not found:
+            continue
+        rows = sorted(found)
         spans = [(rows[0], rows[0])]
         for r in rows[1:]:
             if r == spans[-1][1] + 1:

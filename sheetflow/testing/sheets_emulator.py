@@ -1376,14 +1376,17 @@ class Emulator:
                 )
                 if wanted and not grids:
                     continue
-                entry["data"] = [self._grid_data(book, g.clipped()) for g in grids]
+                formatted = "fields" not in q or "formattedValue" in q["fields"] or "*" in q["fields"]
+                entry["data"] = [self._grid_data(book, g.clipped(), formatted) for g in grids]
             if wanted:
                 meta["sheets"] = [e for e in meta["sheets"] if "data" in e]
         if "fields" in q:
             meta = _apply_fields(meta, _parse_fields(q["fields"]))
         return meta
 
-    def _grid_data(self, book, g: Grid) -> dict:
+    def _grid_data(self, book, g: Grid, formatted: bool = True) -> dict:
+        """GridData of ``g``; ``formatted=False`` when the field mask drops formattedValue (the slowest part
+        to compute, and big sheets are read with such masks)."""
         rows = []
         for r in range(g.r0, g.r1):
             vals = []
@@ -1394,7 +1397,8 @@ class Emulator:
                     data["userEnteredValue"] = _typed(cell.value, cell.formula)
                     eff = _effective(cell, g.sheet)
                     data["effectiveValue"] = _typed(eff, None)
-                    data["formattedValue"] = render(cell, g.sheet, "FORMATTED_VALUE", "", book.locale)
+                    if formatted:
+                        data["formattedValue"] = render(cell, g.sheet, "FORMATTED_VALUE", "", book.locale)
                 if cell is not None and cell.fmt:
                     data["userEnteredFormat"] = copy.deepcopy(cell.fmt)
                 vals.append(data)
@@ -1828,7 +1832,9 @@ class Emulator:
             for r in range(g.r0, min(g.r1, len(g.sheet.rows))):
                 for c in range(g.c0, min(g.c1, len(g.sheet.rows[r]))):
                     if (r, c) not in covered and g.sheet.rows[r][c] is not None:
-                        g.sheet.put(r, c, _apply_cell_data(g.sheet.cell(r, c), {}, fields, book.locale, where))
+                        g.sheet.put(
+                            r, c, _apply_cell_data(g.sheet.cell(r, c), {}, fields, book.locale, where)
+                        )
 
     def _req_updateDimensionProperties(self, book, body, where):
         """Column widths / row heights: checked and kept in ``Sheet.sizes`` (not returned as metadata)."""
@@ -1847,7 +1853,14 @@ class Emulator:
         if not g.within_grid():
             raise _bad(f"{where}: Range ({g.a1()}) exceeds grid limits.")
         rule = body.get("rule")
-        kinds = ("ONE_OF_LIST", "ONE_OF_RANGE", "BOOLEAN", "NUMBER_BETWEEN", "TEXT_CONTAINS", "CUSTOM_FORMULA")
+        kinds = (
+            "ONE_OF_LIST",
+            "ONE_OF_RANGE",
+            "BOOLEAN",
+            "NUMBER_BETWEEN",
+            "TEXT_CONTAINS",
+            "CUSTOM_FORMULA",
+        )
         if rule is not None and (rule.get("condition") or {}).get("type") not in kinds:
             raise _bad(f"{where}: Invalid ConditionType")
         g.sheet.__dict__.setdefault("validations", []).append((g.a1(), rule))

@@ -181,10 +181,36 @@ def seed_cell(value: Any):
         serial = (value.hour * 3600 + value.minute * 60 + value.second) / 86400
         return Cell(serial, None, {"numberFormat": {"type": "TIME", "pattern": "hh:mm"}})
     if isinstance(value, dt.datetime):
-        return Cell(to_serial(value), None, {"numberFormat": {"type": "DATE_TIME", "pattern": "yyyy-mm-dd hh:mm"}})
+        return Cell(
+            to_serial(value), None, {"numberFormat": {"type": "DATE_TIME", "pattern": "yyyy-mm-dd hh:mm"}}
+        )
     if isinstance(value, dt.date):
         return Cell(to_serial(value), None, {"numberFormat": {"type": "DATE", "pattern": "yyyy-mm-dd"}})
     return value
+
+
+def seed_spreadsheet(emu, sheets: Sheets, states: Mapping[str, str] | None = None, **kw) -> str:
+    """A new spreadsheet in the emulator holding ``sheets`` as a person would have typed them."""
+    specs = [
+        {
+            "title": name,
+            "values": [],
+            "hidden": (states or {}).get(name, "visible") != "visible",
+            "rowCount": max(1000, len(rows)),
+            "columnCount": max([26, *(len(r) for r in rows)]),
+        }
+        for name, rows in sheets.items()
+    ]
+    sid = emu.create_spreadsheet(specs or None, **kw)
+    book = emu.spreadsheets[sid]
+    for name, rows in sheets.items():
+        sheet = book.sheet_by_title(name)
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                stored = seed_cell(value)
+                if stored is not None:
+                    sheet.put(r, c, stored)
+    return sid
 
 
 class GSheetsBackend:
@@ -192,7 +218,9 @@ class GSheetsBackend:
 
     name = "gsheets"
     tolerates_edits = True  # people edit a shared spreadsheet: a change is re-found by id, not refused
-    states = {"veryHidden": "hidden"}  # Google has one hidden state; sheetflow's _system sheets read veryHidden
+    states = {
+        "veryHidden": "hidden"
+    }  # Google has one hidden state; sheetflow's _system sheets read veryHidden
 
     def __init__(self, tmp_path: Path):
         self.emu = emulator()
@@ -212,19 +240,7 @@ class GSheetsBackend:
         )
 
     def make(self, sheets: Sheets, states: Mapping[str, str] | None = None) -> Book:
-        specs = [
-            {"title": name, "values": [], "hidden": (states or {}).get(name, "visible") != "visible"}
-            for name in sheets
-        ]
-        self.sid = self.emu.create_spreadsheet(specs or None)
-        book = self.emu.spreadsheets[self.sid]
-        for name, rows in sheets.items():
-            sheet = book.sheet_by_title(name)
-            for r, row in enumerate(rows):
-                for c, value in enumerate(row):
-                    stored = seed_cell(value)
-                    if stored is not None:
-                        sheet.put(r, c, stored)
+        self.sid = seed_spreadsheet(self.emu, sheets, states)
         return self.open()
 
     def reopen(self, book: Book) -> Book:
