@@ -109,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="create a demo workbook, run it once, show what happened")
     demo.add_argument("dir", nargs="?", type=Path, default=Path("sheetflow-demo"))
     demo.add_argument("--contacts", type=int, default=300)
+    demo.add_argument(
+        "--gsheets",
+        action="store_true",
+        help="run the demo on a Google spreadsheet in a local Sheets emulator (no Google account needed)",
+    )
     return p
 
 
@@ -285,7 +290,7 @@ def _finish(console: Console, result, args: argparse.Namespace) -> int:  # noqa:
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from sheetflow.commands.demo import run_demo
 
-    run_demo(args.dir, contacts=args.contacts, console=console)
+    run_demo(args.dir, contacts=args.contacts, console=console, gsheets=args.gsheets)
     return 0
 
 

@@ -49,8 +49,15 @@ def prepare_demo_book(book: Path) -> None:
 
 
 def run_demo(
-    folder: Path, *, contacts: int = 300, console: Console | None = None, now: dt.datetime | None = None
+    folder: Path,
+    *,
+    contacts: int = 300,
+    console: Console | None = None,
+    now: dt.datetime | None = None,
+    gsheets: bool = False,
 ) -> Path:
+    """``gsheets``: copy the demo workbook into a freshly started local Sheets emulator and run on it there
+    (the Google Sheets backend end to end, without a Google account); the emulator stops when the demo ends."""
     console = console or Console()
     folder.mkdir(parents=True, exist_ok=True)
     book = folder / "crm-demo.xlsx"
@@ -58,8 +65,11 @@ def run_demo(
     create_starter(book, example=True, force=True, contacts=contacts, today=today)
     prepare_demo_book(book)
     console.print(f"[green]created[/] {book} with {contacts} contacts, reps, deals, tickets and rules")
-    with console.status("running sheetflow on it"):
-        result = run(book, now=now, trigger="cli", outbox=folder / "outbox")
+    if gsheets:
+        result = _run_on_emulator(book, folder, now, console)
+    else:
+        with console.status("running sheetflow on it"):
+            result = run(book, now=now, trigger="cli", outbox=folder / "outbox")
     plan = result.plan
     by_column = Counter((ch.table, ch.column) for ch in plan.changes)
     stages = Counter(ch.new for ch in plan.changes if ch.column == "lifecycle_stage")
@@ -113,6 +123,12 @@ def run_demo(
             console.print(f"  {escape(email.to or email.record_id)}: {escape(email.detail)}")
     for text in plan.notices:
         console.print(f"[cyan]note[/] {escape(text)}")
+    if gsheets:
+        console.print(
+            f"the spreadsheet lived in the emulator, which stopped with the demo; {book} is the workbook it "
+            "was copied from (unchanged). On a real spreadsheet: sheetflow run gsheets:ID (README, Google Sheets)"
+        )
+        return book
     console.print(f"""
 [bold]where to look[/]
   {book}   open it: Contacts (score, lifecycle_stage, owner), Tasks, Emails, Activity (every change and why), Runs
@@ -121,3 +137,39 @@ def run_demo(
   sheetflow check {book}           validate the rules after you edit them
 """)
     return book
+
+
+def _run_on_emulator(book: Path, folder: Path, now: dt.datetime | None, console: Console):
+    """The demo run on a copy of ``book`` in a local Sheets emulator (``sheetflow demo --gsheets``)."""
+    from .book import LOGS
+    from .book.gsheets import GSheetsBook
+    from .book.xlsx import XlsxBook
+    from .testing.seed import spreadsheet_from_rows
+    from .testing.sheets_emulator import emulator_client, start
+
+    raws = XlsxBook(book).read(full=LOGS)
+    with start() as server:
+        sid = spreadsheet_from_rows(
+            server.emulator,
+            {name: raw.rows for name, raw in raws.items()},
+            hidden=[name for name, raw in raws.items() if raw.state != "visible"],
+            origins={name: raw.origin for name, raw in raws.items()},
+            title="crm-demo",
+        )
+        console.print(
+            f"[green]copied[/] it into a local Google Sheets emulator at {server.base_url} (gsheets:{sid})"
+        )
+        gbook = GSheetsBook(
+            f"gsheets:{sid}",
+            client=emulator_client(server.base_url, timeout=120),
+            workdir=folder / ".sheetflow",
+        )
+        with console.status("running sheetflow on the Google spreadsheet"):
+            result = run(gbook.address, book=gbook, now=now, trigger="cli", outbox=folder / "outbox")
+        stats = server.emulator.stats()
+        console.print(
+            f"Google Sheets API requests for this run: {stats['requests']} "
+            f"({', '.join(f'{op} {n}' for op, n in sorted(stats['ops'].items()))}); "
+            f"{stats['bytes_in'] // 1024} KiB sent, {stats['bytes_out'] // 1024} KiB received"
+        )
+    return result

@@ -165,28 +165,7 @@ def emulator():
     return _EMULATOR
 
 
-def seed_cell(value: Any):
-    """A seed value as the emulator stores it (dates as serials with a date format, like Google)."""
-    import datetime as dt
-
-    from sheetflow.testing.sheets_emulator import Cell, to_serial
-
-    if value is None:
-        return None
-    if isinstance(value, Formula):
-        return Cell(None, value.text)
-    if isinstance(value, ErrorValue):
-        return value.code  # the emulator keeps "#N/A" and friends as error values
-    if isinstance(value, dt.time):
-        serial = (value.hour * 3600 + value.minute * 60 + value.second) / 86400
-        return Cell(serial, None, {"numberFormat": {"type": "TIME", "pattern": "hh:mm"}})
-    if isinstance(value, dt.datetime):
-        return Cell(
-            to_serial(value), None, {"numberFormat": {"type": "DATE_TIME", "pattern": "yyyy-mm-dd hh:mm"}}
-        )
-    if isinstance(value, dt.date):
-        return Cell(to_serial(value), None, {"numberFormat": {"type": "DATE", "pattern": "yyyy-mm-dd"}})
-    return value
+from sheetflow.testing.seed import seed_cell  # noqa: E402 - the emulator's side, used by the factories below
 
 
 def seed_spreadsheet(emu, sheets: Sheets, states: Mapping[str, str] | None = None, **kw) -> str:

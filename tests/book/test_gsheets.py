@@ -487,3 +487,11 @@ def test_dates_are_written_as_serials_with_a_date_format(gwb):
     cell = gwb.emu.cell(gwb.sid, "'Runs'!B2")
     assert isinstance(cell.value, (int, float)) and cell.fmt["numberFormat"]["type"] in ("DATE", "DATE_TIME")
     assert from_serial(cell.value) == NOW
+
+
+def test_demo_runs_on_a_fresh_emulator(tmp_path, capsys):
+    assert main(["demo", str(tmp_path / "demo"), "--gsheets", "--contacts", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "local Google Sheets emulator" in out and "Google Sheets API requests for this run" in out
+    assert "values.append" not in out and "problems found" in out
+    assert list((tmp_path / "demo" / "outbox").glob("*.eml"))
