@@ -495,3 +495,36 @@ def test_demo_runs_on_a_fresh_emulator(tmp_path, capsys):
     assert "local Google Sheets emulator" in out and "Google Sheets API requests for this run" in out
     assert "values.append" not in out and "problems found" in out
     assert list((tmp_path / "demo" / "outbox").glob("*.eml"))
+
+
+def test_a_menu_request_in_the_control_sheet_is_answered_by_the_scheduler(gwb, monkeypatch):
+    """What addin/google/Code.gs writes (action, who, when, "waiting" in the first free request row) is what
+    the scheduler answers on a Google spreadsheet."""
+    from sheetflow import control, scheduler
+
+    gwb.make(crm(3))
+    book = gwb.book()
+    book.read()
+    book.write([control.new_control_patch("en")])
+    row = control.REQUEST_HEADER_ROW + 1
+    gwb.emu.set_values(
+        gwb.sid, f"'Control'!A{row}:D{row}", [["Check", "ana@example.com", 46349.4, "waiting"]], "RAW"
+    )
+    monkeypatch.setenv(gs.ENDPOINT_ENV, gwb.emu.base_url)
+    monkeypatch.chdir(gwb.tmp)
+
+    class Clock:
+        def now(self):
+            return dt.datetime(2026, 11, 23, 13, 0, tzinfo=dt.timezone.utc)
+
+        def sleep(self, seconds):
+            pass
+
+    wb = scheduler.Workbook.open(gwb.address)
+    done = scheduler.answer_requests(
+        wb, lambda wb_, action, slot=None: scheduler.run_once(wb_.address, action), Clock()
+    )
+    assert len(done) == 1
+    answered = gwb.rows("Control")[row - 1]
+    assert answered[3] == "done" and answered[4] != "" and answered[5] != ""
+    assert scheduler.answer_requests(wb, lambda *a, **k: pytest.fail("answered twice"), Clock()) == []
