@@ -34,7 +34,7 @@ from sheetflow.testing.sheets_emulator import emulator_client, start  # noqa: E4
 NOW = dt.datetime(2026, 11, 23, 10, 0)
 
 
-def bench(n: int, folder: Path) -> list[dict]:
+def bench(n: int, folder: Path, runs: int = 2) -> list[dict]:
     path = generate(n, folder)
     raws = XlsxBook(path).read(full=LOGS)
     out = []
@@ -45,7 +45,7 @@ def bench(n: int, folder: Path) -> list[dict]:
             hidden=[name for name, raw in raws.items() if raw.state != "visible"],
             origins={name: raw.origin for name, raw in raws.items()},
         )
-        for label, now in (("first run", NOW), ("second run", NOW + dt.timedelta(minutes=5))):
+        for label, now in (("first run", NOW), ("second run", NOW + dt.timedelta(minutes=5)))[:runs]:
             book = GSheetsBook(
                 f"gsheets:{sid}",
                 client=emulator_client(server.base_url, timeout=600),
@@ -75,12 +75,13 @@ def bench(n: int, folder: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[10_000])
+    parser.add_argument("--runs", type=int, default=2, choices=[1, 2], help="1: the first run only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         print("| contacts | run | changes | requests (reads + writes) | MB sent | MB received | seconds |")
         print("|---:|---|---:|---:|---:|---:|---:|")
         for n in args.sizes:
-            for row in bench(n, Path(tmp) / str(n)):
+            for row in bench(n, Path(tmp) / str(n), args.runs):
                 print(
                     f"| {row['contacts']:,} | {row['run']} | {row['changes']:,} | {row['requests']} "
                     f"({row['reads']} + {row['writes']}) | {row['MB sent']:.1f} | {row['MB received']:.1f} "

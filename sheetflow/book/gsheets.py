@@ -11,7 +11,8 @@ minute per user, developers.google.com/sheets/api/limits):
   zone); the number-format type is what tells a date from a number, and the formula is what the Book
   contract lists in ``RawSheet.formulas`` — two more batchGets otherwise. Google trims trailing empty rows and
   cells; the grid is rebuilt from the used range.
-- **write** = one ``values.batchGet`` of the target sheets' key columns (rows that moved under us, below),
+- **write** = one ``values.batchGet`` of the target sheets' key columns (rows that moved under us, below;
+  skipped when the read was less than ``fresh`` seconds ago, as for the e-mail write-back),
   at most one ``spreadsheets.batchUpdate`` (new sheets, their layout, date formats, grid growth with
   ``appendDimension``, rows deleted from logs, replaced sheets cleared) and one ``values.batchUpdate`` with
   ``RAW`` input and explicit ranges (``RAW`` keeps ``=1+1`` text; never ``values.append``, whose retries
@@ -52,13 +53,12 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import contract
-from ..names import cell_ref
 from ..problems import Problem, SheetflowError, UsageError, WorkbookBusy, warning
 from .base import LOGS
 from .memory import ErrorValue, _grid, _header_only, _Sheet
 from .memory import _checked as _checked_like_the_writer
 from .raw import RawSheet
-from .xlsxpatch import PatchError, SheetPatch
+from .xlsxpatch import SheetPatch
 
 __all__ = [
     "ENDPOINT_ENV",
@@ -295,10 +295,11 @@ class _Api:
                 "part of the sheet's URL between /d/ and /edit"
             )
         if status == 403 and ("has not been used" in body or "disabled" in body or "not enabled" in body):
+            api, lib = ("Google Drive API", "drive") if "drive" in body else ("Google Sheets API", "sheets")
             return GoogleAccessError(
-                "the Google Sheets API is not enabled for the Google Cloud project of your credentials: enable "
-                "it at https://console.cloud.google.com/apis/library/sheets.googleapis.com, wait a minute, "
-                f"run again ({text})"
+                f"the {api} is not enabled for the Google Cloud project of your credentials: enable it at "
+                f"https://console.cloud.google.com/apis/library/{lib}.googleapis.com, wait a minute, run again "
+                f"(Google says: {text})"
             )
         if status == 403:
             return GoogleAccessError(
@@ -1136,10 +1137,3 @@ def _date_spans(
                 spans.append((r, r))
         out[key] = spans
     return out
-
-
-def describe(ref_sheet: str, row: int, col: int) -> str:
-    return cell_ref(ref_sheet, row, col)
-
-
-__all__ += ["PatchError"]
