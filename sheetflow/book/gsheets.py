@@ -601,7 +601,11 @@ class GSheetsBook:
         if not targets or time.monotonic() - self._read_at < self.fresh:
             return work
         cols = {patch.sheet: keys.get(patch.sheet, (1, {}))[0] or 1 for patch, _ in targets}
-        ranges = [f"{_q(sheet)}!{_col(c)}:{_col(c)}" for sheet, c in cols.items()]
+        ranges = []
+        for sheet, c in cols.items():  # the key column, and the rows from the last one we know down
+            m = meta[sheet]
+            ranges.append(f"{_q(sheet)}!{_col(c)}:{_col(c)}")
+            ranges.append(f"{_q(sheet)}!A{max(1, len(m.grid))}:{_col(max(1, m.cols))}")
         data = self.api.call(
             "GET",
             f"{SHEETS_API}/{self.id}/values:batchGet",
@@ -613,20 +617,26 @@ class GSheetsBook:
             },
             what="reading the id columns again",
         )
-        now_cols = {}
-        for (sheet, _c), vr in zip(cols.items(), data.get("valueRanges") or []):
-            column = (vr.get("values") or [[]])[0]
+        answers = data.get("valueRanges") or []
+        now_cols, tails = {}, {}
+        for i, sheet in enumerate(cols):
+            column = ((answers[2 * i] if 2 * i < len(answers) else {}).get("values") or [[]])[0]
             now_cols[sheet] = [_key_text(v) for v in column]
+            tail = (answers[2 * i + 1] if 2 * i + 1 < len(answers) else {}).get("values") or []
+            tails[sheet] = max(0, max((len(c) for c in tail), default=0) - 1)  # rows below the last we knew
         out = []
         for patch, values in work:
             if not any(patch is p for p, _ in targets):
                 out.append((patch, values))
                 continue
             col = cols[patch.sheet]
-            before = [_key_text(row[col - 1]) if col - 1 < len(row) else "" for row in meta[patch.sheet].grid]
-            _trim_tail(before)
+            grid = meta[patch.sheet].grid
+            last = len(grid)  # the last row the read saw: rows below it are this write's appends
+            before = [_key_text(row[col - 1]) if col - 1 < len(row) else "" for row in grid]
             after = now_cols.get(patch.sheet, [])
-            if before == after:
+            after = after + [""] * (len(before) - len(after))
+            grown = tails[patch.sheet]
+            if before == after[: len(before)] and not grown:
                 out.append((patch, values))
                 continue
             where: dict[str, int] = {}
@@ -634,10 +644,9 @@ class GSheetsBook:
                 if k != "":
                     where.setdefault(k, i + 1)
             row_keys = keys.get(patch.sheet, (0, {}))[1]
-            grown = len(after) - len(before)
-            last = len(before)
             moved: dict[tuple[int, int], object] = {}
             gone: set[str] = set()
+            lost: set[int] = set()
             for (r, c), v in values.items():
                 if r in row_keys:
                     target = where.get(row_keys[r])
@@ -645,10 +654,24 @@ class GSheetsBook:
                         gone.add(row_keys[r])
                         continue
                 elif r > last:
-                    target = r + max(0, grown)
+                    target = r + grown
+                elif before[:r] == after[:r]:
+                    target = (
+                        r  # a row without a key (header, a record getting its id now): nothing moved above it
+                    )
                 else:
-                    target = r  # header and rows without a key stay where they are
+                    lost.add(r)  # it may have moved and nothing names it: never a value in the wrong row
+                    continue
                 moved[(target, c)] = v
+            for r in sorted(lost):
+                self.problems.append(
+                    warning(
+                        f"{patch.sheet}!{r}:{r}",
+                        "rows above this one were inserted, deleted or sorted while sheetflow worked and the "
+                        "row has no id to find it by; its changes were not written",
+                        "the next run plans it again",
+                    )
+                )
             for k in sorted(gone):
                 self.problems.append(
                     warning(
@@ -973,11 +996,6 @@ def _key_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value).strip() if value not in (None, "") else ""
-
-
-def _trim_tail(values: list[str]) -> None:
-    while values and values[-1] == "":
-        values.pop()
 
 
 def _keys(patches: list[SheetPatch]) -> dict[str, tuple[int, dict[int, str]]]:

@@ -528,3 +528,41 @@ def test_a_menu_request_in_the_control_sheet_is_answered_by_the_scheduler(gwb, m
     answered = gwb.rows("Control")[row - 1]
     assert answered[3] == "done" and answered[4] != "" and answered[5] != ""
     assert scheduler.answer_requests(wb, lambda *a, **k: pytest.fail("answered twice"), Clock()) == []
+
+
+def test_a_record_without_an_id_is_not_written_when_rows_moved_above_it(gwb):
+    sheets = crm(4)
+    sheets["Contacts"][4][0] = None  # C-00004 gets its id in this run
+    gwb.make(sheets)
+    gwb.emu.after_request(
+        lambda e: e.insert_rows(gwb.sid, "Contacts", 2, 1, [["C-NEW", "Typed meanwhile"]]),
+        path=r"/v4/spreadsheets/[^/]+$",
+        method="GET",
+    )
+    result = run(gwb.address, now=NOW, book=gwb.book())
+    rows = gwb.rows("Contacts")
+    header = rows[0]
+    by_name = {r[1]: dict(zip(header, r)) for r in rows[1:]}
+    assert by_name["Typed meanwhile"].get("score", "") == ""  # nothing landed on the person's row
+    assert by_name["Name 4"]["id"] == "" and by_name["Name 4"].get("score", "") == ""  # not written...
+    assert any("no id" in p.message for p in result.plan.problems)  # ...and said so
+    assert all(by_name[f"Name {i}"]["score"] == expected(i) for i in (1, 2, 3))
+
+
+def test_rows_a_person_adds_below_a_log_meanwhile_are_kept_and_ours_go_below(gwb):
+    gwb.make(crm(3))
+    run(gwb.address, now=NOW, book=gwb.book())
+    before = gwb.rows("Activity")
+    gwb.emu.set_values(gwb.sid, "'Contacts'!E2", [[90]], "RAW")  # C-00001 gets big: its score changes
+    mine = ["typed by a person", "", "Contacts", "C-00001", "note", "", "", "by hand"]
+    gwb.emu.after_request(
+        lambda e: e.set_values(gwb.sid, f"'Activity'!A{len(before) + 1}", [mine], "RAW"),
+        path=r"/v4/spreadsheets/[^/]+$",
+        method="GET",
+    )
+    result = run(gwb.address, now=NOW + dt.timedelta(days=1), book=gwb.book())
+    after = gwb.rows("Activity")
+    assert after[: len(before)] == before
+    assert after[len(before)] == mine  # the person's row: intact
+    assert len(after) == len(before) + 1 + len(result.plan.changes)  # ours below it
+    assert all(r[3] == "C-00001" for r in after[len(before) + 1 :])
