@@ -165,7 +165,17 @@ def emulator():
     return _EMULATOR
 
 
-from sheetflow.testing.seed import seed_cell  # noqa: E402 - the emulator's side, used by the factories below
+def seed_cell(value: Any):
+    """A seed value as the emulator stores it: formulas and error values here, the rest as
+    :func:`sheetflow.testing.seed.seed_cell` (dates as serials with a date format, like Google)."""
+    from sheetflow.testing.seed import seed_cell as plain
+    from sheetflow.testing.sheets_emulator import Cell
+
+    if isinstance(value, Formula):
+        return Cell(None, value.text)
+    if isinstance(value, ErrorValue):
+        return value.code  # the emulator keeps "#N/A" and friends as error values
+    return plain(value)
 
 
 def seed_spreadsheet(emu, sheets: Sheets, states: Mapping[str, str] | None = None, **kw) -> str:
