@@ -27,7 +27,7 @@ from generate import generate  # noqa: E402
 from sheetflow.book import LOGS  # noqa: E402
 from sheetflow.book.gsheets import GSheetsBook  # noqa: E402
 from sheetflow.book.xlsx import XlsxBook  # noqa: E402
-from sheetflow.pipeline import run  # noqa: E402
+from sheetflow.commands.run import run  # noqa: E402
 from sheetflow.testing.seed import spreadsheet_from_rows  # noqa: E402
 from sheetflow.testing.sheets_emulator import emulator_client, start  # noqa: E402
 

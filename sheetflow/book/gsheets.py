@@ -52,13 +52,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .. import contract
-from ..problems import Problem, SheetflowError, UsageError, WorkbookBusy, warning
-from .base import LOGS
-from .memory import ErrorValue, _grid, _header_only, _Sheet
-from .memory import _checked as _checked_like_the_writer
-from .raw import RawSheet
-from .xlsxpatch import SheetPatch
+from sheetflow import contract
+from sheetflow.book.base import LOGS
+from sheetflow.book.memory import ErrorValue, _grid, _header_only, _Sheet
+from sheetflow.book.memory import _checked as _checked_like_the_writer
+from sheetflow.book.raw import RawSheet
+from sheetflow.book.xlsxpatch import SheetPatch
+from sheetflow.problems import Problem, SheetflowError, UsageError, WorkbookBusy, warning
 
 __all__ = [
     "ENDPOINT_ENV",
@@ -173,7 +173,8 @@ def client_for(folder: Path | None = None):
 
     endpoint = os.environ.get(ENDPOINT_ENV, "").strip()
     if endpoint:
-        from ..testing.sheets_emulator import emulator_client
+        # only with the emulator address set: tests and the demo (the emulator is test tooling)
+        from sheetflow.testing.sheets_emulator import emulator_client
 
         return emulator_client(endpoint, timeout=TIMEOUT)
     conf = _toml(folder or Path.cwd())

@@ -141,11 +141,12 @@ def run_demo(
 
 def _run_on_emulator(book: Path, folder: Path, now: dt.datetime | None, console: Console):
     """The demo run on a copy of ``book`` in a local Sheets emulator (``sheetflow demo --gsheets``)."""
-    from .book import LOGS
-    from .book.gsheets import GSheetsBook
-    from .book.xlsx import XlsxBook
-    from .testing.seed import spreadsheet_from_rows
-    from .testing.sheets_emulator import emulator_client, start
+    # only for --gsheets: the emulator is test tooling, not loaded by a plain demo
+    from sheetflow.book import LOGS
+    from sheetflow.book.gsheets import GSheetsBook
+    from sheetflow.book.xlsx import XlsxBook
+    from sheetflow.testing.seed import spreadsheet_from_rows
+    from sheetflow.testing.sheets_emulator import emulator_client, start
 
     raws = XlsxBook(book).read(full=LOGS)
     with start() as server:

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .sheets_emulator import Cell, Emulator, to_serial
+from sheetflow.testing.sheets_emulator import Cell, Emulator, to_serial
 
 __all__ = ["seed_cell", "spreadsheet_from_rows"]
 

@@ -19,8 +19,8 @@ from conftest import read_sheet as xlsx_rows
 from sheetflow.book import gsheets as gs
 from sheetflow.book import open_book
 from sheetflow.book.gsheets import GoogleAccessError, GoogleUnavailable, GSheetsBook, spreadsheet_id
-from sheetflow.cli import main
-from sheetflow.pipeline import load, run
+from sheetflow.cli.main import main
+from sheetflow.commands.run import load, run
 from sheetflow.problems import UsageError, WorkbookBusy
 from sheetflow.testing.sheets_emulator import Emulator, emulator_client, from_serial, start
 
@@ -500,7 +500,8 @@ def test_demo_runs_on_a_fresh_emulator(tmp_path, capsys):
 def test_a_menu_request_in_the_control_sheet_is_answered_by_the_scheduler(gwb, monkeypatch):
     """What addin/google/Code.gs writes (action, who, when, "waiting" in the first free request row) is what
     the scheduler answers on a Google spreadsheet."""
-    from sheetflow import control, scheduler
+    from sheetflow.commands import schedule as scheduler
+    from sheetflow.tables import control
 
     gwb.make(crm(3))
     book = gwb.book()
