@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import NOW
-from conftest import read_sheet as xlsx_rows
 
 from sheetflow.book import gsheets as gs
 from sheetflow.book import open_book
@@ -23,6 +21,8 @@ from sheetflow.cli.main import main
 from sheetflow.commands.run import load, run
 from sheetflow.problems import UsageError, WorkbookBusy
 from sheetflow.testing.sheets_emulator import Emulator, emulator_client, from_serial, start
+from tests.conftest import NOW
+from tests.conftest import read_sheet as xlsx_rows
 
 from .backends import XlsxBackend, emulator, seed_spreadsheet
 
