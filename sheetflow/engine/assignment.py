@@ -936,6 +936,7 @@ class Assigner:
                     [self._notice(records)],
                     RULE_TEXT,
                     f"assign@{baseline}",
+                    record=",".join(sorted(f"{t} {i}" for t, i in records)),
                 )
             else:  # a rep without an e-mail address learns it from the Tasks sheet
                 tasks[rep.key] = (rep.name, [self._notice(records)], {t for t, _ in records})
@@ -1209,7 +1210,9 @@ def reassign(
     return changed
 
 
-def _notify(ctx: Context, rep: str, subject: str, lines: list[str], rule: str, occurrence: str) -> None:
+def _notify(
+    ctx: Context, rep: str, subject: str, lines: list[str], rule: str, occurrence: str, record: str = ""
+) -> None:
     from sheetflow.engine.emails import request_notification
 
-    request_notification(ctx, rep, subject, lines, rule, occurrence)
+    request_notification(ctx, rep, subject, lines, rule, occurrence, record)

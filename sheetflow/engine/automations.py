@@ -580,7 +580,7 @@ class _Runner:
                 from sheetflow.engine.sla import escalation_text
 
                 line = escalation_text(self.ctx, table, pos, rule.name)
-            request(self.ctx, rep, subject, [line], rule.name, occ)
+            request(self.ctx, rep, subject, [line], rule.name, occ, record=f"{rule.table} {fields.get('id')}")
 
     def _texts(self, rule: AutomationRule, source: str, table: Table, positions: list[int]) -> list[str]:
         """The text for each record, rendered in the email sandbox. A text that cannot be rendered is an

@@ -370,22 +370,44 @@ def request_email(
 
 
 def request_notification(
-    ctx: Any, rep_name: str, subject: str, lines: list[str], rule: str, occurrence: str
+    ctx: Any, rep_name: str, subject: str, lines: list[str], rule: str, occurrence: str, record: str = ""
 ) -> None:
-    """Tell a rep something by email; all of a rep's notifications of one run go out as one email."""
+    """Tell a rep something by email; all of a rep's notifications of one run go out as one email.
+
+    An item is identified by (rule, record, occurrence): ``record`` names what it is about
+    (``"Contacts C-1"``; the assignment digest names all its records). Every record's item reaches the
+    digest; only a repeat of the same rule, record and occurrence in one run is dropped. The digest's
+    email key is made from all its items' identities, so the same digest is never sent twice and a
+    digest with one more item is a different email (issue 20)."""
     planner = planner_for(ctx)
     digest = planner.digests.setdefault(text_key(rep_name), _Digest(rep_name.strip()))
-    if any(i["rule"] == rule and i["occurrence"] == occurrence for i in digest.items):
+    if any(
+        i["rule"] == rule and i["occurrence"] == occurrence and i.get("record", "") == record
+        for i in digest.items
+    ):
         return
     digest.items.append(
         {
             "subject": subject,
             "lines": list(lines),
             "rule": rule,
+            "record": record,
             "occurrence": occurrence,
             "text": "\n".join(lines),
         }
     )
+
+
+def item_identity(item: Mapping[str, Any]) -> str:
+    """What makes a digest item itself: rule, record and trigger occurrence (part of the digest's key)."""
+    record = str(item.get("record") or "")
+    return f"{normalize(item['rule'])}@{record + '@' if record else ''}{item['occurrence']}"
+
+
+def digest_items(items: list[Mapping[str, Any]]) -> list[Fields]:
+    """The items as a template sees them: ``{{ item.subject }}``, ``item.lines``, ``item.text``,
+    ``item.rule``, ``item.record``; ``{{ item }}`` alone prints its text (its lines), not a mapping."""
+    return [Fields("item", dict(i), str(i.get("text") or "\n".join(i.get("lines") or []))) for i in items]
 
 
 # ---------------------------------------------------------------- after the engine
@@ -423,7 +445,7 @@ def finalize_emails(
 def _digests(planner: MailPlanner) -> None:
     plan = planner.plan
     for digest in planner.digests.values():
-        occ = "|".join(sorted(f"{normalize(i['rule'])}@{i['occurrence']}" for i in digest.items))
+        occ = "|".join(sorted(item_identity(i) for i in digest.items))
         key = email_key("notify", "Reps", digest.rep, NOTIFICATION_TEMPLATE, occ)
         if planner.known(key):
             continue
@@ -466,7 +488,7 @@ def render_digest(planner: MailPlanner, email: PlannedEmail) -> None:
     context.update(
         rep=rep_fields,
         owner=rep_fields,
-        items=items,
+        items=digest_items(items),
         count=len(items),
         settings=Fields("settings", settings_fields(planner.settings)),
     )

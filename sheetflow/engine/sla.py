@@ -159,6 +159,7 @@ def _escalate_overdue(ctx: Context) -> None:
                 [text],
                 "SLA",
                 f"sla:{row['id']}@{due:%Y-%m-%dT%H:%M}",
+                record=f"Tickets {row['id']}",
             )
 
 

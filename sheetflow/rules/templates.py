@@ -346,7 +346,20 @@ def sample_context(tables: Tables, settings: Settings, *, template: str = "") ->
         context.update(
             rep=rep,
             owner=rep,
-            items=[{"subject": "x", "lines": ["x"], "rule": "x", "text": "x", "occurrence": "x"}],
+            items=[
+                Fields(
+                    "item",
+                    {
+                        "subject": "x",
+                        "lines": ["x"],
+                        "rule": "x",
+                        "record": "x",
+                        "text": "x",
+                        "occurrence": "x",
+                    },
+                    "x",
+                )
+            ],
             count=1,
         )
         return context
