@@ -143,6 +143,10 @@ def send(
             state=loaded.state,
             stages=["send"],
         )
+        from sheetflow.engine.emails import mail_settings
+
+        loaded.settings.validate()  # the same settings checks as check and run
+        mail_settings(loaded.settings, loaded.tables)
         plan.problems += [p for p in loaded.settings.problems if p not in plan.problems]
         return plan
 
