@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 from openpyxl import load_workbook
-from test_mail_held import outbox
-from test_mail_plan import emails_log
 
 from sheetflow.commands.run import run
+from tests.engine.test_mail_plan import emails_log
+from tests.mail.test_mail_held import outbox
 
 DAY = dt.datetime(2026, 3, 2, 10, 0)  # a Monday
 SETTINGS = [

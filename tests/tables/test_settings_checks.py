@@ -8,9 +8,9 @@ import email
 import email.policy
 
 import pytest
-from test_mail_plan import emails_log
 
 from sheetflow.commands.run import check, run
+from tests.engine.test_mail_plan import emails_log
 
 DAY = dt.datetime(2026, 3, 2, 10, 0)  # a Monday
 AUTOMATIONS = ["rule", "table", "trigger", "when", "action", "params", "delay", "enabled"]
