@@ -294,7 +294,7 @@ def setup_workbook(book: str | Path, *, lang: str | None = None, force: bool = F
     Raises UsageError when ``BOOK`` is not an .xlsx/.xlsm, already has macros (two VBA projects cannot be
     merged without editing binary VBA: use the add-in), or ``BOOK.xlsm`` exists (unless ``force``)."""
     from sheetflow.book import SheetPatch
-    from sheetflow.book.xlsxpatch import patch_workbook
+    from sheetflow.book.xlsx.apply import patch_workbook
     from sheetflow.tables.control import find_sheet, new_control_patch
 
     src = Path(book)

@@ -264,7 +264,8 @@ class Archive:
         batches = [b for b in batches if b.rows]
         if not batches:
             return {}
-        from sheetflow.book.xlsxpatch import NewSheet, SheetPatch, patch_workbook
+        from sheetflow.book.patch import NewSheet, SheetPatch
+        from sheetflow.book.xlsx.apply import patch_workbook
 
         where: dict[str, list[Path]] = {}
         with self._db() as db:
