@@ -1,4 +1,12 @@
-"""TODO PATCH"""
+"""What a backend is asked to write: one batch of :class:`SheetPatch` objects (cell values, new sheets with
+their layout and dropdowns, whole-sheet replacement, row deletion), and the error every backend raises when a
+batch cannot be written.
+
+These are the words of the :class:`~sheetflow.book.base.Book` interface, not of one file format: the xlsx
+writer (:mod:`sheetflow.book.xlsx`), the in-memory book and the live-Excel book all take the same objects
+and refuse the same batches with :class:`PatchError` (held to that by ``tests/book/test_conformance.py``).
+Cell addresses are 1-based (row, column), as in A1 references.
+"""
 
 from __future__ import annotations
 

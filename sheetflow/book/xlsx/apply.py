@@ -1,4 +1,12 @@
-"""TODO apply"""
+"""Applying a batch of patches to a workbook file: :func:`patch_workbook` orchestrates the other modules, and
+the two read-side helpers the xlsx backend needs (:func:`date1904`, :func:`sheet_layouts`).
+
+Order: open the package, parse the workbook, check every patch (sheet exists, names, protection, merges,
+formulas, tables), then write; nothing reaches ``dst`` unless every check passes, and the refusal
+reported is the first one in patch order. Big sheets are parsed and compressed in background threads
+while Python code writes other sheets. ``dst`` must not be ``src``: the caller writes a temporary file and
+replaces the workbook atomically.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +30,7 @@ from sheetflow.book.xlsx.workbook import Workbook
 from sheetflow.book.xlsx.xmlparts import REL_CALC_CHAIN, REL_OFFICE_DOCUMENT, true
 
 if TYPE_CHECKING:
-    from sheetflow.book.patch import SheetPatch
-    from sheetflow.book.xlsx.package import ContentTypes, Package
-    from sheetflow.book.xlsx.sheet import SheetWriter
-    from sheetflow.book.xlsx.styles import Styles
-    from sheetflow.book.xlsx.workbook import SheetInfo, Workbook
+    from sheetflow.book.xlsx.workbook import SheetInfo
 
 
 def patch_workbook(src: str | Path, dst: str | Path, patches: list[SheetPatch]) -> None:

@@ -1,4 +1,13 @@
-"""TODO cells"""
+"""Cell values as they go into the XML: what can be written, and the text of it.
+
+:func:`render` turns a Python value into (kind, text, with_time): strings (inline, ``t="inlineStr"``),
+numbers (shortest round-trip ``repr``; NaN and infinities refused), booleans, dates as serial numbers
+(:func:`~sheetflow.book.xlsx.refs.excel_serial`), None (clear the value, keep the style). Text follows
+XML 1.0 (characters it cannot hold are dropped: :data:`ILLEGAL_XML_RE`), Excel's 32,767-character cell
+limit, and ECMA-376's ``_xHHHH_`` escape (ST_Xstring, Part 1 22.9.2.19), so text that looks like an escape is escaped
+itself and reads back as written. The other backends use :func:`render` and :data:`ILLEGAL_XML_RE` so that
+every backend stores the same value for the same input.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +20,16 @@ from sheetflow.book.patch import PatchError
 from sheetflow.book.xlsx.refs import MAX_TEXT, excel_serial
 
 ILLEGAL_XML_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-
-
 ESCAPE_LIKE_RE = re.compile("_(x[0-9A-Fa-f]{4}_)")
 
 
 # A value as it goes into the cell XML: (kind, text, with_time); kind is "str" | "num" | "bool" | "date" | "none".
 # A plain tuple: a million of them are made for a big write.
 Rendered = tuple[str, str, bool]
-
-
 _NONE: Rendered = ("none", "", False)
-
 
 # Text that needs more than XML escaping of & < > (control characters, line breaks, lone surrogates).
 _SPECIAL_TEXT_RE = re.compile("[\x00-\x1f&<>\ud800-\udfff\ufffe\uffff]")
-
-
 # How libxml2 escapes element text (checked against lxml for every legal character in the tests).
 TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 

@@ -1,4 +1,13 @@
-"""TODO package"""
+"""The OPC package (ECMA-376 Part 2): parts by name, their relationships (``_rels/*.rels``), content types
+(``[Content_Types].xml``), and the calculation chain (``xl/calcChain.xml``, Part 1 18.6).
+
+:class:`Package` hands out parsed parts (worksheets parsed in the background), tracks which parts changed,
+and writes the new zip: changed parts serialised, all others copied unchanged (:mod:`.zipio`). Part names
+are matched case-insensitively as OPC requires (Part 2, 9.1.1.1). ``calcChain.xml`` loses the entries of
+formulas we overwrote (Excel reports a corrupt file otherwise) and is dropped when empty.
+``docProps/app.xml`` is deliberately not updated for new sheets (its sheet list is informational; Excel does
+not check it), and ``sharedStrings.xml`` never changes because the writer uses inline strings.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,13 @@
-"""TODO rawrows"""
+"""Big worksheets as bytes: the ``<sheetData>`` rows of a large existing sheet are kept as the original bytes
+and changed row by row (:class:`RawRows`), while the rest of the part (columns, merges, validations,
+extensions) is parsed into an lxml tree as usual.
+
+Why: parsing a 100,000-row sheet into elements and serialising it again costs seconds and a lot of memory,
+and sheetflow changes only a few rows of it. The byte scanner follows the XML 1.0 grammar for start tags and
+attributes (either quote, any namespace prefix, character references left as written) and the order of
+CT_Row/CT_Cell (ECMA-376 Part 1, 18.3.1.73 and 18.3.1.4); anything it does not recognise falls back to the
+tree (:meth:`~sheetflow.book.xlsx.xmlparts.XmlPart.parse_fully`), which stays the reference behaviour.
+"""
 
 from __future__ import annotations
 
@@ -11,31 +20,15 @@ from sheetflow.book.xlsx.refs import ref_col
 from sheetflow.book.xlsx.xmlparts import HEAD_RE, NS_MAIN, PARSER_OPTIONS, XmlPart, qn, true
 
 _START_TAG_REST = rb"""((?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(/?)>"""  # attributes, "/" if empty
-
-
 _PLAIN_TAG_REST = _START_TAG_REST.replace(b'[^"]', b'[^"&]').replace(
     b"[^']", b"[^'&]"
 )  # no character references
-
-
 _SHEET_DATA_TAG_RE = re.compile(rb"<(?:([A-Za-z_][\w.\-]*):)?sheetData" + _START_TAG_REST)
-
-
 _ATTR_RE = re.compile(rb"""([^\s=/>]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
-
-
 _R_ATTR_RE = re.compile(rb"""\sr\s*=\s*(?:"([^"]*)"|'([^']*)')""")
-
-
 _XML_SPACE_CHARS = b" \t\r\n"
-
-
 _NAME_END = frozenset(b" \t\r\n/>")
-
-
 _COL_NUMBERS_B: dict[bytes, int] = {}  # b"AB" -> 28, filled as cells are read
-
-
 _S_ATTR_RE = re.compile(rb"\ss\s*=")
 
 

@@ -1,4 +1,12 @@
-"""TODO refs"""
+"""A1 references, Excel's grid limits and serial dates: the arithmetic every other part of the writer uses.
+
+* Grid: 1,048,576 rows x 16,384 columns (A..XFD) and 32,767 UTF-16 code units of text per cell, Excel's
+  "Specifications and limits"; references are ``$?COL$?ROW`` as in ECMA-376 Part 1, 18.17 (formulas) and
+  the ``ref``/``sqref`` attributes (ST_Ref, ST_Sqref, 18.18.62/76).
+* Serial dates: days since 1899-12-30 (the 1900 date system, with Lotus 1-2-3's phantom 1900-02-29, so
+  dates before 1900-03-01 are one off) or since 1904-01-01 (``workbookPr/@date1904``, 18.2.28); ECMA-376 Part 1, 18.17.4.1.
+  Dates before the first day of the workbook's date system are refused: Excel cannot store them.
+"""
 
 from __future__ import annotations
 
@@ -9,40 +17,24 @@ import re
 from sheetflow.book.patch import PatchError
 
 MAX_ROW = 1_048_576
-
-
 MAX_COL = 16_384
-
-
 MAX_TEXT = 32_767  # Excel's limit, in UTF-16 code units
 
 
 _CELL_RE = re.compile(r"^\$?([A-Za-z]{1,3})\$?([0-9]{1,7})$")
-
-
 RANGE_ROWS_RE = re.compile(r"\$?[A-Za-z]{1,3}\$?([0-9]{1,7})(?::\$?[A-Za-z]{1,3}\$?([0-9]{1,7}))?$")
 
 
 EXCEL_EPOCH_1900 = dt.date(1899, 12, 30)
-
-
 EXCEL_EPOCH_1904 = dt.date(1904, 1, 1)
-
-
 EXCEL_LEAP_BUG_END = dt.date(1900, 3, 1)
-
-
 EPOCH_1900, EPOCH_1904, LEAP_BUG_END = (
     d.toordinal() for d in (EXCEL_EPOCH_1900, EXCEL_EPOCH_1904, EXCEL_LEAP_BUG_END)
 )
 
 
 _LETTERS: dict[int, str] = {}
-
-
 _COL_NUMBERS: dict[str, int] = {}  # the reverse of _LETTERS: "AA" -> 27
-
-
 _DIGITS = "0123456789"
 
 

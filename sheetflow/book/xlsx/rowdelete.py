@@ -1,4 +1,11 @@
-"""TODO rowdelete"""
+"""Deleting rows, as Excel's "Delete row" does: the rows below move up, and every reference on the sheet
+follows (cell refs, ``dimension``, merged cells, data validations and conditional formats' ``sqref``,
+hyperlinks, selection and panes, tables, defined names pointing at the sheet).
+
+Only used for sheetflow's log sheets (old rows go to an archive workbook), so sheets with formulas are
+refused rather than rewritten: shifting formula text is Excel's job. References that lose all their rows
+are dropped, except the elements Excel keeps with an empty range (dimension, selection, panes, autoFilter).
+"""
 
 from __future__ import annotations
 
@@ -63,22 +70,12 @@ class RowMap:
 
 
 _A1_RANGE_RE = re.compile(r"(\$?[A-Za-z]{1,3})(\$?)([0-9]{1,7})?(?::(\$?[A-Za-z]{1,3})(\$?)([0-9]{1,7}))?")
-
-
 _ROW_START_RE = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?row(?=[\s/>])[^>]*>")
-
-
 _ROW_NUMBER_RE = re.compile(rb"""(\sr\s*=\s*["'])([0-9]{1,7})(["'])""")
-
-
 _CELL_REF_RE = re.compile(
     rb"""(<(?:[A-Za-z_][\w.\-]*:)?c\s(?:[^>]*?\s)?r\s*=\s*["'])(\$?[A-Za-z]{1,3})([0-9]{1,7})(["'])"""
 )
-
-
 _FORMULA_RE = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?f[\s/>]")
-
-
 _SHEET_DATA_RE = re.compile(rb"<(?:([A-Za-z_][\w.\-]*):)?sheetData(?=[\s/>])[^>]*?(/?)>")
 
 
@@ -135,8 +132,6 @@ def delete_sheet_rows(data: bytes, rows: RowMap, sheet: str) -> bytes:
 
 
 _REF_ATTRS = ("ref", "sqref", "activeCell", "topLeftCell")
-
-
 _KEEP_WHEN_GONE = {"dimension", "selection", "pane", "autoFilter", "sortState", "table"}
 
 

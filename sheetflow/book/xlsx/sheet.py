@@ -1,4 +1,15 @@
-"""TODO sheet"""
+"""The worksheet writer (``xl/worksheets/sheetN.xml``, ECMA-376 Part 1 18.3): puts cell values into an
+existing or new sheet and refuses what would lose data, before anything is written.
+
+* Cells go into their row in column order (CT_Row/CT_Cell, 18.3.1.73/18.3.1.4), keeping the cell's style,
+  else the row's, else the column's (as Excel does when you type into an empty cell); dates get a date
+  format; ``spans`` and ``dimension`` are widened.
+* Refused: writing into a merged range other than its top-left cell, over a formula (sheetflow never
+  overwrites formulas), into part of a shared or array formula (18.3.1.40), into table header cells with
+  a different name, into protected sheets.
+* New rows are generated as XML text (:meth:`~sheetflow.book.xlsx.xmlparts.XmlPart.splice`), byte for byte
+  what lxml would write; big existing sheets are changed as bytes (:mod:`.rawrows`).
+"""
 
 from __future__ import annotations
 
@@ -43,20 +54,10 @@ if TYPE_CHECKING:
 
 
 _Q_ROW, _Q_C, _Q_F, _Q_V, _Q_IS, _Q_T, _Q_EXT = (qn(t) for t in ("row", "c", "f", "v", "is", "t", "extLst"))
-
-
 _PRESERVE = ' xml:space="preserve"'
-
-
 SIMPLE_TYPES = frozenset((str, int, bool, type(None)))  # values that are always writable
-
-
 _ROW_OF = operator.itemgetter(0)
-
-
 _COL_OF = operator.itemgetter(1)
-
-
 _BEFORE, _AFTER, _AFTER_PREVIOUS, _FIRST = range(4)  # where a new cell goes in an existing row
 
 

@@ -1,4 +1,12 @@
-"""TODO styles"""
+"""Styles (``xl/styles.xml``, ECMA-376 Part 1 18.8): the cell formats the writer may need to add, a date
+format (``yyyy-mm-dd``, with `` hh:mm`` for times) and a bold font for header rows, reused when an
+equal one exists.
+
+Built-in number formats 14-22 and 45-47 are dates or times (18.8.30); a custom format is a date when it has
+date/time codes outside quotes, brackets and escapes (:func:`is_date_format`), which is how Excel decides
+whether a serial number is shown as a date. New formats are appended (ids from 164, new ``xf`` at the end)
+so every existing style index keeps its meaning.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +25,8 @@ if TYPE_CHECKING:
 
 
 DATE_FORMAT = "yyyy-mm-dd"
-
-
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
-
-
 FIRST_CUSTOM_NUMFMT = 164
-
-
 # Built-in number formats that show dates or times (ECMA-376 18.8.30).
 BUILTIN_DATE_FORMATS = frozenset(range(14, 23)) | {45, 46, 47}
 

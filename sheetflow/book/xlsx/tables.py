@@ -1,4 +1,7 @@
-"""TODO tables"""
+"""Excel tables (ListObjects, ``xl/tables/tableN.xml``, ECMA-376 Part 1 18.5): finding the tables of a sheet
+and growing a table's range when rows are appended directly below it, as Excel does when you type under
+a table (its ``ref`` and ``autoFilter`` follow; header and totals rows are respected).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,14 @@
-"""TODO workbook"""
+"""The workbook part (``xl/workbook.xml``, ECMA-376 Part 1 18.2): the list of sheets with their parts and
+state, the date system, defined names, workbook protection, and adding a sheet.
+
+Refusals happen here, before anything is written: Strict Open XML, structure protection when a sheet must
+be added, sheet names Excel would reject (more than 31 characters, any of ``[]:*?/\\``, a name already used,
+ignoring case).
+A new sheet's part is built by :func:`new_sheet_root` (frozen header rows, column widths, list data
+validations as Excel writes them: ``formula1`` of a literal list at most 255 characters).
+:func:`check_sheet_name` and :func:`new_sheet_root` are also the rules the in-memory and live-Excel
+backends apply, so every backend refuses the same batches.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,12 @@
-"""TODO xmlparts"""
+"""XML parts of the package: the namespaces and relationship/content types the writer knows, one lxml parser
+setup, and :class:`XmlPart`, a parsed part that writes back its own XML declaration byte for byte.
+
+Namespaces are the Transitional ones of ECMA-376 Part 1 (SpreadsheetML main, officeDocument relationships)
+and Part 2 (OPC package relationships, content types); Strict files (``purl.oclc.org/ooxml``) are recognised
+so they can be refused by name. The parser keeps everything (comments, processing instructions, CDATA,
+whitespace, unknown extension elements, ``mc:Ignorable`` prefixes) because a part we rewrite must lose
+nothing Excel or an add-in put there; it resolves no entities and fetches nothing from the network (XXE).
+"""
 
 from __future__ import annotations
 
@@ -17,47 +25,23 @@ if TYPE_CHECKING:
 
 
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-
-
 NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-
-
 NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
-
-
 NS_CT = "http://schemas.openxmlformats.org/package/2006/content-types"
-
-
 XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
-
-
 STRICT_MARK = "purl.oclc.org/ooxml"
 
-
 REL_OFFICE_DOCUMENT = NS_R + "/officeDocument"
-
-
 REL_WORKSHEET = NS_R + "/worksheet"
-
-
 REL_STYLES = NS_R + "/styles"
-
-
 REL_CALC_CHAIN = NS_R + "/calcChain"
-
-
 REL_TABLE = NS_R + "/table"
 
-
 CT_WORKSHEET = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
-
-
 CT_STYLES = "application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"
 
 
 STANDARD_HEAD = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n'
-
-
 PARSER_OPTIONS = dict(
     remove_blank_text=False,
     remove_comments=False,
@@ -68,11 +52,7 @@ PARSER_OPTIONS = dict(
     no_network=True,
     ns_clean=False,
 )
-
-
 PARSER = etree.XMLParser(**PARSER_OPTIONS)  # for the main thread; lxml parsers must not be shared by threads
-
-
 HEAD_RE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*\?>\s*")
 
 

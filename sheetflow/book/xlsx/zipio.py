@@ -1,4 +1,13 @@
-"""TODO zipio"""
+"""Zip I/O: reading the package's entries and writing the new package, where every entry we did not change is
+copied as its original compressed bytes (same method, same flags, same order).
+
+Follows PKWARE's APPNOTE (local file headers, central directory, ZIP64 extras, data descriptors) as far as
+OPC packages use it (ECMA-376 Part 2, annex C: no encryption, deflate or stored). Rewritten parts are
+compressed in background threads (zlib releases the GIL), big ones in independent deflate pieces joined
+with sync flushes so several cores can work on one part; worksheets bigger than ``_RAW_ROWS_MIN_BYTES`` are
+loaded as :class:`~sheetflow.book.xlsx.rawrows.RawRows`. The caller writes to a temporary file and
+replaces the workbook atomically (:mod:`sheetflow.book.xlsx.book`).
+"""
 
 from __future__ import annotations
 
@@ -22,26 +31,12 @@ _RAW_ROWS_MIN_BYTES = 1 << 20  # smaller worksheets are parsed into a tree: fast
 
 
 _LOCAL = struct.Struct("<4s2B4HL2L2H")
-
-
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
-
-
 _END = struct.Struct("<4s4H2LH")
-
-
 _ZIP64_EXTRA = 0x0001
-
-
 FLAG_ENCRYPTED = 0x01
-
-
 _FLAG_DATA_DESCRIPTOR = 0x08
-
-
 _FLAG_UTF8 = 0x800
-
-
 _LIMIT32 = 0xFFFFFFFF
 
 
@@ -190,11 +185,7 @@ def copied_entry(raw: BinaryIO, info: zipfile.ZipInfo) -> Entry:
 
 
 _DEFLATE_CHUNK = 1 << 22  # big parts are compressed in pieces of this size, in parallel
-
-
 BIG_ENTRY = 1 << 16  # entries this big are inflated in one call (see Package._inflate)
-
-
 _DEFLATE_WINDOW = 1 << 15
 
 
