@@ -32,6 +32,14 @@ _COL_NUMBERS_B: dict[bytes, int] = {}  # b"AB" -> 28, filled as cells are read
 _S_ATTR_RE = re.compile(rb"\ss\s*=")
 
 
+def sheet_data_span(data: bytes, tag: re.Match[bytes]) -> tuple[bytes, int, int]:
+    """For the ``<sheetData>`` start tag ``tag`` (group 1: its namespace prefix): the prefix as written
+    (``b"x:"`` or ``b""``), where the rows start, and where they end (the ``</sheetData>`` tag; -1 if none)."""
+    prefix = tag.group(1) + b":" if tag.group(1) else b""
+    start = tag.end()
+    return prefix, start, data.find(b"</" + prefix + b"sheetData>", start)
+
+
 class _NoTree:
     """An lxml parser target that builds nothing: checks that a part is well-formed XML, several times faster
     than parsing it into a tree."""
@@ -125,9 +133,7 @@ class RawRows:
         tag = _SHEET_DATA_TAG_RE.search(data)
         if tag is None or tag.group(3):
             return None
-        prefix = tag.group(1) + b":" if tag.group(1) else b""
-        start = tag.end()
-        end = data.find(b"</" + prefix + b"sheetData>", start)
+        prefix, start, end = sheet_data_span(data, tag)
         if (
             end < 0
             or data.find(b"xmlns", start, end) >= 0

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from sheetflow.book.patch import PatchError
-from sheetflow.book.xlsx.refs import format_range, parse_range
-from sheetflow.book.xlsx.xmlparts import REL_TABLE, qn
+from sheetflow.book.xlsx.rawrows import sheet_data_span
+from sheetflow.book.xlsx.tables import set_table_range, sheet_tables
+from sheetflow.book.xlsx.xmlparts import qn
 
 if TYPE_CHECKING:
     from sheetflow.book.xlsx.package import Package
@@ -85,9 +86,7 @@ def delete_sheet_rows(data: bytes, rows: RowMap, sheet: str) -> bytes:
     m = _SHEET_DATA_RE.search(data)
     if m is None or m.group(2):
         return data
-    prefix = m.group(1) + b":" if m.group(1) else b""
-    start = m.end()
-    end = data.find(b"</" + prefix + b"sheetData>", start)
+    prefix, start, end = sheet_data_span(data, m)
     if end < 0:
         return data
     if _FORMULA_RE.search(data, start, end):
@@ -194,27 +193,13 @@ def after_row_deletion(pkg: Package, book: Workbook, sheet: SheetInfo, part: Xml
     validations, hyperlinks, the dimension, the sheet's Excel tables and the workbook's defined names."""
     sheet_data = part.root.find(qn("sheetData"))
     _shift_refs(part.root, rows, skip=sheet_data if part.rows is None else None)
-    rels = pkg.rels(sheet.part)
-    for rel in rels.of_type(REL_TABLE):
-        name = rels.target(rel)
-        if name is None or not pkg.exists(name):
-            continue
-        table = pkg.xml(name)
-        root = table.root
-        try:
-            r1, c1, r2, c2 = parse_range(root.get("ref", ""))
-        except ValueError:
-            continue
+    for table in sheet_tables(pkg, sheet.part):
+        r1, c1, r2, c2 = table.bounds
         span = rows.span(r1, r2) or (r1, r1)
-        header = int(root.get("headerRowCount", "1") or 1) + int(root.get("totalsRowCount", "0") or 0)
+        header = table.header_rows + table.totals_rows
         bottom = max(span[1], span[0] + max(header, 1))  # a table keeps one data row, even an empty one
-        _shift_refs(root, rows)
-        root.set("ref", format_range(span[0], c1, bottom, c2))
-        auto = root.find(qn("autoFilter"))
-        if auto is not None and auto.get("ref"):
-            a1, ac1, _, ac2 = parse_range(auto.get("ref"))
-            auto.set("ref", format_range(a1, ac1, bottom, ac2))
-        pkg.touch(name)
+        _shift_refs(table.part.root, rows)
+        set_table_range(pkg, table, (span[0], c1, bottom, c2))
     names = book.part.root.find(qn("definedNames"))
     if names is None:
         return

@@ -76,14 +76,19 @@ def grow_tables(pkg: Package, tables: list[Table], written: dict[int, set[int]])
         grown = (r1, c1, end, c2)
         if end == r2 or any(_overlap(grown, other.bounds) for other in tables if other is not table):
             continue
-        table.part.root.set("ref", format_range(*grown))
-        auto = table.part.root.find(qn("autoFilter"))
-        if auto is not None and auto.get("ref"):
-            a1, ac1, _, ac2 = parse_range(auto.get("ref"))
-            auto.set("ref", format_range(a1, ac1, end, ac2))
-        table.bounds = grown
-        pkg.touch(table.part_name)
+        set_table_range(pkg, table, grown)
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def set_table_range(pkg: Package, table: Table, bounds: tuple[int, int, int, int]) -> None:
+    """Give ``table`` the range ``bounds`` (1-based, inclusive); its autoFilter ends on the same row."""
+    table.part.root.set("ref", format_range(*bounds))
+    auto = table.part.root.find(qn("autoFilter"))
+    if auto is not None and auto.get("ref"):
+        a1, ac1, _, ac2 = parse_range(auto.get("ref"))
+        auto.set("ref", format_range(a1, ac1, bounds[2], ac2))
+    table.bounds = bounds
+    pkg.touch(table.part_name)
