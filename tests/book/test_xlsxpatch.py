@@ -1,4 +1,4 @@
-"""Tests for sheetflow.book.xlsxpatch: writing into real Excel files without losing anything.
+"""Tests for the xlsx writer (sheetflow.book.xlsx): writing into real Excel files without losing anything.
 
 The corpus round trip patches every real workbook in ../shared/corpus/workbooks (copied to tmp_path first)
 and checks the result four independent ways: the corpus' own check_preserved.py, python-calamine, openpyxl and a
