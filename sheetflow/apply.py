@@ -236,7 +236,7 @@ def report_patch(builder: PatchBuilder, plan: Plan) -> None:
                 cells[(r, c)] = None
         patch = SheetPatch(table.sheet, cells)
     else:
-        widths = {1: 30, 2: 18, 3: 22, 4: 14, 5: 14, 6: 12, 7: 18}
+        widths: dict[int, float] = {1: 30, 2: 18, 3: 22, 4: 14, 5: 14, 6: 12, 7: 18}
         patch = SheetPatch(
             contract.label(contract.BY_NAME["Report"], builder.lang),
             cells,
@@ -373,13 +373,13 @@ def trim_logs(builder: PatchBuilder, trim: LogTrim) -> None:
         table = builder.tables.get(canonical)
         target = builder.targets.get(canonical)
         exists = table is not None and table.exists and bool(table.header_row)
-        existing = (table.last_row - table.header_row) if exists else 0
+        existing = (table.last_row - table.header_row) if exists else 0  # type: ignore[union-attr]  # exists implies a table
         new = (target.next_row - target.start_row) if target is not None else 0
         if existing + new <= cap:
             continue
-        if exists and existing and len(table) == 0:  # only the header was read: read the rows now
+        if exists and existing and len(table) == 0:  # type: ignore[arg-type]  # exists implies a table; only the header was read: read the rows now
             full = trim.full([canonical]).get(canonical)
-            if full is None or full.header_row != table.header_row or full.col_index != table.col_index:
+            if full is None or full.header_row != table.header_row or full.col_index != table.col_index:  # type: ignore[union-attr]  # exists implies a table
                 continue
             table = full
         _trim_one(builder, trim, canonical, table if exists else None, target, keep)
@@ -401,18 +401,18 @@ def _trim_one(
         else None
     )
     if patch is None:
-        patch = builder.patches.setdefault(table.sheet, SheetPatch(table.sheet, {}))
+        patch = builder.patches.setdefault(table.sheet, SheetPatch(table.sheet, {}))  # type: ignore[union-attr]  # the caller passes a table or a patch
     sheet = table.sheet if table is not None else patch.sheet
     positions = range(len(table)) if table is not None else range(0)
     rows = table.rows.tolist() if table is not None else []
-    start = target.start_row if target is not None else (table.last_row + 1)
+    start = target.start_row if target is not None else (table.last_row + 1)  # type: ignore[union-attr]  # the caller passes a table or a target
     end = target.next_row if target is not None else start
     total = len(rows) + (end - start)
     drop = total - keep
     if drop <= 0:
         return
     touched = {r for r, _ in patch.cells if r < start}
-    columns = dict(target.columns) if target is not None else dict(table.col_index)
+    columns = dict(target.columns) if target is not None else dict(table.col_index)  # type: ignore[union-attr]  # the caller passes a table or a target
     by_col = {c: name for name, c in columns.items()}
     gone_old: list[int] = []  # positions in table
     gone_new: set[int] = set()  # sheet rows appended by this run
@@ -466,7 +466,7 @@ def _trim_one(
     kept_new = [r for r in range(start, end) if r not in gone_new]
     first_new = start - len(deleted)
     new_row_of = {r: first_new + i for i, r in enumerate(kept_new)}
-    cells: dict[tuple[int, int], object] = {}
+    cells: dict[tuple[int, int], Any] = {}
     for (r, c), value in patch.cells.items():
         if r >= start:
             if r in new_row_of:

@@ -419,7 +419,7 @@ class _Date:
 def _to_excel(value: object, where: str) -> object:
     """A patch value as xlwings is given it; PatchError (naming the cell) for what the file writer refuses."""
     if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)):
-        value = value.item()
+        value = value.item()  # type: ignore[attr-defined]  # a numpy scalar, checked above
     kind, text, with_time = render(value, where, False)
     if kind == "none":
         return None
@@ -433,7 +433,7 @@ def _to_excel(value: object, where: str) -> object:
     if isinstance(naive, dt.datetime):
         stamp = naive.replace(microsecond=naive.microsecond // 1000 * 1000)
     else:
-        stamp = dt.datetime(naive.year, naive.month, naive.day)
+        stamp = dt.datetime(naive.year, naive.month, naive.day)  # type: ignore[attr-defined]  # _render said date
     return _Date(stamp, DATE_TIME if with_time else DATE)
 
 
@@ -589,7 +589,7 @@ def _date_formats(sheet: Any, grid: list[list[object]], r1: int, c1: int) -> Non
                 i += 1
                 continue
             start, fmt = i, v.fmt
-            while i < len(grid) and isinstance(grid[i][j], _Date) and grid[i][j].fmt == fmt:
+            while i < len(grid) and isinstance(grid[i][j], _Date) and grid[i][j].fmt == fmt:  # type: ignore[attr-defined]  # isinstance does not narrow an index expression
                 i += 1
             rng = sheet.range(_a1(r1 + start, c1 + j), _a1(r1 + i - 1, c1 + j))
             current = rng.number_format

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,7 @@ def _validations(spec: SheetSpec, lang: str) -> dict[str, tuple[list[str] | str,
 
 
 def _add_sheet(
-    wb: Workbook, spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: list[str] = ()
+    wb: Workbook, spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: Sequence[str] = ()
 ) -> None:
     ws = wb.create_sheet(label(spec, lang))
     for values in sheet_rows(spec, lang, rows, extra):
@@ -289,14 +290,14 @@ def _add_control_sheet(wb: Workbook, lang: str) -> None:
     ws = wb.create_sheet(patch.sheet)
     for (r, c), value in patch.cells.items():
         ws.cell(r, c, value)
-        if r in patch.new.bold_rows:
+        if r in patch.new.bold_rows:  # type: ignore[union-attr]  # new_control_patch makes a new sheet
             ws.cell(r, c).font = Font(bold=True)
-    for c, width in patch.new.col_widths.items():
+    for c, width in patch.new.col_widths.items():  # type: ignore[union-attr]  # new_control_patch makes a new sheet
         ws.column_dimensions[_letter(c)].width = width
-    for v in patch.new.validations:
+    for v in patch.new.validations:  # type: ignore[union-attr]  # new_control_patch makes a new sheet
         dv = DataValidation(
             type="list",
-            formula1=f'"{",".join(v.options)}"',
+            formula1=f'"{",".join(v.options)}"',  # type: ignore[arg-type]  # the Control sheet's validations are lists
             allow_blank=True,
             showErrorMessage=not v.allow_other,
         )
@@ -328,7 +329,7 @@ def add_missing_sheets(
     book = XlsxBook(path)
     raws = book.read()
     found, _ = match_sheets(raws)
-    if any(contract.sheet_spec(n) and contract.sheet_spec(n).pt == n for n in raws) and lang == "en":
+    if any(contract.sheet_spec(n) and contract.sheet_spec(n).pt == n for n in raws) and lang == "en":  # type: ignore[union-attr]  # checked on the left
         lang = "pt-BR"  # a Portuguese workbook gets Portuguese sheets
     rows = example_rows(lang, contacts, today) if example else {}
     if not example:
@@ -349,7 +350,7 @@ def add_missing_sheets(
 
             patches.append(new_control_patch(lang))
             continue
-        cells: dict[tuple[int, int], object] = {}
+        cells: dict[tuple[int, int], Any] = {}
         extra = extra_columns(DEFAULT_PACKS).get(spec.name, []) if example else []
         for r, values in enumerate(sheet_rows(spec, lang, rows.get(spec.name, []), extra), start=1):
             for c, value in enumerate(values, start=1):
@@ -378,7 +379,7 @@ def add_missing_sheets(
 
 
 def sheet_rows(
-    spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: list[str] = ()
+    spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: Sequence[str] = ()
 ) -> list[list[Any]]:
     """Header + data rows of a new sheet, as cell values; ``extra`` columns (from packs) go last."""
     out: list[list[Any]] = [[label(c, lang) for c in spec.columns] + list(extra)]

@@ -597,7 +597,7 @@ class ChildExecutor:
         if os.name == "posix":
             kwargs["start_new_session"] = True
         else:  # pragma: no cover - Windows
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]  # Windows only
         self.current = proc = subprocess.Popen(cmd, **kwargs)
         with contextlib.suppress(Exception):
             _note_child(open_book(address), proc.pid)
@@ -658,7 +658,7 @@ class _ClockJob(schedule_lib.Job):
 
     @property
     def should_run(self) -> bool:
-        return self._clock.now() >= self.next_run
+        return self._clock.now() >= self.next_run  # type: ignore[operator]  # set in __init__; the schedule stubs allow None
 
     def run(self):  # noqa: ANN201 - schedule's signature
         ret = self.job_func()
@@ -905,14 +905,14 @@ class Runner:
             self.lib.run_pending()
             if self.stop.is_set() or not self.lib.jobs:
                 break
-            upcoming = min(job.next_run for job in self.lib.jobs)
-            wait = (upcoming - self.clock.now()).total_seconds()
+            upcoming = min(job.next_run for job in self.lib.jobs)  # type: ignore[type-var]  # our jobs always have next_run
+            wait = (upcoming - self.clock.now()).total_seconds()  # type: ignore[operator]  # our jobs always have next_run
             self.clock.sleep(min(max(wait, 0.0), WAKE_CHECK), self.stop)
             slept = (self.clock.now() - before).total_seconds()
             if slept > max(wait, 0.0) + WAKE_CHECK * 2:
                 log.info("the clock jumped %.0f s (the machine slept?); checking for missed runs", slept)
                 for job in self.lib.jobs:
-                    job.next_run = min(job.next_run, self.clock.now())
+                    job.next_run = min(job.next_run, self.clock.now())  # type: ignore[type-var]  # our jobs always have next_run
         self.lib.clear()
         return self.runs
 
@@ -996,7 +996,7 @@ def answer_requests(
             if not waiting:
                 wb.looked_at_control(wb.book.fingerprint())
                 return []
-            wb.book.write([control.claim(panel, r) for r in waiting], backups=0)
+            wb.book.write([control.claim(panel, r) for r in waiting], backups=0)  # type: ignore[arg-type]  # waiting is empty without a Control sheet
     except WorkbookBusy:
         wb.unanswered = True
         return []
@@ -1006,11 +1006,11 @@ def answer_requests(
     outcomes = []
     answers = []
     for request in waiting:
-        problem = control.request_problem(panel, request)
+        problem = control.request_problem(panel, request)  # type: ignore[arg-type]  # waiting is empty without a Control sheet
         if problem is not None:
             outcome = Outcome(request.text or "?", "failed", str(problem))
         elif stop is not None and stop.is_set():
-            outcome = Outcome(request.action, "failed", "the runner was stopped before this request ran")
+            outcome = Outcome(request.action, "failed", "the runner was stopped before this request ran")  # type: ignore[arg-type]  # a request without a known action has a problem (above)
         else:
             outcome = execute(wb, request.action)
         outcomes.append(outcome)

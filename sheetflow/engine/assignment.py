@@ -187,7 +187,7 @@ def _date(value: object) -> dt.date | None:
 def _number(value: object, default: float) -> float:
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return default
-    return float(value)
+    return float(value)  # type: ignore[arg-type]  # a cell value: float() raises on what is no number, as intended
 
 
 def load_roster(table: Table, today: dt.date) -> tuple[Roster, list[Problem]]:
@@ -583,7 +583,9 @@ class Rotation:
             data = {}
         if not isinstance(data, dict):
             data = {}
-        credit = data.get("credit") if isinstance(data.get("credit"), dict) else {}
+        credit = data.get("credit")
+        if not isinstance(credit, dict):
+            credit = {}
         return cls(
             str(data.get("last") or ""),
             [str(n) for n in data.get("order") or [] if isinstance(n, str)],

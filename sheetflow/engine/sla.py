@@ -95,7 +95,7 @@ def stage_sla(ctx: Context) -> None:
             continue
         start = to_cell(opened[pos])
         try:
-            values.append(schedule.add(start, hours[level], zone))
+            values.append(schedule.add(start, hours[level], zone))  # type: ignore[arg-type]  # opened is a date column; hours[level] checked above
         except (ValueError, OverflowError) as e:
             ctx.plan.problems.append(
                 error(

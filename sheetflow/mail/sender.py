@@ -389,7 +389,7 @@ def apply_outcomes(
             if o.message_id:
                 builder.set_cell("Emails", pos, "message_id", o.message_id)
         if o.status in ("sent", "unconfirmed") and o.contact_id and o.sent_at is not None:
-            if o.contact_id not in latest or latest[o.contact_id].sent_at < o.sent_at:
+            if o.contact_id not in latest or latest[o.contact_id].sent_at < o.sent_at:  # type: ignore[operator]  # only outcomes with sent_at are kept in latest
                 latest[o.contact_id] = o
     contacts = tables["Contacts"]
     ids = contacts.df["id"].to_numpy(dtype=object).tolist() if len(contacts) else []
@@ -402,7 +402,7 @@ def apply_outcomes(
         current = (
             to_cell(contacts.df["last_emailed_at"].iloc[pos]) if "last_emailed_at" in contacts.df else None
         )
-        if isinstance(current, dt.datetime) and current >= o.sent_at:
+        if isinstance(current, dt.datetime) and current >= o.sent_at:  # type: ignore[operator]  # only outcomes with sent_at are kept in latest
             continue
         builder.set_cell("Contacts", pos, "last_emailed_at", o.sent_at)
         activity = activity or builder.target("Activity")

@@ -573,8 +573,8 @@ def render_batch(
             break
         if not isolate:
             for i in todo:
-                results[i] = _item(sources, *items[i])
-                _note_broken(items[i][0], results[i], broken)
+                results[i] = out_i = _item(sources, *items[i])
+                _note_broken(items[i][0], out_i, broken)
             break
         todo = todo[:BATCH_ITEMS]  # bounded messages; the rest goes in the next round
         needed = {t.lstrip("?") for i in todo for t in items[i][0]}
@@ -597,9 +597,9 @@ def render_batch(
             done += 1
             if out is None:  # killed by a limit, or no answer in time
                 _drop_worker()
-                results[i] = [RenderError(_KILLED, kind="limit")]
+                results[i] = killed = [RenderError(_KILLED, kind="limit")]
                 for t in items[i][0]:
-                    broken.setdefault(t.lstrip("?"), results[i][0])
+                    broken.setdefault(t.lstrip("?"), killed[0])
                 break
             results[i] = out
             if _note_broken(items[i][0], out, broken):

@@ -440,7 +440,7 @@ def check_templates(tables: Tables, settings: Settings) -> list[Problem]:
 def _check_parts(parts: list[_Part], tables: Tables, settings: Settings) -> list[Problem]:
     problems: list[Problem] = []
     sources: dict[str, tuple[str, bool]] = {}
-    items = []
+    items: list[tuple[tuple[str, ...], Any] | None] = []
     for part in parts:
         if len(part.source) > MAX_TEMPLATE_CHARS:
             problems.append(

@@ -152,10 +152,11 @@ class Archive:
                 spec = contract.sheet_spec(name)
                 if spec is None:
                     continue
-                raw = RawSheet(name, book.get_sheet_by_name(name).to_python())
+                raw = RawSheet(name, book.get_sheet_by_name(name).to_python())  # type: ignore[arg-type]  # list invariance: calamine's typed rows are rows of objects
                 table, _ = load_table(raw, spec, Locale())
                 headers = [
-                    (c, table.headers.get(c, c)) for c in sorted(table.col_index, key=table.col_index.get)
+                    (c, table.headers.get(c, c))
+                    for c in sorted(table.col_index, key=table.col_index.get)  # type: ignore[arg-type]  # every key is in col_index
                 ]
                 rows = _table_rows(table)
                 self._record(db, path.name, spec.name, name, headers, rows, raw.last_row or 1)
@@ -241,7 +242,7 @@ class Archive:
                 continue
             book = pc.CalamineWorkbook.from_path(str(path))
             try:
-                raw = RawSheet(f"{name}: {sheets[name]}", book.get_sheet_by_name(sheets[name]).to_python())
+                raw = RawSheet(f"{name}: {sheets[name]}", book.get_sheet_by_name(sheets[name]).to_python())  # type: ignore[arg-type]  # list invariance: calamine's typed rows are rows of objects
             finally:
                 book.close()
             table, _ = load_table(raw, contract.BY_NAME["Activity"], Locale())

@@ -186,9 +186,9 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         by_col = {sc: n for n, sc in col_index.items()}
         for r, c in raw.formulas:
             p = row_pos.get(r)
-            name = by_col.get(c)
-            if p is not None and name is not None:
-                formulas.setdefault(name, np.zeros(len(rows), dtype=bool))[p] = True
+            holder = by_col.get(c)
+            if p is not None and holder is not None:
+                formulas.setdefault(holder, np.zeros(len(rows), dtype=bool))[p] = True
     data: dict[str, pd.Series] = {}
     types: dict[str, ColumnType] = {}
     unreadable: dict[str, set[int]] = {}

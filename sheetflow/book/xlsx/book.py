@@ -122,10 +122,10 @@ class XlsxBook:
                 origin = (start[0] + 1, start[1] + 1)
                 spec = contract.sheet_spec(meta.name)
                 layout = layouts.get(meta.name, SheetLayout())
-                if spec.name in LOGS and spec.name not in full:
+                if spec.name in LOGS and spec.name not in full:  # type: ignore[union-attr]  # sheets without a spec were skipped above
                     raw = _header_only(meta.name, sheet, origin, _state(meta.visible), spec)
                 else:
-                    raw = RawSheet(meta.name, sheet.to_python(), origin, _state(meta.visible))
+                    raw = RawSheet(meta.name, sheet.to_python(), origin, _state(meta.visible))  # type: ignore[arg-type]  # list invariance: calamine's typed rows are rows of objects
                 raw.formulas, raw.tables = layout.formulas, layout.tables
                 sheets[meta.name] = raw
         except Exception as e:  # noqa: BLE001
@@ -153,8 +153,12 @@ class XlsxBook:
                     continue
                 sheet = book.get_sheet_by_name(meta.name)
                 start = sheet.start or (0, 0)
+                rows = sheet.to_python()
                 sheets[meta.name] = RawSheet(
-                    meta.name, sheet.to_python(), (start[0] + 1, start[1] + 1), _state(meta.visible)
+                    meta.name,
+                    rows,  # type: ignore[arg-type]  # list invariance, as above
+                    (start[0] + 1, start[1] + 1),
+                    _state(meta.visible),
                 )
         finally:
             book.close()
