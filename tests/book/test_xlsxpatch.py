@@ -293,6 +293,7 @@ def _target(path: Path) -> tuple[dict | None, dict | None]:
     return first, writable
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not WORKBOOKS, reason=NO_CORPUS)
 @pytest.mark.parametrize("name", WORKBOOKS)
 def test_corpus_round_trip(name: str, tmp_path: Path) -> None:
@@ -1031,6 +1032,7 @@ def test_workbook_structure_lock_blocks_new_sheets_only(tmp_path: Path) -> None:
     assert "lockStructure" in _part_text(tmp_path / "ok.xlsx", "xl/workbook.xml")
 
 
+@pytest.mark.slow
 def test_large_sheet_patch(tmp_path: Path) -> None:
     """A sheet big enough for its rows to be changed as bytes (_RawRows), compressed in parallel pieces."""
     rows = "".join(
@@ -1056,6 +1058,7 @@ def test_large_sheet_patch(tmp_path: Path) -> None:
     assert _sheet_xml(out, "Contacts").find("x:dimension", X).get("ref") == "A1:E102000"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (shutil.which("soffice") or shutil.which("libreoffice")),
     reason="LibreOffice not installed (apt-get install libreoffice-calc-nogui)",
@@ -1491,6 +1494,7 @@ def test_rows_as_bytes_replace_and_damage(tmp_path: Path, monkeypatch) -> None:
     assert not (tmp_path / "out.xlsx").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not WORKBOOKS, reason=NO_CORPUS)
 @pytest.mark.parametrize("name", [n for n in WORKBOOKS if n not in REFUSED])
 def test_corpus_rows_as_bytes(tmp_path: Path, monkeypatch, name: str) -> None:

@@ -266,6 +266,7 @@ def test_setup_makes_macro_workbook_with_button_and_module(tmp_path, capsys):
     assert_lossless(src, made, control_part=part)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (shutil.which("soffice") or shutil.which("libreoffice")),
     reason="LibreOffice not installed (apt-get install libreoffice-calc-nogui)",

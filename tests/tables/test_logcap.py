@@ -364,6 +364,7 @@ def test_deleting_rows_moves_merges_validations_tables_and_names(tmp_path):
     assert wb["Log2"].tables["LogTable"].ref == "A1:B5"
 
 
+@pytest.mark.slow
 def test_deleting_rows_of_a_big_sheet_as_bytes_matches_small(tmp_path, monkeypatch):
     import sheetflow.book.xlsx.zipio as zipio
 
