@@ -48,12 +48,12 @@ def render(value: object, where: str, is1904: bool) -> Rendered:
     """Validate and convert one Python value; errors name the cell."""
     kind = type(value)
     if kind is str:  # the exact built-in types first: the common case, and cheaper than isinstance
-        return "str", _clean_text(value), False
+        return "str", _clean_text(value), False  # type: ignore[arg-type]  # kind is str
     if value is None:
         return _NONE
     if kind is int:
         return "num", str(value), False
-    if kind is float and value - value == 0:  # finite
+    if kind is float and value - value == 0:  # type: ignore[operator]  # kind is float; finite
         return "num", repr(value), False
     if isinstance(value, str):
         return "str", _clean_text(value), False

@@ -217,7 +217,7 @@ class RawRows:
             row_attrs = attr_list(tag)
             try:
                 if true(attr_get(row_attrs, b"customFormat")) and attr_get(row_attrs, b"s"):
-                    int(attr_get(row_attrs, b"s"))
+                    int(attr_get(row_attrs, b"s"))  # type: ignore[arg-type]  # non-empty: checked above
             except ValueError:
                 return None
         first_col = cols_written[0]
@@ -257,8 +257,8 @@ class RawRows:
                 return None
             col = col_numbers.get(m.group(1)) if m.group(1) else None  # the usual <c r="AB12" ...>
             if col is None:
-                ref = _R_ATTR_RE.search(m.group(0))
-                ref = ref and (ref.group(1) if ref.group(1) is not None else ref.group(2))
+                found = _R_ATTR_RE.search(m.group(0))
+                ref = found and (found.group(1) if found.group(1) is not None else found.group(2))
                 if not ref or not ref.isascii():
                     return None
                 try:
@@ -283,7 +283,8 @@ class RawRows:
 
     def content(self) -> list[bytes | memoryview]:
         """The rows with every change made, in pieces."""
-        view, pieces, pos = memoryview(self.data), [], self.start
+        view, pos = memoryview(self.data), self.start
+        pieces: list[bytes | memoryview] = []
         for start, end, new in self.edits:
             if start < pos:
                 raise PatchError("internal error: overlapping changes to the rows of a sheet")

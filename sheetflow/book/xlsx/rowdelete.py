@@ -193,7 +193,7 @@ def after_row_deletion(pkg: Package, book: Workbook, sheet: SheetInfo, part: Xml
     validations, hyperlinks, the dimension, the sheet's Excel tables and the workbook's defined names."""
     sheet_data = part.root.find(qn("sheetData"))
     _shift_refs(part.root, rows, skip=sheet_data if part.rows is None else None)
-    for table in sheet_tables(pkg, sheet.part):
+    for table in sheet_tables(pkg, sheet.part):  # type: ignore[arg-type]  # a worksheet has a part
         r1, c1, r2, c2 = table.bounds
         span = rows.span(r1, r2) or (r1, r1)
         header = table.header_rows + table.totals_rows

@@ -76,7 +76,7 @@ class Styles:
             int(el.get("numFmtId", "-1")): el.get("formatCode", "")
             for el in root.iterfind(f"{qn('numFmts')}/{qn('numFmt')}")
         }
-        self._xf_index = {}
+        self._xf_index: dict = {}
         for i, xf in enumerate(self.xfs):
             self._xf_index.setdefault(_element_key(xf), i)
         self._loaded = True

@@ -172,7 +172,7 @@ class Workbook:
                 found = root.find(qn(tag))
                 anchor = found if found is not None else anchor
             calc = etree.SubElement(root, qn("calcPr"))
-            anchor.addnext(calc)
+            anchor.addnext(calc)  # type: ignore[union-attr]  # workbook.xml always has <sheets>
         if not true(calc.get("fullCalcOnLoad")):
             calc.set("fullCalcOnLoad", "1")
             self.pkg.touch(self.part_name)
@@ -275,7 +275,7 @@ def _add_validation(parent: etree._Element, sheet: str, validation: Validation) 
                 f"({MAX_LIST_FORMULA} characters); put them in cells and use a source range"
             )
     else:
-        formula = validation.source.strip().lstrip("=")
+        formula = validation.source.strip().lstrip("=")  # type: ignore[union-attr]  # options or a source
     el = etree.SubElement(
         parent,
         qn("dataValidation"),

@@ -107,7 +107,7 @@ class XmlPart:
 
     def parse_fully(self) -> None:
         """Replace the tree without rows (see RawRows) by the full tree of the part."""
-        full = XmlPart.parse(self.rows.data)
+        full = XmlPart.parse(self.rows.data)  # type: ignore[union-attr]  # only called when rows were split off
         self.tree, self.head, self.splices, self.rows = full.tree, full.head, [], None
 
     def to_bytes(self) -> bytes:
