@@ -116,7 +116,7 @@ def parse_trigger(text: str, table: str, schema: Schema) -> Trigger:
         column = _column(m.group(1), schema) if m else ""
         if schema.type_of(column).value != "date":
             raise TriggerError(f"{column} is not a date column; date: needs one, e.g. date:renewal_date-30d")
-        sign = -1 if m.group(2) == "-" else 1  # type: ignore[union-attr]  # no match: "" is no date column, raised above
+        sign = -1 if m.group(2) == "-" else 1  # type: ignore[union-attr]  # _DATE matches any non-empty arg (empty: refused above)
         days = int(m.group(3) or 0)  # type: ignore[union-attr]  # as above
         if days > MAX_DAYS:
             raise TriggerError(f'"{raw}": {days} days is more than {MAX_DAYS // 365} years')
