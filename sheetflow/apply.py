@@ -26,8 +26,12 @@ from sheetflow import contract
 from sheetflow.book import NewSheet, SheetPatch
 from sheetflow.coerce import as_text, to_cell
 from sheetflow.engine.plan import Plan
+from sheetflow.engine.sequences import diff_enrollments
+from sheetflow.mail.log import add_to_patches
+from sheetflow.mail.sender import DeliveryReport, Mailer, apply_outcomes, crash_point
 from sheetflow.problems import Problem, note, warning
 from sheetflow.tables.archive import LOG_SHEETS, ArchiveBatch, header_label
+from sheetflow.tables.loaded import load
 from sheetflow.tables.state import State
 from sheetflow.tables.table import Table, Tables
 
@@ -171,8 +175,6 @@ def build_patches(
     if plan.enrollments is not None:
         enrollments_patch(builder, plan.enrollments)
     if plan.emails:
-        from sheetflow.mail.log import add_to_patches
-
         add_to_patches(builder, plan)
     builder.target("Runs").append(runs_row(plan, at + elapsed))
     if plan.report:
@@ -186,8 +188,6 @@ def build_patches(
 
 def enrollments_patch(builder: PatchBuilder, rows: list[dict[str, Any]]) -> None:
     """The Enrollments sheet: changed cells of existing rows, new enrollments appended (one bulk patch)."""
-    from sheetflow.engine.sequences import diff_enrollments
-
     added, updated = diff_enrollments(builder.tables.get("Enrollments"), rows)
     if not added and not updated:
         return
@@ -487,3 +487,18 @@ def _trim_one(
 def _label(canonical: str, name: str, lang: str) -> str:
     col = contract.BY_NAME[canonical].column(name)
     return contract.label(col, lang) if col is not None else name
+
+
+def write_back(mailer: Mailer, plan: Plan, report: DeliveryReport, *, backups: int = 0) -> None:
+    """Workbook write #2 of a send (see :mod:`sheetflow.mail.sender`): re-read the workbook (write #1 may have
+    added columns), update the Emails rows of this run by key."""
+    crash_point("final-write")
+    outcomes = [o for o in report.outcomes if o.status != "taken"]
+    if not outcomes:
+        return
+    loaded = load(mailer.book.read(full=("Runs",)))
+    builder = PatchBuilder(loaded.tables)
+    apply_outcomes(builder, loaded.tables, plan, outcomes, mailer.local_now(plan), report)
+    mailer.book.write(list(builder.patches.values()), backups=backups)
+    report.written = True
+    crash_point("done")

@@ -20,10 +20,15 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from sheetflow import contract
+from sheetflow.book import NewSheet, SheetPatch, Validation
+from sheetflow.book.xlsx import XlsxBook
 from sheetflow.commands import sample
 from sheetflow.commands.packs import DEFAULT_PACKS, extra_columns, pack_rows, read_pack
 from sheetflow.contract import Kind, SheetSpec, label
+from sheetflow.names import column_letter
 from sheetflow.problems import UsageError
+from sheetflow.tables.control import new_control_patch
+from sheetflow.tables.table import match_sheets
 
 HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
 MAX_ROWS = 5000  # dropdowns cover this many data rows
@@ -195,8 +200,6 @@ def _cell_value(value: Any, column: contract.Column, lang: str) -> Any:
 
 
 def _letter(i: int) -> str:
-    from sheetflow.names import column_letter
-
     return column_letter(i)
 
 
@@ -284,8 +287,6 @@ def blank_settings(lang: str) -> list[dict[str, str]]:
 
 def _add_control_sheet(wb: Workbook, lang: str) -> None:
     """The Control sheet (layout: :mod:`sheetflow.tables.control`), as the patch writer would add it."""
-    from sheetflow.tables.control import new_control_patch
-
     patch = new_control_patch(lang)
     ws = wb.create_sheet(patch.sheet)
     for (r, c), value in patch.cells.items():
@@ -322,10 +323,6 @@ def add_missing_sheets(
     sheets (also under pt-BR or other alias names) are left exactly as they are; with ``example`` only the
     NEW sheets get example rows.
     """
-    from sheetflow.book import NewSheet, SheetPatch, Validation
-    from sheetflow.book.xlsx import XlsxBook
-    from sheetflow.tables.table import match_sheets
-
     book = XlsxBook(path)
     raws = book.read()
     found, _ = match_sheets(raws)
@@ -346,8 +343,6 @@ def add_missing_sheets(
             patches.append(SheetPatch(name, {(1, 1): report_title(lang)}, new=NewSheet(bold_rows={1})))
             continue
         if spec.name == "Control":
-            from sheetflow.tables.control import new_control_patch
-
             patches.append(new_control_patch(lang))
             continue
         cells: dict[tuple[int, int], Any] = {}
@@ -393,3 +388,15 @@ def sheet_rows(
 def _column_validations(spec: SheetSpec, lang: str) -> list[tuple[int, tuple[list[str] | str, bool]]]:
     positions = {c.name: i for i, c in enumerate(spec.columns, start=1)}
     return [(positions[col], rule) for col, rule in _validations(spec, lang).items() if col in positions]
+
+
+def init(path: str | Path, *, lang: str = "en", example: bool = False, force: bool = False) -> list[str]:
+    """``sheetflow init``: a starter workbook at ``path`` (``lang`` "en" or "pt-BR", ``example`` rows), or, when
+    the file exists and ``force`` is not set, the sheetflow sheets it lacks added to it and nothing else
+    changed. Returns the names of the sheets added to an existing workbook ([] for a new one or when it had
+    them all)."""
+    path = Path(path)
+    if path.exists() and not force:
+        return add_missing_sheets(path, lang=lang, example=example)
+    create_starter(path, lang=lang, example=example, force=force)
+    return []

@@ -55,10 +55,12 @@ import numpy as np
 import pandas as pd
 
 from sheetflow import contract
+from sheetflow.engine.emails import request_notification
 from sheetflow.names import company_key as _company_key
 from sheetflow.names import normalize, suggest, text_key
 from sheetflow.problems import Problem, error, warning
-from sheetflow.rules.expr import CompiledWhen
+from sheetflow.rules.actions import ActionError
+from sheetflow.rules.expr import CompiledWhen, compile_when
 from sheetflow.rules.sheets import (
     ASSIGN_METHODS,
     _compile,
@@ -1162,9 +1164,6 @@ def reassign(
     owner's load is released first). The rotation is kept per automation rule under ``auto:``. Returns
     the positions whose owner changed. Bad params raise ActionError (the caller names the cell).
     """
-    from sheetflow.rules.actions import ActionError
-    from sheetflow.rules.expr import compile_when
-
     assigner = Assigner(ctx)
     method = normalize(params.get("method") or "round_robin")
     if method not in ASSIGN_METHODS:
@@ -1215,6 +1214,4 @@ def reassign(
 def _notify(
     ctx: Context, rep: str, subject: str, lines: list[str], rule: str, occurrence: str, record: str = ""
 ) -> None:
-    from sheetflow.engine.emails import request_notification
-
     request_notification(ctx, rep, subject, lines, rule, occurrence, record)

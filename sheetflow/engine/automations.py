@@ -29,8 +29,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from sheetflow.coerce import to_cell
+from sheetflow.data import data_dir
+from sheetflow.engine.actions import apply_set
+from sheetflow.engine.assignment import reassign
 from sheetflow.engine.context import Context
 from sheetflow.engine.emails import request_email, request_notification
+from sheetflow.engine.sequences import enroll
+from sheetflow.engine.sla import escalation_text
 from sheetflow.names import normalize, text_key
 from sheetflow.problems import error, note, warning
 from sheetflow.rules.actions import (
@@ -38,7 +43,6 @@ from sheetflow.rules.actions import (
     SIDE_EFFECTS,
     Action,
     ActionError,
-    apply_set,
     delay_of,
     flag,
     parse_action,
@@ -102,8 +106,6 @@ def known_names(ctx: Context) -> dict[str, set[str]]:
 
 
 def _template_files() -> set[str]:
-    from sheetflow.data import data_dir
-
     folder = data_dir("templates") / "email"
     return {normalize(p.stem) for p in folder.glob("*.*")} if folder.exists() else set()
 
@@ -514,14 +516,10 @@ class _Runner:
             elif kind == "create_task":
                 self._tasks(rule, table, positions, params)
             elif kind == "enroll":
-                from sheetflow.engine.sequences import enroll
-
                 enroll(ctx, table, positions, params["sequence"], rule.name)
             elif kind == "escalate":
                 return self._escalate(rule, table, positions, occurrences, params["to"])
             elif kind == "assign":
-                from sheetflow.engine.assignment import reassign  # the assignment stage's methods, reused
-
                 return [(p, "owner") for p in reassign(ctx, table, positions, params, rule.name)]
         except ActionError as e:
             ctx.plan.problems.append(error(rule.where, f'"{rule.name}": {e}'))
@@ -577,8 +575,6 @@ class _Runner:
             if text.strip():
                 line = f"{rule.table} {fields.get('id')}: {text}"
             else:  # an escalation without its own text says what, since when and what to do
-                from sheetflow.engine.sla import escalation_text
-
                 line = escalation_text(self.ctx, table, pos, rule.name)
             request(self.ctx, rep, subject, [line], rule.name, occ, record=f"{rule.table} {fields.get('id')}")
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sheetflow import contract
+from sheetflow.engine.assignment import open_mask
 from sheetflow.names import text_key
 
 if TYPE_CHECKING:
@@ -105,8 +106,6 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
         rows.append([])
     deals = tables["Deals"]
     if len(deals):
-        from sheetflow.engine.assignment import open_mask
-
         section(t["pipeline"], [t["stage"], t["deals"], t["amount"]])
         mask = open_mask(tables, "Deals")
         stages = deals.df["stage"].to_numpy(dtype=object)[mask]
@@ -122,8 +121,6 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
     tickets = tables["Tickets"]
     if len(tickets):
         section(t["support"], ["", ""])
-        from sheetflow.engine.assignment import open_mask
-
         open_ = open_mask(tables, "Tickets")
         late = (tickets.df["due_at"] < plan.local_now).fillna(False).to_numpy(dtype=bool)
         rows.append([t["open"], int(open_.sum())])

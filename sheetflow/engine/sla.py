@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sheetflow.coerce import to_cell
+from sheetflow.engine.assignment import open_mask
 from sheetflow.engine.context import Context
 from sheetflow.engine.emails import request_notification
 from sheetflow.names import normalize
@@ -113,8 +114,6 @@ def _escalate_overdue(ctx: Context) -> None:
     tickets = ctx.tables["Tickets"]
     df = tickets.df
     now = pd.Timestamp(ctx.plan.local_now)
-    from sheetflow.engine.assignment import open_mask
-
     open_ = open_mask(ctx.tables, "Tickets")
     late = (df["due_at"] < now).fillna(False).to_numpy(dtype=bool)
     blank = df["escalated_at"].isna().to_numpy(dtype=bool) & ~tickets.formula_mask("escalated_at")

@@ -5,7 +5,7 @@
     mailer.queue(plan)                    # journal the due emails (before the workbook says "sending")
     book.write(...)                       # workbook write #1: Emails rows planned / sending, data, state
     report = mailer.deliver(plan)         # claim -> send -> record, one key at a time
-    mailer.write_back(plan, report)       # workbook write #2: sent / failed / unconfirmed, last_emailed_at
+    write_back(mailer, plan, report)      # workbook write #2 (sheetflow.apply): sent / failed / unconfirmed, last_emailed_at
 
 What a crash at each point leaves, and what the next run (``run`` or ``send``) does:
 
@@ -302,23 +302,6 @@ class Mailer:
         """Workbook time now: the run's clock plus the wall-clock time since the run started."""
         elapsed = dt.timedelta(seconds=time.monotonic() - self.started)
         return (plan.local_now + elapsed).replace(microsecond=0)
-
-    # ------------------------------------------------------------ workbook write #2
-    def write_back(self, plan: Plan, report: DeliveryReport, *, backups: int = 0) -> None:
-        """Re-read the workbook (write #1 may have added columns), update the rows of this run by key."""
-        from sheetflow.apply import PatchBuilder
-        from sheetflow.commands.run import load
-
-        crash_point("final-write")
-        outcomes = [o for o in report.outcomes if o.status != "taken"]
-        if not outcomes:
-            return
-        loaded = load(self.book.read(full=("Runs",)))
-        builder = PatchBuilder(loaded.tables)
-        apply_outcomes(builder, loaded.tables, plan, outcomes, self.local_now(plan), report)
-        self.book.write(list(builder.patches.values()), backups=backups)
-        report.written = True
-        crash_point("done")
 
     def close(self) -> None:
         if self.journal is not None:

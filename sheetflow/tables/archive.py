@@ -37,6 +37,8 @@ from typing import Any
 import python_calamine as pc
 
 from sheetflow import contract
+from sheetflow.book import NewSheet, SheetPatch
+from sheetflow.book.xlsx.apply import patch_workbook
 from sheetflow.coerce import Locale, as_text, to_cell
 from sheetflow.names import normalize
 from sheetflow.problems import SheetflowError
@@ -265,9 +267,6 @@ class Archive:
         batches = [b for b in batches if b.rows]
         if not batches:
             return {}
-        from sheetflow.book.patch import NewSheet, SheetPatch
-        from sheetflow.book.xlsx.apply import patch_workbook
-
         where: dict[str, list[Path]] = {}
         with self._db() as db:
             year = f"{when.year:04d}"

@@ -118,13 +118,14 @@ def _table_header(raw: RawSheet, spec: SheetSpec) -> tuple[int, set[int]] | None
 def empty_table(spec: SheetSpec, sheet_name: str | None = None, exists: bool = False) -> Table:
     every = (*spec.columns, *spec.optional)
     types = {c.name: c.type for c in every}
-    df = pd.DataFrame({c.name: pd.Series([], dtype=_dtype(c.type)) for c in every})
+    df = pd.DataFrame({c.name: pd.Series([], dtype=dtype_of(c.type)) for c in every})
     return Table(
         spec, sheet_name or spec.name, df, np.zeros(0, dtype=np.int64), 0, {}, {}, types, exists=exists
     )
 
 
-def _dtype(type_: ColumnType) -> str:
+def dtype_of(type_: ColumnType) -> str:
+    """The pandas dtype a column of this type holds (pandas 3: ``str`` is the default string dtype)."""
     return {
         ColumnType.NUMBER: "float64",
         ColumnType.DATE: "datetime64[ns]",
@@ -227,7 +228,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         types[name] = type_
     for column in (*spec.columns, *spec.optional):  # contract columns the sheet lacks exist, empty
         if column.name not in data:
-            data[column.name] = pd.Series([None] * len(keep), dtype=_dtype(column.type))
+            data[column.name] = pd.Series([None] * len(keep), dtype=dtype_of(column.type))
             types[column.name] = column.type
     df = pd.DataFrame(data)
     last_col = max([col0 + len(r) - 1 for r in raw.rows] + [0])
