@@ -29,7 +29,11 @@ def test_front_door_functions_are_the_commands():
     from sheetflow.commands import run as pipeline
     from sheetflow.commands.undo import undo
 
-    assert sheetflow.run is pipeline.run and sheetflow.check is pipeline.check and sheetflow.send is pipeline.send
+    assert (
+        sheetflow.run is pipeline.run
+        and sheetflow.check is pipeline.check
+        and sheetflow.send is pipeline.send
+    )
     assert sheetflow.undo is undo
 
 

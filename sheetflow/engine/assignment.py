@@ -63,13 +63,14 @@ from sheetflow.rules.actions import ActionError
 from sheetflow.rules.expr import CompiledWhen, compile_when
 from sheetflow.rules.sheets import (
     ASSIGN_METHODS,
-    _compile,
-    _enabled,
-    _rule_name,
-    _target_table,
-    _text,
+    cell_text,
+    compile_cell,
+    is_enabled,
+    rule_label,
     schema_for,
+    target_table,
 )
+from sheetflow.tables.records import open_mask
 from sheetflow.tables.table import Table, Tables
 
 if TYPE_CHECKING:  # the engine imports this module; at run time we only need duck typing
@@ -81,9 +82,6 @@ AUTOMATION_KEY = "auto:"  # rotations of ``assign`` actions: kept whatever the A
 MAX_REASONS = 3  # ineligible reps named in one explanation before "+N more"
 MAX_IDS_IN_TASK = 50  # record ids listed in one task's text before "+N more"
 
-CLOSED_CONTACT_STAGES = frozenset({"customer", "evangelist", "churned"})
-CLOSED_TICKET_STATUSES = contract.CLOSED_TICKET_STATUSES
-DEFAULT_CLOSED_DEAL_STAGES = frozenset({"won", "lost", "ganho", "ganha", "perdido", "perdida"})
 FREE_MAIL_DOMAINS = frozenset(
     {
         "gmail.com",
@@ -199,7 +197,7 @@ def load_roster(table: Table, today: dt.date) -> tuple[Roster, list[Problem]]:
     seen: dict[str, str] = {}
     df = table.df
     for pos in range(len(table)):
-        name = _text(table, pos, "name")
+        name = cell_text(table, pos, "name")
         if not name:
             problems.append(
                 warning(
@@ -233,7 +231,9 @@ def load_roster(table: Table, today: dt.date) -> tuple[Roster, list[Problem]]:
             )
             weight = 0.0
         capacity = max(_number(df["capacity"].iloc[pos], math.inf), 0.0)
-        territories = frozenset(text_key(t) for t in _text(table, pos, "territory").split(",") if t.strip())
+        territories = frozenset(
+            text_key(t) for t in cell_text(table, pos, "territory").split(",") if t.strip()
+        )
         reps.append(
             Rep(
                 len(reps),
@@ -335,11 +335,11 @@ def load_rules(tables: Tables, roster: Roster) -> tuple[list[AssignRule], list[P
     rules: list[AssignRule] = []
     keys: dict[str, str] = {}
     for pos in range(len(sheet)):
-        if not _enabled(sheet, pos):
+        if not is_enabled(sheet, pos):
             continue
-        target = _target_table(sheet, pos, tables, problems)
-        when = _compile(sheet, pos, "when", schema_for(target), problems) if target is not None else None
-        method = normalize(_text(sheet, pos, "method") or "round_robin")
+        target = target_table(sheet, pos, tables, problems)
+        when = compile_cell(sheet, pos, "when", schema_for(target), problems) if target is not None else None
+        method = normalize(cell_text(sheet, pos, "method") or "round_robin")
         if method not in ASSIGN_METHODS:
             hint = suggest(method, ASSIGN_METHODS)
             problems.append(
@@ -350,7 +350,7 @@ def load_rules(tables: Tables, roster: Roster) -> tuple[list[AssignRule], list[P
                 )
             )
             continue
-        text = _text(sheet, pos, "assign_to")
+        text = cell_text(sheet, pos, "assign_to")
         if not text:
             problems.append(
                 error(
@@ -364,7 +364,7 @@ def load_rules(tables: Tables, roster: Roster) -> tuple[list[AssignRule], list[P
         problems += found
         if target is None or when is None or any(p.is_error for p in found):
             continue
-        name = _rule_name(sheet, pos)
+        name = rule_label(sheet, pos)
         key = rule_key(target.spec.name, name)
         if key in keys:
             problems.append(
@@ -391,7 +391,7 @@ def check_assignment(tables: Tables) -> list[Problem]:
     roster, problems = load_roster(tables["Reps"], dt.date.min)
     sheet = tables["Assignment"]
     for pos in range(len(sheet)):
-        text = _text(sheet, pos, "assign_to")
+        text = cell_text(sheet, pos, "assign_to")
         if text:
             problems += resolve_assign_to(text, roster, sheet.ref(pos, "assign_to"))[1]
     return problems
@@ -406,53 +406,17 @@ def rule_keys(tables: Tables) -> set[str]:
     sheet = tables["Assignment"]
     keys: set[str] = set()
     for pos in range(len(sheet)):
-        spec = contract.sheet_spec(_text(sheet, pos, "table") or "Contacts")
+        spec = contract.sheet_spec(cell_text(sheet, pos, "table") or "Contacts")
         names = (
             [spec.name]
             if spec is not None and spec.name in contract.RECORD_SHEETS
             else contract.RECORD_SHEETS
         )
-        keys.update(rule_key(t, _rule_name(sheet, pos)) for t in names)
+        keys.update(rule_key(t, rule_label(sheet, pos)) for t in names)
     return keys
 
 
 # ---------------------------------------------------------------- open records and loads
-
-
-def open_mask(tables: Tables, name: str) -> np.ndarray:
-    """Which records of a data table are open (they count towards capacity and least_loaded)."""
-    table = tables[name]
-    if not len(table):
-        return np.zeros(0, dtype=bool)
-    if name == "Contacts":
-        codes, uniques = pd.factorize(table.df["lifecycle_stage"], use_na_sentinel=True)
-        shut = np.asarray(
-            [
-                contract.lifecycle_value(v) in CLOSED_CONTACT_STAGES if isinstance(v, str) else False
-                for v in uniques
-            ]
-            + [False],
-            dtype=bool,
-        )
-        return ~shut[codes]
-    if name == "Deals":
-        column, closed = table.df["stage"], closed_deal_stages(tables)
-    else:
-        column, closed = table.df["status"], CLOSED_TICKET_STATUSES
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    shut = np.asarray([isinstance(v, str) and text_key(v) in closed for v in uniques] + [False], dtype=bool)
-    return ~shut[codes]
-
-
-def closed_deal_stages(tables: Tables) -> frozenset[str]:
-    """Stages marked won or lost in the Stages sheet; without such marks, won/lost/ganho/perdido."""
-    stages = tables["Stages"]
-    marked: set[str] = set()
-    for pos in range(len(stages)):
-        flags = [stages.df[c].iloc[pos] for c in ("won", "lost")]
-        if any(f is not pd.NA and f is not None and bool(f) for f in flags) and _text(stages, pos, "stage"):
-            marked.add(text_key(_text(stages, pos, "stage")))
-    return frozenset(marked) if marked else DEFAULT_CLOSED_DEAL_STAGES
 
 
 def owner_indices(table: Table, roster: Roster) -> np.ndarray:
@@ -944,7 +908,7 @@ class Assigner:
                 )
             else:  # a rep without an e-mail address learns it from the Tasks sheet
                 tasks[rep.key] = (rep.name, [self._notice(records)], {t for t, _ in records})
-        fallback = self.ctx.settings.text("fallback_owner").strip()
+        fallback = self.ctx.fallback_owner
         # the fallback task is made once per set of records nobody could take, not on every run while
         # the same records wait (issue 9.6): the set's fingerprint is remembered in the state
         memory = self.ctx.section("stranded")
@@ -969,22 +933,9 @@ class Assigner:
             memory["fallback"] = fingerprint
         else:
             memory.pop("fallback", None)
-        at = self.ctx.plan.local_now
         for name, texts, kinds in tasks.values():
-            self.ctx.append(
-                "Tasks",
-                {
-                    "created_at": at,
-                    "due_at": at,
-                    "owner": name,
-                    "table": next(iter(kinds)) if len(kinds) == 1 else "",
-                    "record_id": "",
-                    "text": "; ".join(texts),
-                    "rule": RULE_TEXT,
-                    "done": False,
-                },
-                rule=RULE_TEXT,
-            )
+            table = next(iter(kinds)) if len(kinds) == 1 else ""
+            self.ctx.task(name, "; ".join(texts), RULE_TEXT, table=table)
 
     def _rep_emails(self) -> dict[str, str]:
         reps = self.ctx.tables["Reps"].df

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sheetflow import contract
-from sheetflow.engine.assignment import open_mask
 from sheetflow.names import text_key
+from sheetflow.tables.records import open_mask, read_stages
 
 if TYPE_CHECKING:
     from sheetflow.engine.context import Context
@@ -160,11 +160,4 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
 
 
 def _stage_order(ctx: Context) -> dict[str, float]:
-    stages = ctx.tables["Stages"]
-    if not stages.exists:
-        return {}
-    return {
-        text_key(s): float(o)
-        for s, o in zip(stages.df["stage"], stages.df["order"])
-        if isinstance(s, str) and o == o and o is not None
-    }
+    return read_stages(ctx.tables).order

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 
 from sheetflow.coerce import to_cell
-from sheetflow.engine.assignment import open_mask
 from sheetflow.engine.context import Context
 from sheetflow.engine.emails import request_notification
 from sheetflow.names import normalize
 from sheetflow.problems import error
 from sheetflow.rules.window import Hours, holiday_dates, parse_window
+from sheetflow.tables.records import open_mask
 
 SEVERITY = {
     "urgent": "urgent",
@@ -129,26 +129,12 @@ def _escalate_overdue(ctx: Context) -> None:
         [ctx.plan.local_now] * len(hits),
         ["SLA: overdue, escalated once"] * len(hits),
     )
-    fallback = ctx.settings.text("fallback_owner")
     for pos in hits:
         row = df.iloc[pos]
-        owner = row["owner"] if isinstance(row["owner"], str) and row["owner"].strip() else fallback
+        owner = ctx.owner_of(tickets, pos)
         due = to_cell(row["due_at"])
         text = escalation_text(ctx, tickets, pos, "SLA")
-        ctx.append(
-            "Tasks",
-            {
-                "created_at": ctx.plan.local_now,
-                "due_at": ctx.plan.local_now,
-                "owner": owner or "",
-                "table": "Tickets",
-                "record_id": row["id"],
-                "text": text,
-                "rule": "SLA",
-                "done": False,
-            },
-            "SLA",
-        )
+        ctx.task(owner, text, "SLA", table="Tickets", record_id=row["id"])
         if owner:
             subject = "Chamado atrasado" if ctx.portuguese else "Overdue ticket"
             request_notification(

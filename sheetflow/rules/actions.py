@@ -29,6 +29,7 @@ from sheetflow import contract
 from sheetflow.coerce import MAX_SHIFT_DAYS, Locale, Unreadable, parse_as, to_cell
 from sheetflow.coltypes import ColumnType
 from sheetflow.names import normalize, suggest
+from sheetflow.problems import RuleError
 from sheetflow.rules.expr import Schema
 from sheetflow.rules.sandbox import RenderError, render_batch, shown, template_id
 from sheetflow.tables.table import Table
@@ -55,7 +56,7 @@ _RELATIVE = re.compile(r"^(today|now|hoje|agora)(?:\s*([+-])\s*(\d+)\s*([dh]))?$
 TEXT_NAMES = ("today", "now")  # names a task/notify text may use besides the record's columns
 
 
-class ActionError(ValueError):
+class ActionError(RuleError, ValueError):
     """A user mistake in an action or its params."""
 
 

@@ -49,6 +49,8 @@ from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from sheetflow.problems import RuleError
+
 MAX_TEMPLATE_CHARS = 100_000  # subject or body source
 MAX_OUTPUT_CHARS = 500_000  # one rendered part
 MAX_RENDER_SECONDS = 1.0  # CPU time of one email (all its parts); a real email renders in milliseconds
@@ -65,7 +67,7 @@ _KILLED = (
 )
 
 
-class RenderError(Exception):
+class RenderError(RuleError):
     """A template could not be rendered; ``field`` is the merge field at fault, if known.
 
     ``kind``: ``field`` (a value missing for this record), ``template`` (the template is wrong) or

@@ -39,6 +39,7 @@ import pandas as pd
 from sheetflow import contract
 from sheetflow.coerce import MAX_SHIFT_DAYS, Locale, Unreadable, parse_bool, parse_number
 from sheetflow.names import normalize, suggest, text_key
+from sheetflow.problems import RuleError
 from sheetflow.rules.expr import Schema
 
 MAX_DAYS = MAX_SHIFT_DAYS
@@ -51,7 +52,7 @@ _DATE = re.compile(r"^\s*(.+?)\s*(?:([+-])\s*(\d+)\s*d)?\s*$", re.IGNORECASE)
 _DAYS = re.compile(r"^\s*(\d+)\s*d?\s*$", re.IGNORECASE)
 
 
-class TriggerError(ValueError):
+class TriggerError(RuleError, ValueError):
     """A trigger cell that cannot be understood; the message is for the user."""
 
 
