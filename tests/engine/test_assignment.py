@@ -23,12 +23,12 @@ from sheetflow.commands.run import load, run
 from sheetflow.engine import Context, plan_run, stage_ids
 from sheetflow.engine.assignment import (
     Rotation,
-    _start_pointer,
     company_key,
     domain_key,
     open_mask,
     reassign,
     stage_assignment,
+    start_pointer,
     summarize,
 )
 from sheetflow.engine.plan import Plan
@@ -356,7 +356,7 @@ def test_a_plan_is_deterministic(owners, method):
 
 def test_a_removed_pointer_rep_keeps_its_place_in_the_rotation():
     """Bob served last and then left: the next pick is the rep after Bob (Carol), not the first rep."""
-    assert _start_pointer(Rotation("Bob", ["Ana", "Bob", "Carol", "Dee"]), ["ana", "carol", "dee"]) == 0.5
+    assert start_pointer(Rotation("Bob", ["Ana", "Bob", "Carol", "Dee"]), ["ana", "carol", "dee"]) == 0.5
     sim = Sim([rule("Everyone")])
     sim.add_leads(2)
     assert sim.run([rep("Ana"), rep("Bob"), rep("Carol"), rep("Dee")])[1] == ["Ana", "Bob"]
