@@ -20,7 +20,7 @@ What a run does, per table (Contacts, Deals, Tickets), record by record in sheet
   open records *of the table being assigned* than ``capacity`` (blank = unlimited). Loads count the
   records assigned earlier in the same run, so a run never pushes anyone past capacity.
 * Methods: ``round_robin`` (next eligible rep after the last one served, in Reps sheet order),
-  ``weighted`` (shares proportional to weight, see :class:`.methods.Shares`), ``least_loaded`` (fewest open records
+  ``weighted`` (shares proportional to weight, see :class:`.methods._Shares`), ``least_loaded`` (fewest open records
   of the table, ties by the rotation), ``sticky_account`` (the owner of an already-owned record with the
   same company or business e-mail domain, if they are in the rule's ``assign_to`` and eligible; otherwise
   round robin; an account hit does not use a turn of the rotation).
