@@ -27,6 +27,7 @@ from sheetflow.apply import LogTrim, build_patches, needs_write, over_cap, write
 from sheetflow.book import Book, open_book
 from sheetflow.coerce import DATE_MAX, DATE_MIN, DATE_RANGE
 from sheetflow.engine.assignment import check_assignment
+from sheetflow.engine.emails import mail_settings
 from sheetflow.engine.plan import Plan
 from sheetflow.engine.run import new_run_id, plan_run
 from sheetflow.engine.sequences import diff_enrollments
@@ -118,8 +119,6 @@ def send(
             state=loaded.state,
             stages=["send"],
         )
-        from sheetflow.engine.emails import mail_settings
-
         loaded.settings.validate()  # the same settings checks as check and run
         mail_settings(loaded.settings, loaded.tables)
         plan.problems += [p for p in loaded.settings.problems if p not in plan.problems]
