@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import python_calamine as pc  # noqa: E402
 from generate import generate  # noqa: E402
 
-from sheetflow.book.xlsxpatch import SheetPatch, patch_workbook  # noqa: E402
+from sheetflow.book.patch import SheetPatch  # noqa: E402
+from sheetflow.book.xlsx.apply import patch_workbook  # noqa: E402
 from sheetflow.commands.run import run  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 23, 10, 0)

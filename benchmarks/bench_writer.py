@@ -27,7 +27,8 @@ def _values(n: int) -> tuple[list[int], list[str]]:
 
 
 def patch(src: str, dst: str, n: int) -> None:
-    from sheetflow.book.xlsxpatch import SheetPatch, patch_workbook
+    from sheetflow.book.patch import SheetPatch
+    from sheetflow.book.xlsx.apply import patch_workbook
 
     scores, stages = _values(n)
     cells = {}

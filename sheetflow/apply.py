@@ -26,8 +26,12 @@ from sheetflow import contract
 from sheetflow.book import NewSheet, SheetPatch
 from sheetflow.coerce import as_text, to_cell
 from sheetflow.engine.plan import Plan
+from sheetflow.engine.sequences import diff_enrollments
+from sheetflow.mail.log import add_to_patches
+from sheetflow.mail.sender import DeliveryReport, Mailer, apply_outcomes, crash_point
 from sheetflow.problems import Problem, note, warning
 from sheetflow.tables.archive import LOG_SHEETS, ArchiveBatch, header_label
+from sheetflow.tables.loaded import load
 from sheetflow.tables.state import State
 from sheetflow.tables.table import Table, Tables
 
@@ -191,8 +195,6 @@ def build_patches(
     if plan.enrollments is not None:
         enrollments_patch(builder, plan.enrollments)
     if plan.emails:
-        from sheetflow.mail.log import add_to_patches
-
         add_to_patches(builder, plan)
     builder.target("Runs").append(runs_row(plan, at + elapsed))
     if plan.report:
@@ -206,8 +208,6 @@ def build_patches(
 
 def enrollments_patch(builder: PatchBuilder, rows: list[dict[str, Any]]) -> None:
     """The Enrollments sheet: changed cells of existing rows, new enrollments appended (one bulk patch)."""
-    from sheetflow.engine.sequences import diff_enrollments
-
     added, updated = diff_enrollments(builder.tables.get("Enrollments"), rows)
     if not added and not updated:
         return
@@ -256,7 +256,7 @@ def report_patch(builder: PatchBuilder, plan: Plan) -> None:
                 cells[(r, c)] = None
         patch = SheetPatch(table.sheet, cells)
     else:
-        widths = {1: 30, 2: 18, 3: 22, 4: 14, 5: 14, 6: 12, 7: 18}
+        widths: dict[int, float] = {1: 30, 2: 18, 3: 22, 4: 14, 5: 14, 6: 12, 7: 18}
         patch = SheetPatch(
             contract.label(contract.BY_NAME["Report"], builder.lang),
             cells,
@@ -393,13 +393,13 @@ def trim_logs(builder: PatchBuilder, trim: LogTrim) -> None:
         table = builder.tables.get(canonical)
         target = builder.targets.get(canonical)
         exists = table is not None and table.exists and bool(table.header_row)
-        existing = (table.last_row - table.header_row) if exists else 0
+        existing = (table.last_row - table.header_row) if exists else 0  # type: ignore[union-attr]  # exists implies a table
         new = (target.next_row - target.start_row) if target is not None else 0
         if existing + new <= cap:
             continue
-        if exists and existing and len(table) == 0:  # only the header was read: read the rows now
+        if exists and existing and len(table) == 0:  # type: ignore[arg-type]  # exists implies a table; only the header was read: read the rows now
             full = trim.full([canonical]).get(canonical)
-            if full is None or full.header_row != table.header_row or full.col_index != table.col_index:
+            if full is None or full.header_row != table.header_row or full.col_index != table.col_index:  # type: ignore[union-attr]  # exists implies a table
                 continue
             table = full
         _trim_one(builder, trim, canonical, table if exists else None, target, keep)
@@ -421,18 +421,18 @@ def _trim_one(
         else None
     )
     if patch is None:
-        patch = builder.patches.setdefault(table.sheet, SheetPatch(table.sheet, {}))
+        patch = builder.patches.setdefault(table.sheet, SheetPatch(table.sheet, {}))  # type: ignore[union-attr]  # the caller passes a table or a patch
     sheet = table.sheet if table is not None else patch.sheet
     positions = range(len(table)) if table is not None else range(0)
     rows = table.rows.tolist() if table is not None else []
-    start = target.start_row if target is not None else (table.last_row + 1)
+    start = target.start_row if target is not None else (table.last_row + 1)  # type: ignore[union-attr]  # the caller passes a table or a target
     end = target.next_row if target is not None else start
     total = len(rows) + (end - start)
     drop = total - keep
     if drop <= 0:
         return
     touched = {r for r, _ in patch.cells if r < start}
-    columns = dict(target.columns) if target is not None else dict(table.col_index)
+    columns = dict(target.columns) if target is not None else dict(table.col_index)  # type: ignore[union-attr]  # the caller passes a table or a target
     by_col = {c: name for name, c in columns.items()}
     gone_old: list[int] = []  # positions in table
     gone_new: set[int] = set()  # sheet rows appended by this run
@@ -486,7 +486,7 @@ def _trim_one(
     kept_new = [r for r in range(start, end) if r not in gone_new]
     first_new = start - len(deleted)
     new_row_of = {r: first_new + i for i, r in enumerate(kept_new)}
-    cells: dict[tuple[int, int], object] = {}
+    cells: dict[tuple[int, int], Any] = {}
     for (r, c), value in patch.cells.items():
         if r >= start:
             if r in new_row_of:
@@ -507,3 +507,18 @@ def _trim_one(
 def _label(canonical: str, name: str, lang: str) -> str:
     col = contract.BY_NAME[canonical].column(name)
     return contract.label(col, lang) if col is not None else name
+
+
+def write_back(mailer: Mailer, plan: Plan, report: DeliveryReport, *, backups: int = 0) -> None:
+    """Workbook write #2 of a send (see :mod:`sheetflow.mail.sender`): re-read the workbook (write #1 may have
+    added columns), update the Emails rows of this run by key."""
+    crash_point("final-write")
+    outcomes = [o for o in report.outcomes if o.status != "taken"]
+    if not outcomes:
+        return
+    loaded = load(mailer.book.read(full=("Runs",)))
+    builder = PatchBuilder(loaded.tables)
+    apply_outcomes(builder, loaded.tables, plan, outcomes, mailer.local_now(plan), report)
+    mailer.book.write(list(builder.patches.values()), backups=backups)
+    report.written = True
+    crash_point("done")

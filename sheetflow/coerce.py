@@ -416,7 +416,7 @@ def convert_column(
         if (
             kinds <= {dt.datetime, str}
             and all(v == "" or (type(v) is dt.datetime and v.tzinfo is None) for v in values)
-            and all(DATE_MIN <= v < DATE_MAX for v in values if v != "")
+            and all(DATE_MIN <= v < DATE_MAX for v in values if v != "")  # type: ignore[operator]  # kinds checked above: only datetimes and ""
         ):
             return pd.Series(
                 pd.to_datetime([v if v != "" else None for v in values]), dtype="datetime64[ns]"
@@ -439,7 +439,7 @@ def convert_column(
                 out_b.append(None)
         return pd.Series(out_b, dtype="boolean"), bad
     if kinds <= {str}:
-        return pd.Series([v if v.strip() else None for v in values], dtype="str"), bad
+        return pd.Series([v if v.strip() else None for v in values], dtype="str"), bad  # type: ignore[attr-defined]  # kinds checked: all str
     return pd.Series([as_text(v) for v in values], dtype="str"), bad
 
 

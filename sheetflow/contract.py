@@ -479,11 +479,12 @@ for _spec in SHEETS:
 HEADER_SEARCH_ROWS = 50  # a header lower than this is not looked for: titles and notes are a few rows
 
 
-def _filled(row: list[object]) -> bool:
+def row_filled(row: list[object]) -> bool:
+    """Whether a sheet row has any value (a row of blanks is not a record, nor a header)."""
     return any(v not in (None, "") for v in row)
 
 
-def _known_names(row: Iterable[object], spec: SheetSpec) -> int:
+def known_name_count(row: Iterable[object], spec: SheetSpec) -> int:
     """How many cells of a row name a column of the sheet (canonical names and aliases)."""
     return sum(
         1
@@ -497,10 +498,10 @@ def find_header(rows: list[list[object]], spec: SheetSpec) -> int | None:
     cells naming a known column (the first such row on ties). A sheet kind without contract columns
     (Report) has its first non-empty row as header. None: no row names any known column."""
     if not spec.columns:
-        return next((i for i, row in enumerate(rows) if _filled(row)), None)
+        return next((i for i, row in enumerate(rows) if row_filled(row)), None)
     best, best_count = None, 0
     for i, row in enumerate(rows[:HEADER_SEARCH_ROWS]):
-        count = _known_names(row, spec)
+        count = known_name_count(row, spec)
         if count > best_count:
             best, best_count = i, count
     return best

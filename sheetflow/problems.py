@@ -3,6 +3,25 @@
 A user mistake is never a traceback: every check and every stage of a run returns :class:`Problem`
 values that name the cell (``Scoring!B4``), say what is wrong and what to do. The run goes on where it
 safely can; errors make ``check`` exit 1 and are written to the ``Runs`` sheet.
+
+Exceptions are for what stops a command (``SheetflowError``, with its exit code) and, inside a stage, for a
+rule cell that cannot be used (``RuleError``: the stage catches it and turns it into a Problem naming the
+cell). One base per kind::
+
+    Exception
+    ├── SheetflowError                  stops a command; .exit_code for the CLI (1)
+    │   ├── UsageError                  wrong arguments or address (2)
+    │   ├── WorkbookBusy                open elsewhere, leased, or changed while we worked (3)
+    │   └── book.xlsxpatch.PatchError   a write the file format cannot take
+    └── RuleError                       a rule cell that cannot be used; str(e) is a sentence, no cell
+        ├── rules.expr.WhenError        a ``when`` condition (.position: 0-based offset)
+        ├── rules.triggers.TriggerError a ``trigger`` cell                (also a ValueError)
+        ├── rules.actions.ActionError   an ``action`` or its ``params``   (also a ValueError)
+        └── rules.sandbox.RenderError   a template or text that cannot be rendered (.field, .kind)
+
+Values the user typed that cannot be read as their column's type are :class:`sheetflow.coerce.Unreadable`
+(a ValueError: the cell is treated as empty and a warning names it), and an address or message that must not
+be sent is :class:`sheetflow.compose.message.InvalidAddress` / :class:`sheetflow.compose.headers.UnsafeMessage`.
 """
 
 from __future__ import annotations
@@ -107,3 +126,8 @@ class WorkbookBusy(SheetflowError):
     """The workbook is open elsewhere, locked by another runner, or changed while we worked."""
 
     exit_code = 3
+
+
+class RuleError(Exception):
+    """A rule cell that cannot be used (see the tree above). ``str(e)`` is a readable sentence without the
+    cell name: the caller knows the cell and prefixes it (``Scoring!B4: ...``)."""

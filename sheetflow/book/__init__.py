@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from sheetflow.book.base import LOGS, Book
+from sheetflow.book.patch import NewSheet, PatchError, SheetPatch, Validation
 from sheetflow.book.raw import RawSheet
-from sheetflow.book.xlsxpatch import NewSheet, SheetPatch, Validation
 from sheetflow.problems import UsageError
 
-__all__ = ["LOGS", "Book", "NewSheet", "RawSheet", "SheetPatch", "Validation", "open_book"]
+__all__ = ["LOGS", "Book", "NewSheet", "PatchError", "RawSheet", "SheetPatch", "Validation", "open_book"]
 
 
 def open_book(address: str | Path) -> Book:

@@ -23,8 +23,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from sheetflow.book.patch import SheetPatch
 from sheetflow.book.raw import RawSheet
-from sheetflow.book.xlsxpatch import SheetPatch
 
 __all__ = ["LOGS", "Book"]
 
@@ -47,7 +47,7 @@ class Book(Protocol):
     (``#N/A``, ``#REF!``...). A formula cell reads as its last computed value and is listed in
     :attr:`RawSheet.formulas`.
 
-    Values written (in :class:`SheetPatch` cells) follow the xlsx writer (:mod:`.xlsxpatch`), whatever the
+    Values written (in :class:`SheetPatch` cells) follow the xlsx writer (:mod:`sheetflow.book.xlsx`), whatever the
     backend: text is always stored as text, never taken as a formula (``=1+1`` stays the four characters);
     characters XML cannot hold (control characters other than tab, CR, LF) are dropped and text is cut at
     Excel's 32,767-character limit, so a workbook reads the same after moving between backends; numbers
@@ -58,7 +58,7 @@ class Book(Protocol):
     :class:`~sheetflow.problems.SheetflowError` for a workbook that cannot be read,
     :class:`~sheetflow.problems.WorkbookBusy` (exit code 3) when another runner holds the lease or the
     workbook changed or is being edited so that writing is not safe, and
-    :class:`~sheetflow.book.xlsxpatch.PatchError` for patches that cannot be applied (no such sheet, a sheet
+    :class:`~sheetflow.book.patch.PatchError` for patches that cannot be applied (no such sheet, a sheet
     created twice, an invalid name or value); a refused write writes nothing.
     """
 

@@ -55,19 +55,12 @@ from filelock import FileLock, Timeout
 
 from sheetflow import contract
 from sheetflow.book.base import LOGS
+from sheetflow.book.patch import PatchError, SheetPatch
 from sheetflow.book.raw import RawSheet
-from sheetflow.book.xlsxpatch import (
-    _ILLEGAL_XML_RE,
-    MAX_COL,
-    MAX_ROW,
-    MAX_TEXT,
-    PatchError,
-    SheetPatch,
-    _check_sheet_name,
-    _new_sheet_root,
-    _render,
-    is_date_format,
-)
+from sheetflow.book.xlsx.cells import ILLEGAL_XML_RE, render
+from sheetflow.book.xlsx.refs import MAX_COL, MAX_ROW, MAX_TEXT
+from sheetflow.book.xlsx.styles import is_date_format
+from sheetflow.book.xlsx.workbook import check_sheet_name, new_sheet_root
 from sheetflow.names import cell_ref
 from sheetflow.problems import SheetflowError, UsageError, WorkbookBusy
 
@@ -374,13 +367,13 @@ class ExcelBook:
         work = []
         for patch in merged.values():
             if patch.new is not None:
-                _check_sheet_name(patch.sheet)
+                check_sheet_name(patch.sheet)
                 if patch.new.state not in ("visible", "hidden", "veryHidden"):
                     raise PatchError(
                         f'sheet "{patch.sheet}": state must be "visible", "hidden" or "veryHidden", '
                         f'not "{patch.new.state}"'
                     )
-                _new_sheet_root(patch.sheet, patch.new)  # the file writer's checks of dropdowns and layout
+                new_sheet_root(patch.sheet, patch.new)  # the file writer's checks of dropdowns and layout
                 if any(n.casefold() == patch.sheet.casefold() for n in names):
                     raise PatchError(f'a sheet named "{patch.sheet}" already exists in the workbook')
                 names.append(patch.sheet)
@@ -426,8 +419,8 @@ class _Date:
 def _to_excel(value: object, where: str) -> object:
     """A patch value as xlwings is given it; PatchError (naming the cell) for what the file writer refuses."""
     if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)):
-        value = value.item()
-    kind, text, with_time = _render(value, where, False)
+        value = value.item()  # type: ignore[attr-defined]  # a numpy scalar, checked above
+    kind, text, with_time = render(value, where, False)
     if kind == "none":
         return None
     if kind == "str":
@@ -440,14 +433,14 @@ def _to_excel(value: object, where: str) -> object:
     if isinstance(naive, dt.datetime):
         stamp = naive.replace(microsecond=naive.microsecond // 1000 * 1000)
     else:
-        stamp = dt.datetime(naive.year, naive.month, naive.day)
+        stamp = dt.datetime(naive.year, naive.month, naive.day)  # type: ignore[attr-defined]  # _render said date
     return _Date(stamp, DATE_TIME if with_time else DATE)
 
 
 def _text(text: str) -> str:
     """Text as Excel keeps it: characters XML cannot hold dropped, cut at Excel's limit, and an apostrophe
     in front when Excel would otherwise take it for a formula, number, date, boolean or error."""
-    text = _ILLEGAL_XML_RE.sub("", text)
+    text = ILLEGAL_XML_RE.sub("", text)
     if len(text) > MAX_TEXT // 2:
         text = text.encode("utf-16-le")[: MAX_TEXT * 2].decode("utf-16-le", errors="ignore")
     if text and _RISKY_TEXT.search(text):
@@ -596,7 +589,7 @@ def _date_formats(sheet: Any, grid: list[list[object]], r1: int, c1: int) -> Non
                 i += 1
                 continue
             start, fmt = i, v.fmt
-            while i < len(grid) and isinstance(grid[i][j], _Date) and grid[i][j].fmt == fmt:
+            while i < len(grid) and isinstance(grid[i][j], _Date) and grid[i][j].fmt == fmt:  # type: ignore[attr-defined]  # isinstance does not narrow an index expression
                 i += 1
             rng = sheet.range(_a1(r1 + start, c1 + j), _a1(r1 + i - 1, c1 + j))
             current = rng.number_format

@@ -56,8 +56,8 @@ from sheetflow import contract
 from sheetflow.book.base import LOGS
 from sheetflow.book.memory import ErrorValue, _grid, _header_only, _Sheet
 from sheetflow.book.memory import _checked as _checked_like_the_writer
+from sheetflow.book.patch import SheetPatch
 from sheetflow.book.raw import RawSheet
-from sheetflow.book.xlsxpatch import SheetPatch
 from sheetflow.problems import Problem, SheetflowError, UsageError, WorkbookBusy, warning
 
 __all__ = [
@@ -173,10 +173,7 @@ def client_for(folder: Path | None = None):
 
     endpoint = os.environ.get(ENDPOINT_ENV, "").strip()
     if endpoint:
-        # only with the emulator address set: tests and the demo (the emulator is test tooling)
-        from sheetflow.testing.sheets_emulator import emulator_client
-
-        return emulator_client(endpoint, timeout=TIMEOUT)
+        return endpoint_client(endpoint, timeout=TIMEOUT)
     conf = _toml(folder or Path.cwd())
     if conf.get("oauth"):
         secrets = Path(conf.get("oauth_client") or gspread.auth.DEFAULT_CREDENTIALS_FILENAME).expanduser()
@@ -207,6 +204,31 @@ def client_for(folder: Path | None = None):
         'GOOGLE_APPLICATION_CREDENTIALS=/path/key.json or put credentials = "/path/key.json" under [google] '
         f"in sheetflow.toml, or copy the key to {default}"
     )
+
+
+def endpoint_client(base_url: str, *, timeout: float | None = TIMEOUT):
+    """A gspread Client whose Google API URLs go to ``base_url`` (a local emulator), with no credentials:
+    gspread builds every URL from ``https://sheets.googleapis.com`` / ``https://www.googleapis.com``, so a
+    session that rewrites those prefixes is enough (the same as the emulator's ``emulator_client``)."""
+    import gspread
+    import requests
+    from google.auth.credentials import AnonymousCredentials
+
+    base = base_url.rstrip("/")
+    prefixes = ("https://sheets.googleapis.com", "https://www.googleapis.com")
+
+    class _Rewriting(requests.Session):
+        def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+            for prefix in prefixes:
+                if isinstance(url, str) and url.startswith(prefix):
+                    url = base + url[len(prefix) :]
+                    break
+            return super().request(method, url, *args, **kwargs)
+
+    client = gspread.Client(auth=None, session=_Rewriting())  # type: ignore[arg-type]
+    client.http_client.auth = AnonymousCredentials()
+    client.set_timeout(timeout)
+    return client
 
 
 def _service_account(path: Path):

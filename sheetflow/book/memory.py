@@ -2,7 +2,7 @@
 
 Uses: tests of the layers above without files, simulations (many runs over a workbook in milliseconds), and
 the reference that ``tests/book/test_conformance.py`` holds every other backend to. It applies the same
-:class:`SheetPatch`/:class:`NewSheet` objects with the same rules as the xlsx writer (:mod:`.xlsxpatch`, whose
+:class:`SheetPatch`/:class:`NewSheet` objects with the same rules as the xlsx writer (:mod:`sheetflow.book.xlsx`, whose
 checks it reuses): text stays text, numbers are stored as Excel stores them (doubles), dates keep a date
 format, new sheets keep their layout, and every refusal names the sheet or cell and writes nothing.
 
@@ -31,19 +31,11 @@ from typing import Any
 
 from sheetflow import contract
 from sheetflow.book.base import LOGS
+from sheetflow.book.patch import NewSheet, PatchError, SheetPatch
 from sheetflow.book.raw import RawSheet
-from sheetflow.book.xlsxpatch import (
-    _ILLEGAL_XML_RE,  # the writer's rules, shared until the xlsxpatch split (issue 11) makes them public
-    MAX_COL,
-    MAX_ROW,
-    MAX_TEXT,
-    NewSheet,
-    PatchError,
-    SheetPatch,
-    _check_sheet_name,
-    _new_sheet_root,
-    _render,
-)
+from sheetflow.book.xlsx.cells import ILLEGAL_XML_RE, render
+from sheetflow.book.xlsx.refs import MAX_COL, MAX_ROW, MAX_TEXT
+from sheetflow.book.xlsx.workbook import check_sheet_name, new_sheet_root
 from sheetflow.names import cell_ref
 from sheetflow.problems import WorkbookBusy
 
@@ -313,7 +305,7 @@ def _seed(sheet: _Sheet, key: tuple[int, int], value: object) -> None:
 
 def _clean_text(text: str) -> str:
     """As the xlsx writer stores text: characters XML cannot hold dropped, cut at Excel's cell limit."""
-    text = _ILLEGAL_XML_RE.sub("", text)
+    text = ILLEGAL_XML_RE.sub("", text)
     if len(text) > MAX_TEXT // 2:
         text = text.encode("utf-16-le")[: MAX_TEXT * 2].decode("utf-16-le", errors="ignore")
     return text
@@ -324,7 +316,7 @@ def _stored(value: Any, where: str) -> object:
     refuses: non-finite numbers, NaT, dates before 1900-01-01, unknown types."""
     if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)):
         value = value.item()
-    kind, text, with_time = _render(value, where, False)
+    kind, text, with_time = render(value, where, False)
     if kind == "none":
         return None
     if kind == "str":
@@ -365,7 +357,7 @@ def _checked(
     work = []
     for patch in merged.values():
         if patch.new is not None:
-            _check_sheet_name(patch.sheet)
+            check_sheet_name(patch.sheet)
             if patch.new.state not in STATES:
                 raise PatchError(
                     f'sheet "{patch.sheet}": state must be "visible", "hidden" or "veryHidden", '
@@ -373,7 +365,7 @@ def _checked(
                 )
             if any(n.casefold() == patch.sheet.casefold() for n in names):
                 raise PatchError(f'a sheet named "{patch.sheet}" already exists in the workbook')
-            _new_sheet_root(patch.sheet, patch.new)  # freeze rows, column widths, dropdowns
+            new_sheet_root(patch.sheet, patch.new)  # freeze rows, column widths, dropdowns
             names.append(patch.sheet)
         elif patch.sheet not in names:
             shown = ", ".join(f'"{n}"' for n in names)

@@ -23,14 +23,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import subprocess
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from sheetflow import __version__
+from sheetflow.coerce import as_text
+from sheetflow.commands import schedule as scheduler
+from sheetflow.commands.demo import run_demo
+from sheetflow.commands.excel_addin import build_addin, setup_workbook
+from sheetflow.commands.init import add_missing_sheets, create_starter, start_sheet_name
+from sheetflow.commands.packs import add_pack, available, read_pack
+from sheetflow.commands.run import check, run, send
+from sheetflow.commands.schedule import ChildExecutor, run_due, schedule_from_flags
+from sheetflow.commands.service import print_service
+from sheetflow.commands.status import status
+from sheetflow.commands.undo import undo
 from sheetflow.engine.plan import Plan
 from sheetflow.problems import QUOTE_LIMIT, Problem, Severity, SheetflowError, UsageError, printable
 
@@ -40,7 +52,9 @@ LABEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.NOTE: "n
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sheetflow", description="CRM automation for a spreadsheet.")
-    p.add_argument("--version", action="version", version=f"sheetflow {__version__}")
+    p.add_argument(
+        "--version", action="version", version=f"sheetflow {version('sheetflow')}"
+    )  # the installed one
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = sub.add_parser(
@@ -181,8 +195,6 @@ def cli() -> None:
 
 
 def cmd_init(args: argparse.Namespace, console: Console) -> int:
-    from sheetflow.commands.init import add_missing_sheets, create_starter
-
     path = args.book
     shown = _escape(str(path))
     if path.exists() and not args.force:
@@ -201,8 +213,6 @@ def cmd_init(args: argparse.Namespace, console: Console) -> int:
         return 0
     create_starter(path, lang=args.lang, example=args.example, force=args.force)
     console.print(f"[green]created[/] {shown}")
-    from sheetflow.commands.init import start_sheet_name
-
     console.print(
         f"next: open it, read the '{start_sheet_name(args.lang)}' sheet, then "
         f"[bold]sheetflow run {shown} --dry-run[/]"
@@ -211,8 +221,6 @@ def cmd_init(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
-    from sheetflow.commands.run import check
-
     problems = check(args.book)
     print_problems(console, problems, show_notes=True)
     errors = sum(p.is_error for p in problems)
@@ -226,8 +234,6 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from sheetflow.commands.run import run
-
     now = _parse_now(args.now)
     only = [s for s in (args.only or "").split(",") if s.strip()] or None
     with steps(console, ["reading", "planning", "writing", "sending emails"]) as progress:
@@ -248,8 +254,6 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_send(args: argparse.Namespace, console: Console) -> int:
-    from sheetflow.commands.run import send
-
     with steps(console, ["reading", "planning", "writing", "sending emails"]) as progress:
         result = send(
             args.book,
@@ -288,15 +292,22 @@ def _finish(console: Console, result, args: argparse.Namespace) -> int:  # noqa:
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    from sheetflow.commands.demo import run_demo
 
-    run_demo(args.dir, contacts=args.contacts, console=console, gsheets=args.gsheets)
+    if args.gsheets:  # the emulator is test tooling (the top layer): run as its own module
+        argv = [
+            sys.executable,
+            "-m",
+            "sheetflow.testing.gsheets_demo",
+            str(args.dir),
+            "--contacts",
+            str(args.contacts),
+        ]
+        return subprocess.call(argv)
+    run_demo(args.dir, contacts=args.contacts, console=console)
     return 0
 
 
 def cmd_undo(args: argparse.Namespace, console: Console) -> int:
-    from sheetflow.commands.undo import undo
-
     result = undo(args.book, args.run_id)
     print_problems(console, result.skipped)
     console.print(
@@ -309,8 +320,6 @@ def cmd_undo(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_rules(args: argparse.Namespace, console: Console) -> int:
-    from sheetflow.commands.packs import add_pack, available, read_pack
-
     if args.rules_command == "list":
         for pack in available():
             rules = sum(
@@ -330,8 +339,6 @@ def cmd_rules(args: argparse.Namespace, console: Console) -> int:
 
 
 def _when_flags(args: argparse.Namespace) -> tuple:
-    from sheetflow.commands.schedule import schedule_from_flags
-
     flags = []
     for name in ("every", "at", "days"):
         if getattr(args, name, None):
@@ -340,12 +347,8 @@ def _when_flags(args: argparse.Namespace) -> tuple:
 
 
 def cmd_schedule(args: argparse.Namespace, console: Console) -> int:
-    from sheetflow.commands import schedule as scheduler
-
     override, flags = _when_flags(args)
     if args.print_service:
-        from sheetflow.commands.service import print_service
-
         print(print_service(args.print_service, args.books, flags), end="")
         return 0
     if args.max_runs is not None and args.max_runs < 1:
@@ -379,8 +382,6 @@ def cmd_schedule(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run_due(args: argparse.Namespace, console: Console) -> int:
-    from sheetflow.commands.schedule import ChildExecutor, run_due
-
     override, _ = _when_flags(args)
     outcomes = run_due(
         args.book,
@@ -397,8 +398,6 @@ def cmd_run_due(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
-    from sheetflow.commands.status import status
-
     override, _ = _when_flags(args)
     for line in status(args.book, override).lines():
         console.print(_escape(line))
@@ -406,8 +405,6 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_excel(args: argparse.Namespace, console: Console) -> int:
-    from sheetflow.commands.excel_addin import build_addin, setup_workbook
-
     if args.excel_command == "addin":
         path = build_addin(args.dir, lang=args.lang, interpreter=args.interpreter)
         console.print(f"[green]created[/] {path}")
@@ -626,8 +623,6 @@ def print_emails(console: Console, plan: Plan, *, limit: int = 40, lines: int = 
 
 
 def _show(value: object) -> str:
-    from sheetflow.coerce import as_text
-
     text = as_text(value)
     return "" if text is None else _escape(text, QUOTE_LIMIT)
 

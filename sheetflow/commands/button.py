@@ -26,9 +26,15 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from sheetflow.apply import PatchBuilder
+from sheetflow.book.excel import caller
+from sheetflow.commands import run as pipeline  # module attribute: tests replace pipeline.run
+from sheetflow.commands.undo import undo
+from sheetflow.engine.run import new_run_id
 from sheetflow.problems import Problem, Severity, SheetflowError, WorkbookBusy, error
 from sheetflow.tables import control
 from sheetflow.tables.control import Control
+from sheetflow.tables.loaded import load
 
 __all__ = ["ActionResult", "main", "run_action"]
 
@@ -101,8 +107,6 @@ class ActionResult:
 
 def main(xw: Any = None) -> None:
     """Run the Control sheet's action on the workbook that called us (see the module docstring)."""
-    from sheetflow.book.excel import caller
-
     try:
         book = caller(xw)
     except SheetflowError as e:
@@ -128,8 +132,6 @@ def run_action(
 ) -> ActionResult:
     """Run ``action`` (default: the Control sheet's) on ``book`` and write the answer to its Control sheet
     (added when missing). Never raises for a workbook problem; returns what was written."""
-    from sheetflow.commands.run import load
-
     reader = _ReadOnce(book)
     try:
         raws = reader.read()
@@ -236,10 +238,8 @@ def _clock(settings: Any, now: dt.datetime | None):  # noqa: ANN202
 def _run(
     book: Any, action: str, *, trigger: str, now, progress, transport, outbox, words, clock
 ) -> ActionResult:  # noqa: ANN001
-    from sheetflow.commands.run import check, run, send
-
     if action == "check":
-        problems = check(book.address, book=book, now=now)
+        problems = pipeline.check(book.address, book=book, now=now)
         shown = [p for p in problems if p.severity is not Severity.NOTE]
         errors = [p for p in shown if p.is_error]
         when = clock()
@@ -252,8 +252,6 @@ def _run(
             summary += " — " + "; ".join(str(p) for p in shown[:SHOWN_PROBLEMS])
         return ActionResult(action, not errors, status, summary, problems, when)
     if action == "undo":
-        from sheetflow.commands.undo import undo
-
         done = undo(book.address, book=book, now=now)
         when = clock()
         status = (
@@ -265,13 +263,13 @@ def _run(
         return ActionResult(action, True, status, summary, list(done.skipped), when)
     kwargs = dict(now=now, trigger=trigger, progress=progress, book=book, outbox=outbox, transport=transport)
     if action == "send":
-        result = send(book.address, **kwargs)
+        result = pipeline.send(book.address, **kwargs)
     elif action == "preview":
-        result = run(book.address, dry_run=True, **kwargs)
+        result = pipeline.run(book.address, dry_run=True, **kwargs)
     elif action == "report":
-        result = run(book.address, only=(), **kwargs)  # no stage: the Report sheet is rebuilt
+        result = pipeline.run(book.address, only=(), **kwargs)  # no stage: the Report sheet is rebuilt
     else:
-        result = run(book.address, **kwargs)
+        result = pipeline.run(book.address, **kwargs)
     plan = result.plan
     when = plan.local_now.replace(microsecond=0) if plan.local_now else clock()
     sent = result.emails.count("sent") if result.emails is not None else 0
@@ -344,9 +342,6 @@ def _stopped(book, panel, lang, action, exc: SheetflowError, now, clock=None, lo
 
 def _log_run(book: Any, loaded: Any, action: str, when: dt.datetime, message: str) -> None:
     """A Runs row for an action that could not run (the pipeline writes one for every run that ran)."""
-    from sheetflow.apply import PatchBuilder
-    from sheetflow.engine.run import new_run_id
-
     builder = PatchBuilder(loaded.tables)
     mode = {"preview": "dry-run", "send": "send", "undo": "undo"}.get(action, "run")
     builder.target("Runs").append(

@@ -55,9 +55,12 @@ def run_demo(
     console: Console | None = None,
     now: dt.datetime | None = None,
     gsheets: bool = False,
+    on_emulator=None,
 ) -> Path:
     """``gsheets``: copy the demo workbook into a freshly started local Sheets emulator and run on it there
-    (the Google Sheets backend end to end, without a Google account); the emulator stops when the demo ends."""
+    (the Google Sheets backend end to end, without a Google account); the emulator stops when the demo ends.
+    ``on_emulator(book, folder, now, console)`` does that run (:func:`sheetflow.testing.gsheets_demo.run_on_emulator`;
+    the emulator is test tooling, the top layer, so it is passed in by the caller)."""
     console = console or Console()
     folder.mkdir(parents=True, exist_ok=True)
     book = folder / "crm-demo.xlsx"
@@ -66,7 +69,7 @@ def run_demo(
     prepare_demo_book(book)
     console.print(f"[green]created[/] {book} with {contacts} contacts, reps, deals, tickets and rules")
     if gsheets:
-        result = _run_on_emulator(book, folder, now, console)
+        result = on_emulator(book, folder, now, console)
     else:
         with console.status("running sheetflow on it"):
             result = run(book, now=now, trigger="cli", outbox=folder / "outbox")
@@ -137,40 +140,3 @@ def run_demo(
   sheetflow check {book}           validate the rules after you edit them
 """)
     return book
-
-
-def _run_on_emulator(book: Path, folder: Path, now: dt.datetime | None, console: Console):
-    """The demo run on a copy of ``book`` in a local Sheets emulator (``sheetflow demo --gsheets``)."""
-    # only for --gsheets: the emulator is test tooling, not loaded by a plain demo
-    from sheetflow.book import LOGS
-    from sheetflow.book.gsheets import GSheetsBook
-    from sheetflow.book.xlsx import XlsxBook
-    from sheetflow.testing.seed import spreadsheet_from_rows
-    from sheetflow.testing.sheets_emulator import emulator_client, start
-
-    raws = XlsxBook(book).read(full=LOGS)
-    with start() as server:
-        sid = spreadsheet_from_rows(
-            server.emulator,
-            {name: raw.rows for name, raw in raws.items()},
-            hidden=[name for name, raw in raws.items() if raw.state != "visible"],
-            origins={name: raw.origin for name, raw in raws.items()},
-            title="crm-demo",
-        )
-        console.print(
-            f"[green]copied[/] it into a local Google Sheets emulator at {server.base_url} (gsheets:{sid})"
-        )
-        gbook = GSheetsBook(
-            f"gsheets:{sid}",
-            client=emulator_client(server.base_url, timeout=120),
-            workdir=folder / ".sheetflow",
-        )
-        with console.status("running sheetflow on the Google spreadsheet"):
-            result = run(gbook.address, book=gbook, now=now, trigger="cli", outbox=folder / "outbox")
-        stats = server.emulator.stats()
-        console.print(
-            f"Google Sheets API requests for this run: {stats['requests']} "
-            f"({', '.join(f'{op} {n}' for op, n in sorted(stats['ops'].items()))}); "
-            f"{stats['bytes_in'] // 1024} KiB sent, {stats['bytes_out'] // 1024} KiB received"
-        )
-    return result

@@ -31,8 +31,11 @@ from pathlib import Path
 from lxml import etree
 
 from sheetflow import contract
+from sheetflow.book import SheetPatch
+from sheetflow.book.xlsx.apply import patch_workbook
 from sheetflow.data import data_dir
 from sheetflow.problems import SheetflowError, UsageError
+from sheetflow.tables.control import find_sheet, new_control_patch
 
 __all__ = ["build_addin", "setup_workbook", "xlwings_file", "module_name"]
 
@@ -293,10 +296,6 @@ def setup_workbook(book: str | Path, *, lang: str | None = None, force: bool = F
 
     Raises UsageError when ``BOOK`` is not an .xlsx/.xlsm, already has macros (two VBA projects cannot be
     merged without editing binary VBA: use the add-in), or ``BOOK.xlsm`` exists (unless ``force``)."""
-    from sheetflow.book import SheetPatch
-    from sheetflow.book.xlsxpatch import patch_workbook
-    from sheetflow.tables.control import find_sheet, new_control_patch
-
     src = Path(book)
     if src.suffix.lower() not in (".xlsx", ".xlsm") or not src.is_file():
         raise UsageError(f"{src}: give an existing .xlsx (or .xlsm without macros) workbook")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,15 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from sheetflow import contract
+from sheetflow.book import NewSheet, SheetPatch, Validation
+from sheetflow.book.xlsx import XlsxBook
 from sheetflow.commands import sample
 from sheetflow.commands.packs import DEFAULT_PACKS, extra_columns, pack_rows, read_pack
 from sheetflow.contract import Kind, SheetSpec, label
+from sheetflow.names import column_letter
 from sheetflow.problems import UsageError
+from sheetflow.tables.control import new_control_patch
+from sheetflow.tables.table import match_sheets
 
 HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
 MAX_ROWS = 5000  # dropdowns cover this many data rows
@@ -149,7 +155,7 @@ def _validations(spec: SheetSpec, lang: str) -> dict[str, tuple[list[str] | str,
 
 
 def _add_sheet(
-    wb: Workbook, spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: list[str] = ()
+    wb: Workbook, spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: Sequence[str] = ()
 ) -> None:
     ws = wb.create_sheet(label(spec, lang))
     for values in sheet_rows(spec, lang, rows, extra):
@@ -194,8 +200,6 @@ def _cell_value(value: Any, column: contract.Column, lang: str) -> Any:
 
 
 def _letter(i: int) -> str:
-    from sheetflow.names import column_letter
-
     return column_letter(i)
 
 
@@ -283,20 +287,18 @@ def blank_settings(lang: str) -> list[dict[str, str]]:
 
 def _add_control_sheet(wb: Workbook, lang: str) -> None:
     """The Control sheet (layout: :mod:`sheetflow.tables.control`), as the patch writer would add it."""
-    from sheetflow.tables.control import new_control_patch
-
     patch = new_control_patch(lang)
     ws = wb.create_sheet(patch.sheet)
     for (r, c), value in patch.cells.items():
         ws.cell(r, c, value)
-        if r in patch.new.bold_rows:
+        if r in patch.new.bold_rows:  # type: ignore[union-attr]  # new_control_patch makes a new sheet
             ws.cell(r, c).font = Font(bold=True)
-    for c, width in patch.new.col_widths.items():
+    for c, width in patch.new.col_widths.items():  # type: ignore[union-attr]  # new_control_patch makes a new sheet
         ws.column_dimensions[_letter(c)].width = width
-    for v in patch.new.validations:
+    for v in patch.new.validations:  # type: ignore[union-attr]  # new_control_patch makes a new sheet
         dv = DataValidation(
             type="list",
-            formula1=f'"{",".join(v.options)}"',
+            formula1=f'"{",".join(v.options)}"',  # type: ignore[arg-type]  # the Control sheet's validations are lists
             allow_blank=True,
             showErrorMessage=not v.allow_other,
         )
@@ -321,14 +323,10 @@ def add_missing_sheets(
     sheets (also under pt-BR or other alias names) are left exactly as they are; with ``example`` only the
     NEW sheets get example rows.
     """
-    from sheetflow.book import NewSheet, SheetPatch, Validation
-    from sheetflow.book.xlsx import XlsxBook
-    from sheetflow.tables.table import match_sheets
-
     book = XlsxBook(path)
     raws = book.read()
     found, _ = match_sheets(raws)
-    if any(contract.sheet_spec(n) and contract.sheet_spec(n).pt == n for n in raws) and lang == "en":
+    if any(contract.sheet_spec(n) and contract.sheet_spec(n).pt == n for n in raws) and lang == "en":  # type: ignore[union-attr]  # checked on the left
         lang = "pt-BR"  # a Portuguese workbook gets Portuguese sheets
     rows = example_rows(lang, contacts, today) if example else {}
     if not example:
@@ -345,11 +343,9 @@ def add_missing_sheets(
             patches.append(SheetPatch(name, {(1, 1): report_title(lang)}, new=NewSheet(bold_rows={1})))
             continue
         if spec.name == "Control":
-            from sheetflow.tables.control import new_control_patch
-
             patches.append(new_control_patch(lang))
             continue
-        cells: dict[tuple[int, int], object] = {}
+        cells: dict[tuple[int, int], Any] = {}
         extra = extra_columns(DEFAULT_PACKS).get(spec.name, []) if example else []
         for r, values in enumerate(sheet_rows(spec, lang, rows.get(spec.name, []), extra), start=1):
             for c, value in enumerate(values, start=1):
@@ -378,7 +374,7 @@ def add_missing_sheets(
 
 
 def sheet_rows(
-    spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: list[str] = ()
+    spec: SheetSpec, lang: str, rows: list[dict[str, Any]], extra: Sequence[str] = ()
 ) -> list[list[Any]]:
     """Header + data rows of a new sheet, as cell values; ``extra`` columns (from packs) go last."""
     out: list[list[Any]] = [[label(c, lang) for c in spec.columns] + list(extra)]
@@ -392,3 +388,15 @@ def sheet_rows(
 def _column_validations(spec: SheetSpec, lang: str) -> list[tuple[int, tuple[list[str] | str, bool]]]:
     positions = {c.name: i for i, c in enumerate(spec.columns, start=1)}
     return [(positions[col], rule) for col, rule in _validations(spec, lang).items() if col in positions]
+
+
+def init(path: str | Path, *, lang: str = "en", example: bool = False, force: bool = False) -> list[str]:
+    """``sheetflow init``: a starter workbook at ``path`` (``lang`` "en" or "pt-BR", ``example`` rows), or, when
+    the file exists and ``force`` is not set, the sheetflow sheets it lacks added to it and nothing else
+    changed. Returns the names of the sheets added to an existing workbook ([] for a new one or when it had
+    them all)."""
+    path = Path(path)
+    if path.exists() and not force:
+        return add_missing_sheets(path, lang=lang, example=example)
+    create_starter(path, lang=lang, example=example, force=force)
+    return []

@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from sheetflow import contract
+from sheetflow.apply import PatchBuilder
+from sheetflow.book.xlsx import XlsxBook
+from sheetflow.coerce import as_text, to_cell
 from sheetflow.data import data_dir
-from sheetflow.names import normalize
+from sheetflow.names import normalize, suggest
 from sheetflow.problems import UsageError
+from sheetflow.tables.loaded import load
 
 RULE_SHEETS = ("Scoring", "Assignment", "Automations", "Sequences", "Templates", "Settings", "Stages")
 DEFAULT_PACKS = (
@@ -87,13 +91,7 @@ def identity(sheet: str, row: dict[str, Any]) -> tuple[str, ...]:
 
 def add_pack(path: str | Path, pack: str, *, lang: str | None = None) -> dict[str, int]:
     """Append a pack to a workbook; returns rows added per sheet. Writes with the lossless writer."""
-    from sheetflow.apply import PatchBuilder
-    from sheetflow.book.xlsx import XlsxBook
-    from sheetflow.commands.run import load
-
     if pack not in available():
-        from sheetflow.names import suggest
-
         hint = suggest(pack, available())
         raise UsageError(
             f'no rule pack "{pack}"'
@@ -132,8 +130,6 @@ def add_pack(path: str | Path, pack: str, *, lang: str | None = None) -> dict[st
 
 
 def _row_dict(table, pos: int) -> dict[str, Any]:
-    from sheetflow.coerce import as_text, to_cell
-
     return {k: as_text(to_cell(v)) for k, v in table.df.iloc[pos].items()}
 
 

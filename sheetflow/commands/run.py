@@ -21,51 +21,27 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sheetflow import contract
-from sheetflow.apply import LogTrim, build_patches, needs_write, over_cap
+from sheetflow.apply import LogTrim, build_patches, needs_write, over_cap, write_back
 from sheetflow.book import Book, open_book
 from sheetflow.coerce import DATE_MAX, DATE_MIN, DATE_RANGE
 from sheetflow.engine.assignment import check_assignment
+from sheetflow.engine.emails import mail_settings
 from sheetflow.engine.plan import Plan
-from sheetflow.engine.run import plan_run
+from sheetflow.engine.run import new_run_id, plan_run
+from sheetflow.engine.sequences import diff_enrollments
+from sheetflow.mail import log as mail_log
+from sheetflow.mail.sender import DeliveryReport, Mailer, preview
 from sheetflow.problems import Problem, Severity, UsageError, WorkbookBusy, note, warning
+from sheetflow.rules.schedule import schedule_problems
 from sheetflow.rules.sheets import check_other_rules, check_references
 from sheetflow.rules.templates import check_templates
 from sheetflow.tables.archive import Archive, cap_of
-from sheetflow.tables.settings import Settings, load_settings
-from sheetflow.tables.state import State, load_state
-from sheetflow.tables.table import RawSheet, Table, Tables, load_table, load_tables
-
-if TYPE_CHECKING:
-    from sheetflow.mail.sender import DeliveryReport
+from sheetflow.tables.loaded import Loaded, load
+from sheetflow.tables.table import Table, load_table
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class Loaded:
-    tables: Tables
-    settings: Settings
-    state: State
-    problems: list[Problem] = field(default_factory=list)
-
-
-def load(raws: dict[str, RawSheet]) -> Loaded:
-    """Typed tables, settings and state from raw sheets; problems name their cells."""
-    settings_holder: list[Settings] = []
-
-    def locale_of(settings_table):
-        settings = load_settings(settings_table)
-        settings.defaults.update(getattr(raws, "defaults", None) or {})  # e.g. a Google sheet's time zone
-        settings_holder.append(settings)
-        return settings.locale
-
-    tables, problems = load_tables(raws, locale_of)
-    settings = settings_holder[0]
-    state, state_problems = load_state(tables.get(contract.STATE_SHEET))
-    return Loaded(tables, settings, state, problems + state_problems)
 
 
 @dataclass
@@ -129,7 +105,6 @@ def send(
     transport=None,
 ) -> RunResult:
     """Send what earlier runs left ``planned`` in the Emails sheet (no scoring, no automations)."""
-    from sheetflow.engine.run import new_run_id
 
     def planner(loaded: Loaded, when: dt.datetime, mode: str) -> Plan:
         if when.tzinfo is None:
@@ -144,6 +119,8 @@ def send(
             state=loaded.state,
             stages=["send"],
         )
+        loaded.settings.validate()  # the same settings checks as check and run
+        mail_settings(loaded.settings, loaded.tables)
         plan.problems += [p for p in loaded.settings.problems if p not in plan.problems]
         return plan
 
@@ -172,8 +149,6 @@ def _execute(
     transport,
     write_state: bool = True,
 ) -> RunResult:
-    from sheetflow.mail.sender import Mailer, preview
-
     say = progress or (lambda _msg: None)
     book = book or open_book(address)
     now = _aware(now)
@@ -227,7 +202,7 @@ def _execute(
                 say("sending emails")
                 result.emails = mailer.deliver(plan)
                 try:
-                    mailer.write_back(plan, result.emails)
+                    write_back(mailer, plan, result.emails)
                 except WorkbookBusy as e:
                     result.busy_after_send = True
                     plan.problems.append(
@@ -245,9 +220,6 @@ def _execute(
 def _decide_writes(plan: Plan, loaded: Loaded) -> bool:
     """Whether the run writes, and what besides the plan's own items (Emails and Enrollments rows of
     earlier runs updated, Enrollments rows added), so the summary lists every write (issue 10.2)."""
-    from sheetflow.engine.sequences import diff_enrollments
-    from sheetflow.mail import log as mail_log
-
     plan.updates["Emails"] = sum(1 for e in plan.emails if mail_log.row_updates(loaded.tables, e))
     if plan.enrollments is not None:
         added, updated = diff_enrollments(loaded.tables.get("Enrollments"), plan.enrollments)
@@ -287,10 +259,6 @@ def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | N
     problems += check_assignment(tables)
     problems += check_references(tables, loaded.settings)
     problems += check_templates(tables, loaded.settings)
-    from sheetflow.commands.schedule import (
-        schedule_problems,  # the scheduler layer sits above; only check needs it
-    )
-
     problems += schedule_problems(loaded.settings)
     loaded.settings.timezone  # noqa: B018 - reading it reports an unknown zone
     problems += loaded.settings.problems

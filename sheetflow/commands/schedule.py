@@ -69,182 +69,22 @@ from zoneinfo import ZoneInfo
 import schedule as schedule_lib
 from filelock import FileLock, Timeout
 
+from sheetflow.apply import PatchBuilder
 from sheetflow.book import Book, open_book
+from sheetflow.commands import run as pipeline  # module attribute: tests replace pipeline.run
+from sheetflow.commands.button import run_action
 from sheetflow.names import normalize
-from sheetflow.problems import SheetflowError, UsageError, WorkbookBusy
-from sheetflow.rules.window import parse_days, parse_time_of_day
+from sheetflow.problems import SheetflowError, WorkbookBusy
+from sheetflow.rules.schedule import UTC, Schedule, parse_schedule, schedule_from_flags  # noqa: F401 - API
+from sheetflow.tables import control
+from sheetflow.tables.loaded import load
 
-UTC = dt.timezone.utc
 log = logging.getLogger("sheetflow.commands.schedule")
 
-MIN_INTERVAL = dt.timedelta(minutes=1)  # a run reads the whole workbook; more often helps nobody
-MAX_INTERVAL = dt.timedelta(days=31)
 DEFAULT_POLL = 30.0  # seconds between Control-sheet polls: a button answer within half a minute
 DEFAULT_TIMEOUT = 1800.0  # seconds a run may take (30 min: a 100k-row workbook takes ~1 min)
 DEFAULT_LEASE_WAIT = 120.0  # seconds a run waits for another runner (a button run takes seconds)
 WAKE_CHECK = 60.0  # the longest single sleep: a machine that slept is noticed within a minute of waking
-
-# ---------------------------------------------------------------- schedule text
-
-_OFF_WORDS = {"", "off", "none", "never", "no", "nunca", "desligado", "nenhum", "nao"}
-_EVERY = re.compile(r"^(?:every|each|a cada|cada|todo|toda|de)\s*(\d+)\s*([a-z]+)\.?$")
-_UNITS = {
-    "m": 60,
-    "min": 60,
-    "mins": 60,
-    "minute": 60,
-    "minutes": 60,
-    "minuto": 60,
-    "minutos": 60,
-    "h": 3600,
-    "hr": 3600,
-    "hrs": 3600,
-    "hour": 3600,
-    "hours": 3600,
-    "hora": 3600,
-    "horas": 3600,
-    "d": 86400,
-    "day": 86400,
-    "days": 86400,
-    "dia": 86400,
-    "dias": 86400,
-}
-_CLOCK = re.compile(r"(?<![\w:])\d{1,2}(?::\d{2}|h(?:\d{2})?)(?![\w:])", re.IGNORECASE)
-_EVERY_DAY = re.compile(
-    r"\b(?:every\s*day|daily|each\s*day|todos\s*os\s*dias|todo\s*dia|diariamente|at|as|às)\b", re.IGNORECASE
-)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """When to run: ``every`` (elapsed time) or ``times`` (weekday set, minutes after midnight) clauses.
-
-    ``text`` is the schedule as typed (shown in status and logs)."""
-
-    text: str
-    every: dt.timedelta | None = None
-    times: tuple[tuple[frozenset[int], tuple[int, ...]], ...] = ()
-
-    def describe(self) -> str:
-        return self.text
-
-    def slots_on(self, day: dt.date) -> list[int]:
-        """Minutes after midnight of the day's wall-clock slots, sorted."""
-        return sorted({m for days, mins in self.times if day.weekday() in days for m in mins})
-
-    def _instant(self, day: dt.date, minute: int, zone: dt.tzinfo) -> dt.datetime:
-        # fold=0: a repeated wall-clock time (fall-back) is its first occurrence; a skipped one (spring-forward)
-        # resolves to one instant just after the gap. Either way one slot, one run.
-        naive = dt.datetime.combine(day, dt.time(minute // 60, minute % 60))
-        return naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
-
-    def next_after(
-        self, moment: dt.datetime, zone: dt.tzinfo, last: dt.datetime | None = None
-    ) -> dt.datetime:
-        """The first slot strictly after ``moment`` (aware), as an aware UTC datetime.
-
-        Interval schedules count from ``last`` (the last slot served; ``moment`` when None)."""
-        if self.every is not None:
-            base = last or moment
-            if base + self.every > moment:
-                return base + self.every
-            steps = (moment - base) // self.every + 1
-            return base + steps * self.every
-        local = moment.astimezone(zone)
-        for offset in range(0, 8 + 1):
-            day = local.date() + dt.timedelta(days=offset)
-            for minute in self.slots_on(day):
-                instant = self._instant(day, minute, zone)
-                if instant > moment:
-                    return instant
-        raise ValueError(f'schedule "{self.text}" has no time in the next week')  # parse_schedule prevents it
-
-    def due(self, last: dt.datetime | None, now: dt.datetime, zone: dt.tzinfo) -> dt.datetime | None:
-        """The newest slot after ``last`` and not after ``now`` (the one run to make now), or None.
-
-        Missed slots collapse into that one: never a burst after a sleep. ``last`` None (nothing served yet):
-        an interval schedule is due now; a time-of-day schedule is not (nothing was missed before the
-        runner knew the workbook; the caller records a start instead)."""
-        if self.every is not None:
-            if last is None:
-                return now
-            if now - last < self.every:
-                return None
-            return last + ((now - last) // self.every) * self.every
-        if last is None:
-            return None
-        latest = None
-        local = now.astimezone(zone)
-        start = max(last, now - dt.timedelta(days=8)).astimezone(zone).date()
-        day = start
-        while day <= local.date():
-            for minute in self.slots_on(day):
-                instant = self._instant(day, minute, zone)
-                if last < instant <= now:
-                    latest = instant
-            day += dt.timedelta(days=1)
-        return latest
-
-
-def parse_schedule(text: str | None) -> Schedule | None:
-    """Settings ``schedule`` / ``--every`` / ``--at`` text -> Schedule; None for no schedule (empty, ``off``).
-
-    Raises ValueError with a readable reason (the caller names the cell or flag)."""
-    raw = (text or "").strip()
-    folded = " ".join(normalize(raw).replace("_", " ").split())
-    if folded in _OFF_WORDS:
-        return None
-    m = _EVERY.match(folded) or _EVERY.match(folded.replace(" ", "", 1) if folded[:1].isdigit() else "")
-    if m is None and re.fullmatch(r"\d+\s*[a-z]+", folded):
-        m = _EVERY.match("every " + folded)
-    if m is not None:
-        unit = _UNITS.get(m.group(2))
-        if unit is None:
-            raise ValueError(f'"{raw}": unknown unit "{m.group(2)}"; use m (minutes), h (hours) or d (days)')
-        every = dt.timedelta(seconds=int(m.group(1)) * unit)
-        if not MIN_INTERVAL <= every <= MAX_INTERVAL:
-            raise ValueError(f'"{raw}": an interval from 1 minute to 31 days, e.g. every 15m')
-        return Schedule(raw, every=every)
-    clauses = []
-    for clause in re.split(r"[;|\n]", raw):
-        if not clause.strip():
-            continue
-        minutes = []
-        for hit in _CLOCK.finditer(clause):
-            minutes.append(parse_time_of_day(hit.group(0)))
-        if not minutes:
-            raise ValueError(
-                f'"{clause.strip()}" has no time of day; write e.g. Mon-Fri 08:00, Seg-Sex 08:00, 14:00 '
-                "or every 15m"
-            )
-        rest = _EVERY_DAY.sub(" ", _CLOCK.sub(" ", clause))
-        rest = re.sub(r"(?:\s*,\s*)+", ",", rest).strip(",")
-        days = parse_days(rest)
-        clauses.append((days, tuple(sorted(set(minutes)))))
-    return Schedule(raw, times=tuple(clauses))
-
-
-def schedule_from_flags(every: str | None, at: str | None, days: str | None) -> Schedule | None:
-    """``--every 15m`` or ``--at 08:00[,14:00] [--days mon-fri]`` -> Schedule (None: no flag given)."""
-    if every and at:
-        raise UsageError("give --every or --at, not both")
-    if days and not at:
-        raise UsageError("--days goes with --at (e.g. --at 08:00 --days mon-fri)")
-    try:
-        if every:
-            text = every.strip()
-            spec = parse_schedule(
-                text if text.lower().startswith(("every", "a cada", "cada")) else f"every {text}"
-            )
-            if spec is None or spec.every is None:
-                raise ValueError(f'"{every}" is not an interval like 15m, 2h or 1d')
-            return spec
-        if at:
-            return parse_schedule(f"{days or ''} {at}".strip())
-    except ValueError as e:
-        raise UsageError(f"{'--every' if every else '--at/--days'}: {e}") from None
-    return None
-
 
 # ---------------------------------------------------------------- clock
 
@@ -492,12 +332,10 @@ def run_once(
 
 
 def _run_with_wait(book: Book, trigger: str, lease_wait: float, outcome: Outcome) -> Outcome:
-    from sheetflow.commands.run import run
-
     deadline = time.monotonic() + max(0.0, lease_wait)
     while True:
         try:
-            result = run(book.address, book=book, trigger=trigger)
+            result = pipeline.run(book.address, book=book, trigger=trigger)
             break
         except WorkbookBusy:
             if time.monotonic() >= deadline:
@@ -513,11 +351,6 @@ def _run_with_wait(book: Book, trigger: str, lease_wait: float, outcome: Outcome
 
 
 def _button_action(book: Book, action: str, trigger: str, outcome: Outcome) -> Outcome:
-    try:
-        from sheetflow.commands.button import run_action
-    except ImportError:  # pragma: no cover - the Control module lands with the Excel button (issue 13)
-        outcome.summary = f"{action}: this sheetflow has no Control-sheet actions"
-        return outcome
     result = run_action(book, action, trigger=trigger)
     outcome.status = "done" if result.ok else "failed"
     outcome.summary = result.summary or result.status
@@ -527,9 +360,6 @@ def _button_action(book: Book, action: str, trigger: str, outcome: Outcome) -> O
 
 def _record_failure(address: str, outcome: Outcome, started: dt.datetime, trigger: str) -> None:
     """A Runs row (and the Control status, when there is a Control sheet) for a run that could not happen."""
-    from sheetflow.apply import PatchBuilder
-    from sheetflow.commands.run import load
-
     try:
         book = open_book(address)
         with book.lease(wait=10):
@@ -558,10 +388,6 @@ def _record_failure(address: str, outcome: Outcome, started: dt.datetime, trigge
 
 
 def _control_status(raws: dict, status: str, when: dt.datetime, summary: str) -> list:
-    try:
-        from sheetflow.tables import control
-    except ImportError:  # pragma: no cover - before the Control module (issue 13)
-        return []
     panel = control.read_control(raws)
     if panel is None or not _is_label(raws[panel.sheet], control.STATUS_ROW, control.LABELS["status"][1:]):
         return []  # no Control sheet, or one whose layout was changed: never write over a person's cells
@@ -597,7 +423,7 @@ class ChildExecutor:
         if os.name == "posix":
             kwargs["start_new_session"] = True
         else:  # pragma: no cover - Windows
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]  # Windows only
         self.current = proc = subprocess.Popen(cmd, **kwargs)
         with contextlib.suppress(Exception):
             _note_child(open_book(address), proc.pid)
@@ -658,7 +484,7 @@ class _ClockJob(schedule_lib.Job):
 
     @property
     def should_run(self) -> bool:
-        return self._clock.now() >= self.next_run
+        return self._clock.now() >= self.next_run  # type: ignore[operator]  # set in __init__; the schedule stubs allow None
 
     def run(self):  # noqa: ANN201 - schedule's signature
         ret = self.job_func()
@@ -714,8 +540,6 @@ class Workbook:
             self.seen = fingerprint
             self._use(cache.get("schedule", ""), cache.get("timezone", "UTC"), cache.get("cell", "Settings"))
             return None
-        from sheetflow.commands.run import load
-
         try:
             raws = raws or self.book.read()
             settings = load(raws).settings
@@ -905,14 +729,14 @@ class Runner:
             self.lib.run_pending()
             if self.stop.is_set() or not self.lib.jobs:
                 break
-            upcoming = min(job.next_run for job in self.lib.jobs)
-            wait = (upcoming - self.clock.now()).total_seconds()
+            upcoming = min(job.next_run for job in self.lib.jobs)  # type: ignore[type-var]  # our jobs always have next_run
+            wait = (upcoming - self.clock.now()).total_seconds()  # type: ignore[operator]  # our jobs always have next_run
             self.clock.sleep(min(max(wait, 0.0), WAKE_CHECK), self.stop)
             slept = (self.clock.now() - before).total_seconds()
             if slept > max(wait, 0.0) + WAKE_CHECK * 2:
                 log.info("the clock jumped %.0f s (the machine slept?); checking for missed runs", slept)
                 for job in self.lib.jobs:
-                    job.next_run = min(job.next_run, self.clock.now())
+                    job.next_run = min(job.next_run, self.clock.now())  # type: ignore[type-var]  # our jobs always have next_run
         self.lib.clear()
         return self.runs
 
@@ -978,10 +802,6 @@ def answer_requests(
     it differs from the last look. Claiming writes ``running`` before anything runs, so a request is never
     run twice, even if this process dies (it then stays ``running``: see ``sheetflow status``)."""
     try:
-        from sheetflow.tables import control
-    except ImportError:  # pragma: no cover - the Control module lands with issue 13
-        return []
-    try:
         fingerprint = wb.book.fingerprint()
     except SheetflowError:
         return []
@@ -996,7 +816,7 @@ def answer_requests(
             if not waiting:
                 wb.looked_at_control(wb.book.fingerprint())
                 return []
-            wb.book.write([control.claim(panel, r) for r in waiting], backups=0)
+            wb.book.write([control.claim(panel, r) for r in waiting], backups=0)  # type: ignore[arg-type]  # waiting is empty without a Control sheet
     except WorkbookBusy:
         wb.unanswered = True
         return []
@@ -1006,11 +826,11 @@ def answer_requests(
     outcomes = []
     answers = []
     for request in waiting:
-        problem = control.request_problem(panel, request)
+        problem = control.request_problem(panel, request)  # type: ignore[arg-type]  # waiting is empty without a Control sheet
         if problem is not None:
             outcome = Outcome(request.text or "?", "failed", str(problem))
         elif stop is not None and stop.is_set():
-            outcome = Outcome(request.action, "failed", "the runner was stopped before this request ran")
+            outcome = Outcome(request.action, "failed", "the runner was stopped before this request ran")  # type: ignore[arg-type]  # a request without a known action has a problem (above)
         else:
             outcome = execute(wb, request.action)
         outcomes.append(outcome)
@@ -1095,23 +915,6 @@ def run_due(
             wb.control_seen = wb.state.data.get("control_seen", "")  # unchanged since the last look: no read
             answer_requests(wb, runner.execute, clock)
         return [o for _, _, o in runner.outcomes[start:]]
-
-
-def schedule_problems(settings) -> list:  # noqa: ANN001 - Settings
-    """``check``: the Settings ``schedule`` problem, naming its cell (the runner reports the same words)."""
-    from sheetflow.problems import error
-
-    try:
-        parse_schedule(settings.text("schedule"))
-    except ValueError as e:
-        return [
-            error(
-                settings.cells.get("schedule", "Settings"),
-                f"schedule: {e}",
-                "e.g. Mon-Fri 08:00 or every 15m",
-            )
-        ]
-    return []
 
 
 def next_run(address: str, override: Schedule | None = None, now: dt.datetime | None = None) -> tuple:

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from sheetflow.book import open_book
 from sheetflow.commands.schedule import UTC, JobState, Schedule, Workbook, read_holder
 from sheetflow.problems import WorkbookBusy
+from sheetflow.rules.window import holiday_dates, parse_window, sent_today
+from sheetflow.tables import control
+from sheetflow.tables.loaded import load
 
 
 @dataclass
@@ -77,9 +80,6 @@ class Status:
 
 def status(address: str, override: Schedule | None = None, now: dt.datetime | None = None) -> Status:
     """Everything ``sheetflow status`` shows. Raises what opening/reading the workbook raises."""
-    from sheetflow.commands.run import load
-    from sheetflow.rules.window import holiday_dates, parse_window, sent_today
-
     now = now or dt.datetime.now(UTC)
     book = open_book(address)
     raws = book.read(full=("Runs",))
@@ -148,16 +148,11 @@ def status(address: str, override: Schedule | None = None, now: dt.datetime | No
             result.lease = "free"
     except WorkbookBusy as e:
         result.lease = f"held: {e}" + (f" ({result.runner})" if result.runner else "")
-    try:
-        from sheetflow.tables import control
-
-        panel = control.read_control(raws)
-        if panel is not None:
-            result.requests = [
-                (r.row, r.text, r.status) for r in panel.requests if r.status in ("waiting", "running")
-            ]
-    except ImportError:  # pragma: no cover - before the Control module (issue 13)
-        pass
+    panel = control.read_control(raws)
+    if panel is not None:
+        result.requests = [
+            (r.row, r.text, r.status) for r in panel.requests if r.status in ("waiting", "running")
+        ]
     return result
 
 

@@ -22,11 +22,11 @@ from sheetflow.apply import LogTrim, build_patches
 from sheetflow.book import Book, open_book
 from sheetflow.coerce import Locale, Unreadable, as_text, parse_as, to_cell
 from sheetflow.coltypes import ColumnType
-from sheetflow.commands.run import load
 from sheetflow.engine.plan import CellChange, Plan
 from sheetflow.engine.run import new_run_id
 from sheetflow.problems import Problem, SheetflowError, warning
 from sheetflow.tables.archive import Archive, cap_of
+from sheetflow.tables.loaded import load
 from sheetflow.tables.table import Table
 
 

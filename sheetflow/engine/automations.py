@@ -29,8 +29,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from sheetflow.coerce import to_cell
+from sheetflow.data import data_dir
+from sheetflow.engine.actions import apply_set
+from sheetflow.engine.assignment import reassign
 from sheetflow.engine.context import Context
 from sheetflow.engine.emails import request_email, request_notification
+from sheetflow.engine.sequences import enroll
+from sheetflow.engine.sla import escalation_text
 from sheetflow.names import normalize, text_key
 from sheetflow.problems import error, note, warning
 from sheetflow.rules.actions import (
@@ -38,7 +43,6 @@ from sheetflow.rules.actions import (
     SIDE_EFFECTS,
     Action,
     ActionError,
-    apply_set,
     delay_of,
     flag,
     parse_action,
@@ -46,8 +50,9 @@ from sheetflow.rules.actions import (
     render_texts,
 )
 from sheetflow.rules.expr import CompiledWhen, WhenError, compile_when
-from sheetflow.rules.sheets import _enabled, _rule_name, _target_table, _text, schema_for
+from sheetflow.rules.sheets import cell_text, is_enabled, rule_label, schema_for, target_table
 from sheetflow.rules.triggers import Trigger, TriggerError, detect, parse_trigger
+from sheetflow.tables.records import read_stages
 from sheetflow.tables.state import pack_ids, unpack_ids
 from sheetflow.tables.table import Table
 
@@ -102,8 +107,6 @@ def known_names(ctx: Context) -> dict[str, set[str]]:
 
 
 def _template_files() -> set[str]:
-    from sheetflow.data import data_dir
-
     folder = data_dir("templates") / "email"
     return {normalize(p.stem) for p in folder.glob("*.*")} if folder.exists() else set()
 
@@ -116,10 +119,10 @@ def load_automations(ctx: Context) -> list[AutomationRule]:
     known = known_names(ctx)
     seen_keys: set[str] = set()
     for pos in range(len(sheet)):
-        if not _enabled(sheet, pos):
+        if not is_enabled(sheet, pos):
             continue
         problems = ctx.plan.problems
-        target = _target_table(sheet, pos, ctx.tables, problems)
+        target = target_table(sheet, pos, ctx.tables, problems)
         if target is None:
             continue
         schema = schema_for(target)
@@ -133,19 +136,19 @@ def load_automations(ctx: Context) -> list[AutomationRule]:
                 return None
 
         trigger = attempt(
-            "trigger", lambda: parse_trigger(_text(sheet, pos, "trigger"), target.spec.name, schema)
+            "trigger", lambda: parse_trigger(cell_text(sheet, pos, "trigger"), target.spec.name, schema)
         )
-        when = attempt("when", lambda: compile_when(_text(sheet, pos, "when"), schema))
-        action_text = _text(sheet, pos, "action")
+        when = attempt("when", lambda: compile_when(cell_text(sheet, pos, "when"), schema))
+        action_text = cell_text(sheet, pos, "action")
         action = attempt(
             "action" if normalize(action_text) not in ACTIONS else "params",
-            lambda: parse_action(action_text, _text(sheet, pos, "params"), schema, known),
+            lambda: parse_action(action_text, cell_text(sheet, pos, "params"), schema, known),
         )
-        delay = attempt("delay", lambda: delay_of(_text(sheet, pos, "delay")))
+        delay = attempt("delay", lambda: delay_of(cell_text(sheet, pos, "delay")))
         if row_problems:  # every mistake of the row is reported; the rule does not run
             problems += row_problems
             continue
-        name = _rule_name(sheet, pos)
+        name = rule_label(sheet, pos)
         key = f"{target.spec.name}:{normalize(name)}"
         if key in seen_keys:
             problems.append(
@@ -514,24 +517,14 @@ class _Runner:
             elif kind == "create_task":
                 self._tasks(rule, table, positions, params)
             elif kind == "enroll":
-                from sheetflow.engine.sequences import enroll
-
                 enroll(ctx, table, positions, params["sequence"], rule.name)
             elif kind == "escalate":
                 return self._escalate(rule, table, positions, occurrences, params["to"])
             elif kind == "assign":
-                from sheetflow.engine.assignment import reassign  # the assignment stage's methods, reused
-
                 return [(p, "owner") for p in reassign(ctx, table, positions, params, rule.name)]
         except ActionError as e:
             ctx.plan.problems.append(error(rule.where, f'"{rule.name}": {e}'))
         return []
-
-    def _owner(self, table: Table, pos: int) -> str:
-        owner = table.df["owner"].iloc[pos] if "owner" in table.df else None
-        if isinstance(owner, str) and owner.strip():
-            return owner.strip()
-        return self.ctx.settings.text("fallback_owner")
 
     def _tasks(
         self, rule: AutomationRule, table: Table, positions: list[int], params: dict[str, str]
@@ -540,20 +533,8 @@ class _Runner:
         texts = self._texts(rule, params["text"], table, positions)
         for pos, text in zip(positions, texts):
             fields = record_fields(table, pos)
-            self.ctx.append(
-                "Tasks",
-                {
-                    "created_at": self.ctx.plan.local_now,
-                    "due_at": due,
-                    "owner": self._owner(table, pos),
-                    "table": rule.table,
-                    "record_id": fields.get("id") or "",
-                    "text": text,
-                    "rule": rule.name,
-                    "done": False,
-                },
-                rule.name,
-            )
+            owner = self.ctx.owner_of(table, pos)
+            self.ctx.task(owner, text, rule.name, table=rule.table, record_id=fields.get("id") or "", due=due)
 
     def _notify(
         self, rule: AutomationRule, table: Table, positions: list[int], occurrences: list[str], to: str | None
@@ -564,7 +545,7 @@ class _Runner:
         subjects = self._texts(rule, subject, table, positions)
         for pos, occ, text, subject in zip(positions, occurrences, texts, subjects):
             fields = record_fields(table, pos)
-            rep = to or self._owner(table, pos)
+            rep = to or self.ctx.owner_of(table, pos)
             if not rep:
                 self.ctx.plan.problems.append(
                     warning(
@@ -577,10 +558,8 @@ class _Runner:
             if text.strip():
                 line = f"{rule.table} {fields.get('id')}: {text}"
             else:  # an escalation without its own text says what, since when and what to do
-                from sheetflow.engine.sla import escalation_text
-
                 line = escalation_text(self.ctx, table, pos, rule.name)
-            request(self.ctx, rep, subject, [line], rule.name, occ)
+            request(self.ctx, rep, subject, [line], rule.name, occ, record=f"{rule.table} {fields.get('id')}")
 
     def _texts(self, rule: AutomationRule, source: str, table: Table, positions: list[int]) -> list[str]:
         """The text for each record, rendered in the email sandbox. A text that cannot be rendered is an
@@ -713,14 +692,7 @@ def _json(value: object) -> object:
 
 
 def _rotting_days(ctx: Context) -> dict[str, float]:
-    stages = ctx.tables["Stages"]
-    if not stages.exists:
-        return {}
-    out = {}
-    for stage, days in zip(stages.df["stage"], stages.df["rotting_days"]):
-        if isinstance(stage, str) and days == days and days is not None:
-            out[text_key(stage)] = float(days)
-    return out
+    return read_stages(ctx.tables).rotting_days
 
 
 def stage_pipeline(ctx: Context) -> None:

@@ -53,6 +53,33 @@ class Context:
         """Append a row to an output sheet (Tasks, ...), values by canonical column."""
         self.plan.appends.append(RowAppend(sheet, values, rule))
 
+    # "who gets a task when nobody owns it": one rule for assignment, automations and SLA
+    @property
+    def fallback_owner(self) -> str:
+        """Settings ``fallback_owner``: the rep who answers for records nobody owns ("" when unset)."""
+        return self.settings.text("fallback_owner").strip()
+
+    def owner_of(self, table: Table, pos: int) -> str:
+        """Who answers for a record: its ``owner``, else :attr:`fallback_owner` ("" when neither is set)."""
+        owner = table.df["owner"].iloc[pos] if "owner" in table.df else None
+        return owner.strip() if isinstance(owner, str) and owner.strip() else self.fallback_owner
+
+    def task(
+        self,
+        owner: str,
+        text: str,
+        rule: str,
+        *,
+        table: str = "",
+        record_id: object = "",
+        due: object = None,
+    ) -> None:
+        """A row for the Tasks sheet, created now and due ``due`` (default: now), not done."""
+        at = self.plan.local_now
+        row = {"created_at": at, "due_at": at if due is None else due, "owner": owner, "table": table}
+        row |= {"record_id": record_id, "text": text, "rule": rule, "done": False}
+        self.append("Tasks", row, rule)
+
     @property
     def portuguese(self) -> bool:
         return self.tables.language == "pt-BR"

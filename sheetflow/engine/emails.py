@@ -28,6 +28,7 @@ from sheetflow.coerce import Locale, to_cell
 from sheetflow.compose.message import (
     Envelope,
     InvalidAddress,
+    Recipient,
     UnsafeMessage,
     build_message,
     unsubscribe_header,
@@ -39,7 +40,7 @@ from sheetflow.names import normalize, text_key
 from sheetflow.problems import error, warning
 from sheetflow.rules.sandbox import shown
 from sheetflow.rules.templates import Fields, RenderError, TemplateSet
-from sheetflow.rules.window import holiday_dates, parse_window, sent_today
+from sheetflow.rules.window import Hours, holiday_dates, parse_window, sent_today
 from sheetflow.tables.settings import Settings
 from sheetflow.tables.table import Table, Tables
 
@@ -370,22 +371,44 @@ def request_email(
 
 
 def request_notification(
-    ctx: Any, rep_name: str, subject: str, lines: list[str], rule: str, occurrence: str
+    ctx: Any, rep_name: str, subject: str, lines: list[str], rule: str, occurrence: str, record: str = ""
 ) -> None:
-    """Tell a rep something by email; all of a rep's notifications of one run go out as one email."""
+    """Tell a rep something by email; all of a rep's notifications of one run go out as one email.
+
+    An item is identified by (rule, record, occurrence): ``record`` names what it is about
+    (``"Contacts C-1"``; the assignment digest names all its records). Every record's item reaches the
+    digest; only a repeat of the same rule, record and occurrence in one run is dropped. The digest's
+    email key is made from all its items' identities, so the same digest is never sent twice and a
+    digest with one more item is a different email (issue 20)."""
     planner = planner_for(ctx)
     digest = planner.digests.setdefault(text_key(rep_name), _Digest(rep_name.strip()))
-    if any(i["rule"] == rule and i["occurrence"] == occurrence for i in digest.items):
+    if any(
+        i["rule"] == rule and i["occurrence"] == occurrence and i.get("record", "") == record
+        for i in digest.items
+    ):
         return
     digest.items.append(
         {
             "subject": subject,
             "lines": list(lines),
             "rule": rule,
+            "record": record,
             "occurrence": occurrence,
             "text": "\n".join(lines),
         }
     )
+
+
+def item_identity(item: Mapping[str, Any]) -> str:
+    """What makes a digest item itself: rule, record and trigger occurrence (part of the digest's key)."""
+    record = str(item.get("record") or "")
+    return f"{normalize(item['rule'])}@{record + '@' if record else ''}{item['occurrence']}"
+
+
+def digest_items(items: list[Mapping[str, Any]]) -> list[Fields]:
+    """The items as a template sees them: ``{{ item.subject }}``, ``item.lines``, ``item.text``,
+    ``item.rule``, ``item.record``; ``{{ item }}`` alone prints its text (its lines), not a mapping."""
+    return [Fields("item", dict(i), str(i.get("text") or "\n".join(i.get("lines") or []))) for i in items]
 
 
 # ---------------------------------------------------------------- after the engine
@@ -423,7 +446,7 @@ def finalize_emails(
 def _digests(planner: MailPlanner) -> None:
     plan = planner.plan
     for digest in planner.digests.values():
-        occ = "|".join(sorted(f"{normalize(i['rule'])}@{i['occurrence']}" for i in digest.items))
+        occ = "|".join(sorted(item_identity(i) for i in digest.items))
         key = email_key("notify", "Reps", digest.rep, NOTIFICATION_TEMPLATE, occ)
         if planner.known(key):
             continue
@@ -466,7 +489,7 @@ def render_digest(planner: MailPlanner, email: PlannedEmail) -> None:
     context.update(
         rep=rep_fields,
         owner=rep_fields,
-        items=items,
+        items=digest_items(items),
         count=len(items),
         settings=Fields("settings", settings_fields(planner.settings)),
     )
@@ -615,16 +638,112 @@ def _leftovers(planner: MailPlanner, journal: Mapping[str, JournalFacts]) -> Non
         planner.add(email)
 
 
+@dataclass
+class MailSettings:
+    """The mail settings as a run uses them; each bad value was reported at its Settings cell."""
+
+    sender: Recipient | None  # None: empty or invalid (emails wait)
+    sender_name: str
+    reply_to: Recipient | None
+    window: Hours | None  # None: unreadable (emails wait)
+    limit: int  # emails per day; 0 when the value cannot be read (when in doubt, do not send)
+    limit_ok: bool
+    unsubscribe: str  # the List-Unsubscribe template; "" = the default mailto:
+
+
+def mail_settings(settings: Settings, tables: Tables) -> MailSettings:
+    """Check and read sender_email, reply_to, send_window, daily_email_limit and list_unsubscribe.
+
+    The one validation ``check``, ``run --dry-run``, ``run`` and ``send`` share: :func:`plan_run` calls it
+    whatever the run plans, :func:`_decide` uses its result. Problems go to ``settings.problems`` (once,
+    at the value's cell). An empty sender_email is reported by :func:`_decide` when emails wait for it."""
+
+    def report(problem: Any) -> None:
+        if problem not in settings.problems:
+            settings.problems.append(problem)
+
+    def cell(key: str) -> str:
+        return settings.cells.get(key, "Settings")
+
+    sender = None
+    sender_text = settings.text("sender_email")
+    if sender_text:
+        try:
+            sender = validate_address(sender_text)
+        except InvalidAddress as e:
+            report(
+                error(
+                    cell("sender_email"),
+                    f"sender_email: {e}",
+                    "enter the one address emails come from; emails wait (planned) until it is fixed",
+                )
+            )
+    reply_to = None
+    if settings.text("reply_to"):
+        try:
+            reply_to = validate_address(settings.text("reply_to"))
+        except InvalidAddress as e:
+            report(warning(cell("reply_to"), f"reply_to: {e}", "emails go out without Reply-To"))
+    try:
+        window = parse_window(settings.text("send_window")).with_holidays(holiday_dates(tables))
+    except ValueError as e:
+        report(
+            error(
+                cell("send_window"),
+                f"send_window: {e}",
+                "write it like Mon-Fri 09:00-18:00; emails wait until it is fixed",
+            )
+        )
+        window = None
+    limit = settings.number("daily_email_limit")
+    limit_ok = "daily_email_limit" not in settings.bad
+    unsubscribe = str(settings.values.get("list_unsubscribe", "") or "")
+    if unsubscribe.strip():
+        probe = Recipient("someone@example.com", ascii=True)
+        controls = any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in unsubscribe)
+        items = [i.strip().strip("<>") for i in unsubscribe.split(",") if i.strip()]
+        bad = [
+            i
+            for i in items
+            if not i.lower().startswith(("mailto:", "https:", "http:"))
+            or any(c in i for c in " <>")
+            or not unsubscribe_header(i, probe)
+        ]
+        if controls or bad or "=?" in unsubscribe or "?=" in unsubscribe:
+            report(
+                warning(
+                    cell("list_unsubscribe"),
+                    "list_unsubscribe: "
+                    + (
+                        "holds a line break or control character"
+                        if controls
+                        else f'"{bad[0] if bad else unsubscribe}" is not a mailto: or https: address'
+                    ),
+                    "write e.g. https://example.com/unsubscribe?email={email}; until then emails carry the "
+                    "default List-Unsubscribe (mailto: reply_to or sender_email)",
+                )
+            )
+            unsubscribe = ""
+    return MailSettings(
+        sender,
+        settings.text("sender_name"),
+        reply_to,
+        window,
+        int(limit) if limit is not None else 10**9,
+        limit_ok,
+        unsubscribe,
+    )
+
+
 def _decide(planner: MailPlanner) -> None:
     """Which planned emails this run sends: window, daily limit, sender; then build their messages."""
     plan, settings = planner.plan, planner.settings
     if not any(e.status in ("planned", "sending") and e.key not in planner.held for e in plan.emails):
         return
-    sender_text = settings.text("sender_email")
-    try:
-        sender = validate_address(sender_text)
-    except InvalidAddress as e:
-        sender = None
+    mail = mail_settings(settings, planner.tables)
+    plan.problems += [p for p in settings.problems if p not in plan.problems]
+    sender, window = mail.sender, mail.window
+    if sender is None and not settings.text("sender_email"):
         waiting = [
             e_ for e_ in plan.emails if e_.status in ("planned", "sending") and e_.key not in planner.held
         ]
@@ -632,24 +751,12 @@ def _decide(planner: MailPlanner) -> None:
             plan.problems.append(
                 error(
                     settings.cells.get("sender_email", "Settings"),
-                    f"sender_email: {e}" if sender_text else "sender_email is empty",
+                    "sender_email is empty",
                     "enter the address emails come from (Settings sender_email)",
                 )
             )
-    try:
-        window = parse_window(settings.text("send_window")).with_holidays(holiday_dates(planner.tables))
-    except ValueError as e:
-        plan.problems.append(
-            error(
-                settings.cells.get("send_window", "Settings"),
-                f"send_window: {e}",
-                "write it like Mon-Fri 09:00-18:00; emails wait until it is fixed",
-            )
-        )
-        window = None
-    limit = settings.number("daily_email_limit")
-    remaining = int(limit) if limit is not None else 10**9
-    remaining -= sent_today(planner.tables, plan.local_now)
+    limit = mail.limit
+    remaining = limit - sent_today(planner.tables, plan.local_now)
     in_window = window is not None and window.contains(plan.local_now)
     order = sorted(
         (e for e in plan.emails if e.status in ("planned", "sending") and e.key not in planner.held),
@@ -673,27 +780,16 @@ def _decide(planner: MailPlanner) -> None:
                 )
             else:
                 email.detail = f"outside the send window ({window.text}); a run inside it sends this email"
+        elif not mail.limit_ok:
+            email.detail = "waiting for a valid Settings daily_email_limit"
         elif remaining <= 0:
-            email.detail = f"daily limit of {int(limit or 0)} emails reached; a later run sends this email"
+            email.detail = f"daily limit of {limit} emails reached; a later run sends this email"
         else:
             email.status, email.due, email.detail = "sending", True, ""
             remaining -= 1
     if sender is None:
         return
-    sender_name = settings.text("sender_name")
-    reply_to = None
-    if settings.text("reply_to"):
-        try:
-            reply_to = validate_address(settings.text("reply_to"))
-        except InvalidAddress as e:
-            plan.problems.append(
-                warning(
-                    settings.cells.get("reply_to", "Settings"),
-                    f"reply_to: {e}",
-                    "emails go out without Reply-To",
-                )
-            )
-    unsubscribe = settings.values.get("list_unsubscribe", "")
+    sender_name, reply_to, unsubscribe = mail.sender_name, mail.reply_to, mail.unsubscribe
     default_unsub = f"mailto:{(reply_to or sender).address}?subject=unsubscribe"
     for email in order:
         if email.message and email.kind == "notification" and email.log_position is not None:
@@ -702,7 +798,11 @@ def _decide(planner: MailPlanner) -> None:
             to = validate_address(email.to)
         except InvalidAddress:
             continue
-        unsub = "" if email.kind == "notification" else unsubscribe_header(unsubscribe or default_unsub, to)
+        unsub = (
+            ""
+            if email.kind == "notification"
+            else unsubscribe_header(unsubscribe, to) or unsubscribe_header(default_unsub, to)
+        )
         envelope = Envelope(sender, sender_name, to, email.to_name, reply_to, unsub)
         try:
             email.message, email.message_id = build_message(

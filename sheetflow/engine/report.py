@@ -15,6 +15,7 @@ import numpy as np
 
 from sheetflow import contract
 from sheetflow.names import text_key
+from sheetflow.tables.records import open_mask, read_stages
 
 if TYPE_CHECKING:
     from sheetflow.engine.context import Context
@@ -105,8 +106,6 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
         rows.append([])
     deals = tables["Deals"]
     if len(deals):
-        from sheetflow.engine.assignment import open_mask
-
         section(t["pipeline"], [t["stage"], t["deals"], t["amount"]])
         mask = open_mask(tables, "Deals")
         stages = deals.df["stage"].to_numpy(dtype=object)[mask]
@@ -122,8 +121,6 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
     tickets = tables["Tickets"]
     if len(tickets):
         section(t["support"], ["", ""])
-        from sheetflow.engine.assignment import open_mask
-
         open_ = open_mask(tables, "Tickets")
         late = (tickets.df["due_at"] < plan.local_now).fillna(False).to_numpy(dtype=bool)
         rows.append([t["open"], int(open_.sum())])
@@ -163,11 +160,4 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
 
 
 def _stage_order(ctx: Context) -> dict[str, float]:
-    stages = ctx.tables["Stages"]
-    if not stages.exists:
-        return {}
-    return {
-        text_key(s): float(o)
-        for s, o in zip(stages.df["stage"], stages.df["order"])
-        if isinstance(s, str) and o == o and o is not None
-    }
+    return read_stages(ctx.tables).order

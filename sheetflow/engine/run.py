@@ -17,6 +17,7 @@ from sheetflow import contract
 from sheetflow.engine.assignment import stage_assignment
 from sheetflow.engine.automations import count_of, stage_automations, stage_pipeline
 from sheetflow.engine.context import Context, formula_problems
+from sheetflow.engine.emails import mail_settings
 from sheetflow.engine.plan import Plan
 from sheetflow.engine.report import build
 from sheetflow.engine.scoring import stage_ids, stage_lifecycle, stage_scoring
@@ -128,6 +129,8 @@ def plan_run(
     for name in selected:
         STAGES[name](ctx)
     plan.problems += formula_problems(ctx)
+    settings.validate()  # every setting, whatever this run needed: check and run report the same
+    mail_settings(settings, tables)
     plan.problems += [p for p in settings.problems if p not in plan.problems]
     plan.report, plan.report_bold = build(ctx)
     plan.state = remember(ctx)

@@ -128,7 +128,7 @@ def enroll(ctx: Context, table: Table, positions: list[int], sequence: str, rule
 def _contact_ids(ctx: Context, table: Table, positions: list[int]) -> list[str]:
     column = "id" if table.spec.name == "Contacts" else "contact_id"
     values = table.df[column].to_numpy(dtype=object) if column in table.df else [None] * len(table.df)
-    return [values[p].strip() if isinstance(values[p], str) else "" for p in positions]
+    return [values[p].strip() if isinstance(values[p], str) else "" for p in positions]  # type: ignore[union-attr]  # isinstance does not narrow an index expression
 
 
 def stage_sequences(ctx: Context) -> None:
@@ -175,7 +175,7 @@ def _advance(ctx: Context, enrollments: dict[str, str], sequences: dict[str, lis
             mask = masks.get(id(stop))
             if mask is None:
                 mask = masks[id(stop)] = stop.mask(frame).to_numpy(dtype=bool)
-            if mask[pos]:
+            if mask[pos]:  # type: ignore[index]  # a bool array from the cache
                 reason = "stop_when holds"
                 item["stop"] = stop.source
         if reason:
@@ -309,7 +309,7 @@ def enrollment_rows(
         for pos, rid in enumerate(df["id"].to_numpy(dtype=object)):
             if isinstance(rid, str) and rid.strip():
                 name = " ".join(p[pos].strip() for p in parts if isinstance(p[pos], str) and p[pos].strip())
-                names[rid.strip()] = name or (emails[pos].strip() if isinstance(emails[pos], str) else "")
+                names[rid.strip()] = name or (emails[pos].strip() if isinstance(emails[pos], str) else "")  # type: ignore[union-attr]  # isinstance does not narrow an index expression
     rows = []
     for key, raw in enrollments.items():
         item = json.loads(raw)
@@ -360,13 +360,13 @@ def diff_enrollments(
     added: list[dict[str, object]] = []
     updates: list[tuple[int, str, object]] = []
     for row in rows:
-        pos = index.get(str(row["key"]))
+        pos = index.get(str(row["key"]))  # type: ignore[assignment]  # reuses the name of the loop above
         values = {k: v for k, v in row.items() if not k.startswith("_")}
         if pos is None:
             if row.get("_show", True):
                 added.append(values)
             continue
-        df = table.df
+        df = table.df  # type: ignore[union-attr]  # index is empty without a table
         for column, value in values.items():
             if column not in df or not _same(df[column].iloc[pos], value):
                 updates.append((pos, column, value))

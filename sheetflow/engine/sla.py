@@ -25,6 +25,7 @@ from sheetflow.engine.emails import request_notification
 from sheetflow.names import normalize
 from sheetflow.problems import error
 from sheetflow.rules.window import Hours, holiday_dates, parse_window
+from sheetflow.tables.records import open_mask
 
 SEVERITY = {
     "urgent": "urgent",
@@ -95,7 +96,7 @@ def stage_sla(ctx: Context) -> None:
             continue
         start = to_cell(opened[pos])
         try:
-            values.append(schedule.add(start, hours[level], zone))
+            values.append(schedule.add(start, hours[level], zone))  # type: ignore[arg-type]  # opened is a date column; hours[level] checked above
         except (ValueError, OverflowError) as e:
             ctx.plan.problems.append(
                 error(
@@ -113,8 +114,6 @@ def _escalate_overdue(ctx: Context) -> None:
     tickets = ctx.tables["Tickets"]
     df = tickets.df
     now = pd.Timestamp(ctx.plan.local_now)
-    from sheetflow.engine.assignment import open_mask
-
     open_ = open_mask(ctx.tables, "Tickets")
     late = (df["due_at"] < now).fillna(False).to_numpy(dtype=bool)
     blank = df["escalated_at"].isna().to_numpy(dtype=bool) & ~tickets.formula_mask("escalated_at")
@@ -130,26 +129,12 @@ def _escalate_overdue(ctx: Context) -> None:
         [ctx.plan.local_now] * len(hits),
         ["SLA: overdue, escalated once"] * len(hits),
     )
-    fallback = ctx.settings.text("fallback_owner")
     for pos in hits:
         row = df.iloc[pos]
-        owner = row["owner"] if isinstance(row["owner"], str) and row["owner"].strip() else fallback
+        owner = ctx.owner_of(tickets, pos)
         due = to_cell(row["due_at"])
         text = escalation_text(ctx, tickets, pos, "SLA")
-        ctx.append(
-            "Tasks",
-            {
-                "created_at": ctx.plan.local_now,
-                "due_at": ctx.plan.local_now,
-                "owner": owner or "",
-                "table": "Tickets",
-                "record_id": row["id"],
-                "text": text,
-                "rule": "SLA",
-                "done": False,
-            },
-            "SLA",
-        )
+        ctx.task(owner, text, "SLA", table="Tickets", record_id=row["id"])
         if owner:
             subject = "Chamado atrasado" if ctx.portuguese else "Overdue ticket"
             request_notification(
@@ -159,6 +144,7 @@ def _escalate_overdue(ctx: Context) -> None:
                 [text],
                 "SLA",
                 f"sla:{row['id']}@{due:%Y-%m-%dT%H:%M}",
+                record=f"Tickets {row['id']}",
             )
 
 

@@ -5,7 +5,7 @@
     mailer.queue(plan)                    # journal the due emails (before the workbook says "sending")
     book.write(...)                       # workbook write #1: Emails rows planned / sending, data, state
     report = mailer.deliver(plan)         # claim -> send -> record, one key at a time
-    mailer.write_back(plan, report)       # workbook write #2: sent / failed / unconfirmed, last_emailed_at
+    write_back(mailer, plan, report)      # workbook write #2 (sheetflow.apply): sent / failed / unconfirmed, last_emailed_at
 
 What a crash at each point leaves, and what the next run (``run`` or ``send``) does:
 
@@ -303,23 +303,6 @@ class Mailer:
         elapsed = dt.timedelta(seconds=time.monotonic() - self.started)
         return (plan.local_now + elapsed).replace(microsecond=0)
 
-    # ------------------------------------------------------------ workbook write #2
-    def write_back(self, plan: Plan, report: DeliveryReport, *, backups: int = 0) -> None:
-        """Re-read the workbook (write #1 may have added columns), update the rows of this run by key."""
-        from sheetflow.apply import PatchBuilder
-        from sheetflow.commands.run import load
-
-        crash_point("final-write")
-        outcomes = [o for o in report.outcomes if o.status != "taken"]
-        if not outcomes:
-            return
-        loaded = load(self.book.read(full=("Runs",)))
-        builder = PatchBuilder(loaded.tables)
-        apply_outcomes(builder, loaded.tables, plan, outcomes, self.local_now(plan), report)
-        self.book.write(list(builder.patches.values()), backups=backups)
-        report.written = True
-        crash_point("done")
-
     def close(self) -> None:
         if self.journal is not None:
             self.journal.close()
@@ -389,7 +372,7 @@ def apply_outcomes(
             if o.message_id:
                 builder.set_cell("Emails", pos, "message_id", o.message_id)
         if o.status in ("sent", "unconfirmed") and o.contact_id and o.sent_at is not None:
-            if o.contact_id not in latest or latest[o.contact_id].sent_at < o.sent_at:
+            if o.contact_id not in latest or latest[o.contact_id].sent_at < o.sent_at:  # type: ignore[operator]  # only outcomes with sent_at are kept in latest
                 latest[o.contact_id] = o
     contacts = tables["Contacts"]
     ids = contacts.df["id"].to_numpy(dtype=object).tolist() if len(contacts) else []
@@ -402,7 +385,7 @@ def apply_outcomes(
         current = (
             to_cell(contacts.df["last_emailed_at"].iloc[pos]) if "last_emailed_at" in contacts.df else None
         )
-        if isinstance(current, dt.datetime) and current >= o.sent_at:
+        if isinstance(current, dt.datetime) and current >= o.sent_at:  # type: ignore[operator]  # only outcomes with sent_at are kept in latest
             continue
         builder.set_cell("Contacts", pos, "last_emailed_at", o.sent_at)
         activity = activity or builder.target("Activity")

@@ -19,6 +19,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -98,7 +99,7 @@ class LocalSmtp:
         self.port = free_port()
         self.cafile = ""
         self._tmp: tempfile.TemporaryDirectory | None = None
-        self.controller = None
+        self.controller: Any = None  # an aiosmtpd Controller once started (imported on start)
 
     @property
     def messages(self) -> list[tuple[str, list[str], bytes]]:

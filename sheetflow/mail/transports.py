@@ -142,7 +142,7 @@ class _Refused(Exception):
 def _no_delay(smtp: smtplib.SMTP) -> None:
     """Commands are small writes answered one by one: do not let Nagle's algorithm hold them back."""
     try:
-        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]  # connected; a missing socket is caught below
     except (OSError, AttributeError):
         pass
 

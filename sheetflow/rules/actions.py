@@ -1,4 +1,5 @@
-"""Automation actions: parse the ``action`` + ``params`` cells once, then apply them to many records.
+"""Automation actions: parse the ``action`` + ``params`` cells once (applying them to records is the
+engine's: :mod:`sheetflow.engine.actions`).
 
     send_email   template=NAME [to=owner]      queue an email to the contact (or its owner)
     set          COLUMN=VALUE[; ...]           write columns of the record (VALUE may be today, now, today+3d)
@@ -22,18 +23,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pandas as pd
-
+from sheetflow import contract
 from sheetflow.coerce import MAX_SHIFT_DAYS, Locale, Unreadable, parse_as, to_cell
 from sheetflow.coltypes import ColumnType
 from sheetflow.names import normalize, suggest
+from sheetflow.problems import RuleError
 from sheetflow.rules.expr import Schema
-
-if TYPE_CHECKING:
-    from sheetflow.engine.context import Context
-    from sheetflow.tables.table import Table
+from sheetflow.rules.sandbox import RenderError, render_batch, shown, template_id
+from sheetflow.tables.table import Table
 
 ACTIONS = ("send_email", "set", "assign", "enroll", "create_task", "notify", "escalate")
 # Actions whose effect leaves the workbook or adds to it (an email, a task, an enrollment). Of an
@@ -57,7 +56,7 @@ _RELATIVE = re.compile(r"^(today|now|hoje|agora)(?:\s*([+-])\s*(\d+)\s*([dh]))?$
 TEXT_NAMES = ("today", "now")  # names a task/notify text may use besides the record's columns
 
 
-class ActionError(ValueError):
+class ActionError(RuleError, ValueError):
     """A user mistake in an action or its params."""
 
 
@@ -149,8 +148,6 @@ def check_text(key: str, source: str, schema: Schema) -> None:
     """A task/notify text as ``check`` and ``run`` see it: it compiles in the email sandbox, every name
     is a column of the record (canonical or as the sheet's header says it, pt-BR included) or today/now,
     and it renders for a placeholder record. ActionError with a "did you mean" otherwise."""
-    from sheetflow.rules.sandbox import RenderError, render_batch, template_id
-
     tid = template_id(source, False)
     sample = {name: _sample(t) for name, t in schema.types.items()}
     sample.update({alias: sample[canonical] for alias, canonical in schema.aliases.items()})
@@ -170,8 +167,6 @@ def check_text(key: str, source: str, schema: Schema) -> None:
 
 
 def _sample(type_: ColumnType) -> Any:
-    from sheetflow.rules.sandbox import shown
-
     value = {ColumnType.NUMBER: 1.0, ColumnType.DATE: dt.datetime(2026, 1, 1), ColumnType.BOOL: True}.get(
         type_, "x"
     )
@@ -263,8 +258,6 @@ def render_texts(
     """A task/notification text for each record position, rendered in the one email sandbox (same
     limits, see :mod:`.mail.sandbox`), in one batch. Values print as the cell shows them in the
     workbook's locale; an empty cell prints as nothing. An item is the text or a RenderError."""
-    from sheetflow.rules.sandbox import RenderError, render_batch, template_id
-
     if "{" not in source:  # plain text: nothing to render
         return [source] * len(positions)
     tid = template_id(source, False)
@@ -279,9 +272,6 @@ def render_texts(
 def text_fields(table: Table, position: int, locale: Locale, now: dt.datetime) -> dict[str, Any]:
     """The merge fields of a task/notify text: every column (canonical name and the sheet's header,
     and the contract's aliases) shown as in the cell; empty cells are ""; plus today and now."""
-    from sheetflow import contract
-    from sheetflow.rules.sandbox import shown
-
     day_first, comma = locale.day_first, locale.decimal_comma
     row: dict[str, Any] = {}
     for col in table.df.columns:
@@ -301,63 +291,3 @@ def text_fields(table: Table, position: int, locale: Locale, now: dt.datetime) -
 def record_fields(table: Table, position: int) -> dict[str, Any]:
     row = table.df.iloc[position]
     return {k: to_cell(v) for k, v in row.items()}
-
-
-def apply_set(
-    ctx: Context, table: Table, action: Action, positions: list[int], rule: str
-) -> list[tuple[int, str]]:
-    """Write the set pairs; returns the (position, column) cells that really changed."""
-    written: list[tuple[int, str]] = []
-    for column, raw in action.sets:
-        type_ = table.types.get(column, ColumnType.TEXT)
-        empty = column not in table.df or bool(table.df[column].isna().all())
-        value = typed_value(
-            raw,
-            type_,
-            ctx.plan.local_now,
-            ctx.tables.locale,
-            column=column,
-            empty=empty and type_ is ColumnType.TEXT,
-        )
-        if empty and type_ is ColumnType.TEXT and value is not None and not isinstance(value, str):
-            _retype(table, column, value)  # an empty column takes the type of what is written into it
-        current = table.df[column].to_numpy(dtype=object) if column in table.df else [None] * len(table.df)
-        if table.spec.name == "Contacts" and column == "lifecycle_stage" and isinstance(value, str):
-            from sheetflow import contract
-
-            stage = contract.lifecycle_value(value)
-            if stage:
-                value = contract.lifecycle_label(stage, "pt" if ctx.portuguese else "en")
-        targets = [p for p in positions if not _equal(current[p], value)]
-        if targets:
-            ctx.change(
-                table,
-                targets,
-                column,
-                [value] * len(targets),
-                [f'Automation "{rule}": set {column}'] * len(targets),
-            )
-            written += [(p, column) for p in targets]
-    return written
-
-
-def _retype(table: Table, column: str, value: Any) -> None:
-    from sheetflow.tables.table import _dtype
-
-    if isinstance(value, bool):
-        type_ = ColumnType.BOOL
-    elif isinstance(value, (int, float)):
-        type_ = ColumnType.NUMBER
-    else:
-        type_ = ColumnType.DATE
-    table.df[column] = pd.Series([None] * len(table.df), dtype=_dtype(type_), index=table.df.index)
-    table.types[column] = type_
-
-
-def _equal(current: Any, value: Any) -> bool:
-    current = to_cell(current)
-    if isinstance(current, str) and isinstance(value, str):
-        return current.strip().casefold() == value.strip().casefold()
-    if isinstance(current, dt.datetime) and isinstance(value, dt.datetime):
-        return current == value
-    return current == value

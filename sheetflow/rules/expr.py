@@ -101,6 +101,7 @@ import re2
 from sheetflow.coerce import Locale, Unreadable, date_has_time, parse_number, read_date
 from sheetflow.coltypes import ColumnType
 from sheetflow.names import fold, normalize, suggest
+from sheetflow.problems import RuleError
 
 __all__ = ["MAX_DEPTH", "MAX_SOURCE_CHARS", "CompiledWhen", "Frame", "Schema", "WhenError", "compile_when"]
 
@@ -110,7 +111,7 @@ MAX_DEPTH = 50
 TEXT, NUMBER, DATE, BOOL = ColumnType.TEXT, ColumnType.NUMBER, ColumnType.DATE, ColumnType.BOOL
 
 
-class WhenError(Exception):
+class WhenError(RuleError):
     """A user mistake in an expression.
 
     ``str(e)`` is a readable sentence without the cell name (the caller prefixes ``Scoring!B4: ``);

@@ -49,6 +49,8 @@ from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from sheetflow.problems import RuleError
+
 MAX_TEMPLATE_CHARS = 100_000  # subject or body source
 MAX_OUTPUT_CHARS = 500_000  # one rendered part
 MAX_RENDER_SECONDS = 1.0  # CPU time of one email (all its parts); a real email renders in milliseconds
@@ -65,7 +67,7 @@ _KILLED = (
 )
 
 
-class RenderError(Exception):
+class RenderError(RuleError):
     """A template could not be rendered; ``field`` is the merge field at fault, if known.
 
     ``kind``: ``field`` (a value missing for this record), ``template`` (the template is wrong) or
@@ -573,8 +575,8 @@ def render_batch(
             break
         if not isolate:
             for i in todo:
-                results[i] = _item(sources, *items[i])
-                _note_broken(items[i][0], results[i], broken)
+                results[i] = out_i = _item(sources, *items[i])
+                _note_broken(items[i][0], out_i, broken)
             break
         todo = todo[:BATCH_ITEMS]  # bounded messages; the rest goes in the next round
         needed = {t.lstrip("?") for i in todo for t in items[i][0]}
@@ -597,9 +599,9 @@ def render_batch(
             done += 1
             if out is None:  # killed by a limit, or no answer in time
                 _drop_worker()
-                results[i] = [RenderError(_KILLED, kind="limit")]
+                results[i] = killed = [RenderError(_KILLED, kind="limit")]
                 for t in items[i][0]:
-                    broken.setdefault(t.lstrip("?"), results[i][0])
+                    broken.setdefault(t.lstrip("?"), killed[0])
                 break
             results[i] = out
             if _note_broken(items[i][0], out, broken):

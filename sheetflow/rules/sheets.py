@@ -16,6 +16,7 @@ from sheetflow.coerce import MAX_SHIFT_DAYS
 from sheetflow.names import normalize, suggest, text_key
 from sheetflow.problems import Problem, error, note, warning
 from sheetflow.rules.expr import CompiledWhen, Schema, WhenError, compile_when
+from sheetflow.tables.records import read_stages
 from sheetflow.tables.table import Table, Tables
 
 # Points per Scoring rule. A score is a sum of points, written to a cell: with this bound even 100,000
@@ -36,33 +37,38 @@ class ScoringRule:
     where: str  # "Scoring!A4": the rule's row, for messages
 
 
-def _enabled(table: Table, pos: int) -> bool:
+def is_enabled(table: Table, pos: int) -> bool:
+    """Whether a rule row is on: a blank ``enabled`` cell (or no such column) means on, only FALSE is off."""
     value = table.df["enabled"].iloc[pos] if "enabled" in table.df else None
     return value is None or value is pd.NA or bool(value)
 
 
-def _text(table: Table, pos: int, column: str) -> str:
+def cell_text(table: Table, pos: int, column: str) -> str:
+    """A rule sheet cell as stripped text ("" for blank, a missing column or a non-text value)."""
     value = table.df[column].iloc[pos] if column in table.df else None
     return value.strip() if isinstance(value, str) else ""
 
 
-def _rule_name(table: Table, pos: int) -> str:
-    return _text(table, pos, "rule") or f"row {int(table.rows[pos])}"
+def rule_label(table: Table, pos: int) -> str:
+    """The name a rule row goes by in messages and keys: its ``rule`` cell, else ``row N`` (sheet row)."""
+    return cell_text(table, pos, "rule") or f"row {int(table.rows[pos])}"
 
 
-def _compile(
+def compile_cell(
     table: Table, pos: int, column: str, schema: Schema, problems: list[Problem]
 ) -> CompiledWhen | None:
+    """The ``when`` condition in ``column`` of a rule row, compiled; None (and an error naming the cell added
+    to ``problems``) when it cannot be read."""
     try:
-        return compile_when(_text(table, pos, column), schema)
+        return compile_when(cell_text(table, pos, column), schema)
     except WhenError as e:
         problems.append(error(table.ref(pos, column), str(e)))
         return None
 
 
-def _target_table(rules: Table, pos: int, tables: Tables, problems: list[Problem]) -> Table | None:
+def target_table(rules: Table, pos: int, tables: Tables, problems: list[Problem]) -> Table | None:
     """The data table a rule row applies to (``table`` column; blank means Contacts)."""
-    raw = _text(rules, pos, "table") or "Contacts"
+    raw = cell_text(rules, pos, "table") or "Contacts"
     spec = contract.sheet_spec(raw)
     if spec is None or spec.name not in contract.RECORD_SHEETS:
         hint = suggest(raw, contract.RECORD_SHEETS)
@@ -85,10 +91,10 @@ def load_scoring(tables: Tables) -> tuple[list[ScoringRule], list[Problem]]:
         return rules, [note("Scoring", "no Scoring sheet: scores are left as they are")]
     schema = schema_for(contacts)
     for pos in range(len(sheet)):
-        if not _enabled(sheet, pos):
+        if not is_enabled(sheet, pos):
             continue
         points = sheet.df["points"].iloc[pos]
-        when = _compile(sheet, pos, "when", schema, problems)
+        when = compile_cell(sheet, pos, "when", schema, problems)
         if points is None or (isinstance(points, float) and math.isnan(points)):
             problems.append(
                 error(sheet.ref(pos, "points"), "points is empty", "enter a number of points, e.g. 10 or -5")
@@ -104,7 +110,7 @@ def load_scoring(tables: Tables) -> tuple[list[ScoringRule], list[Problem]]:
             )
             continue
         if when is not None:
-            rules.append(ScoringRule(_rule_name(sheet, pos), when, float(points), sheet.ref(pos, "rule")))
+            rules.append(ScoringRule(rule_label(sheet, pos), when, float(points), sheet.ref(pos, "rule")))
     return rules, problems
 
 
@@ -113,10 +119,10 @@ def check_other_rules(tables: Tables) -> list[Problem]:
     problems: list[Problem] = []
     assignment = tables["Assignment"]
     for pos in range(len(assignment)):
-        target = _target_table(assignment, pos, tables, problems)
+        target = target_table(assignment, pos, tables, problems)
         if target is not None:
-            _compile(assignment, pos, "when", schema_for(target), problems)
-        method = normalize(_text(assignment, pos, "method") or "round_robin")
+            compile_cell(assignment, pos, "when", schema_for(target), problems)
+        method = normalize(cell_text(assignment, pos, "method") or "round_robin")
         if method not in ASSIGN_METHODS:
             hint = suggest(method, ASSIGN_METHODS)
             problems.append(
@@ -126,7 +132,7 @@ def check_other_rules(tables: Tables) -> list[Problem]:
                     f'did you mean "{hint}"?' if hint else "use " + ", ".join(ASSIGN_METHODS),
                 )
             )
-        if not _text(assignment, pos, "assign_to"):
+        if not cell_text(assignment, pos, "assign_to"):
             problems.append(
                 error(
                     assignment.ref(pos, "assign_to"),
@@ -136,7 +142,7 @@ def check_other_rules(tables: Tables) -> list[Problem]:
             )
     sequences, contacts = tables["Sequences"], tables["Contacts"]
     for pos in range(len(sequences)):
-        _compile(sequences, pos, "stop_when", schema_for(contacts), problems)
+        compile_cell(sequences, pos, "stop_when", schema_for(contacts), problems)
         delay = sequences.df["delay_days"].iloc[pos] if "delay_days" in sequences.df else None
         if delay is not None and delay == delay and not 0 <= float(delay) <= MAX_SHIFT_DAYS:
             problems.append(
@@ -187,7 +193,7 @@ def check_references(tables: Tables, settings) -> list[Problem]:  # noqa: ANN001
             )
         )
     stages, deals = tables["Stages"], tables["Deals"]
-    known = {text_key(s): s.strip() for s in stages.df["stage"].dropna() if isinstance(s, str) and s.strip()}
+    known = read_stages(tables).names
     if known and len(deals) and deals.has("stage"):
         bad = [
             (pos, v)

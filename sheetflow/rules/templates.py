@@ -28,6 +28,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from sheetflow import contract
+from sheetflow.coltypes import ColumnType
 from sheetflow.compose.headers import header_text
 from sheetflow.data import data_dir
 from sheetflow.names import normalize, suggest
@@ -41,6 +43,7 @@ from sheetflow.rules.sandbox import (
     RenderError,
     environment,
     render_batch,
+    shown,
     template_id,
 )
 from sheetflow.tables.settings import Settings
@@ -304,16 +307,11 @@ def known_fields(tables: Tables, settings: Settings, *, template: str = "") -> s
 
 
 def known_setting_keys(settings: Settings) -> set[str]:
-    from sheetflow import contract
-
     return {s.key for s in contract.SETTINGS} | set(settings.values)
 
 
 def _sample(table, column: str) -> Any:  # noqa: ANN001 - a Table
     """A placeholder of the column's type, shown as a real value would be (numbers, dates)."""
-    from sheetflow.coltypes import ColumnType
-    from sheetflow.rules.sandbox import shown
-
     kind = table.types.get(column, ColumnType.TEXT)
     value: Any = {
         ColumnType.NUMBER: 1.0,
@@ -346,7 +344,20 @@ def sample_context(tables: Tables, settings: Settings, *, template: str = "") ->
         context.update(
             rep=rep,
             owner=rep,
-            items=[{"subject": "x", "lines": ["x"], "rule": "x", "text": "x", "occurrence": "x"}],
+            items=[
+                Fields(
+                    "item",
+                    {
+                        "subject": "x",
+                        "lines": ["x"],
+                        "rule": "x",
+                        "record": "x",
+                        "text": "x",
+                        "occurrence": "x",
+                    },
+                    "x",
+                )
+            ],
             count=1,
         )
         return context
@@ -427,7 +438,7 @@ def check_templates(tables: Tables, settings: Settings) -> list[Problem]:
 def _check_parts(parts: list[_Part], tables: Tables, settings: Settings) -> list[Problem]:
     problems: list[Problem] = []
     sources: dict[str, tuple[str, bool]] = {}
-    items = []
+    items: list[tuple[tuple[str, ...], Any] | None] = []
     for part in parts:
         if len(part.source) > MAX_TEMPLATE_CHARS:
             problems.append(

@@ -39,6 +39,7 @@ import pandas as pd
 from sheetflow import contract
 from sheetflow.coerce import MAX_SHIFT_DAYS, Locale, Unreadable, parse_bool, parse_number
 from sheetflow.names import normalize, suggest, text_key
+from sheetflow.problems import RuleError
 from sheetflow.rules.expr import Schema
 
 MAX_DAYS = MAX_SHIFT_DAYS
@@ -51,7 +52,7 @@ _DATE = re.compile(r"^\s*(.+?)\s*(?:([+-])\s*(\d+)\s*d)?\s*$", re.IGNORECASE)
 _DAYS = re.compile(r"^\s*(\d+)\s*d?\s*$", re.IGNORECASE)
 
 
-class TriggerError(ValueError):
+class TriggerError(RuleError, ValueError):
     """A trigger cell that cannot be understood; the message is for the user."""
 
 
@@ -116,8 +117,8 @@ def parse_trigger(text: str, table: str, schema: Schema) -> Trigger:
         column = _column(m.group(1), schema) if m else ""
         if schema.type_of(column).value != "date":
             raise TriggerError(f"{column} is not a date column; date: needs one, e.g. date:renewal_date-30d")
-        sign = -1 if m.group(2) == "-" else 1
-        days = int(m.group(3) or 0)
+        sign = -1 if m.group(2) == "-" else 1  # type: ignore[union-attr]  # _DATE matches any non-empty arg (empty: refused above)
+        days = int(m.group(3) or 0)  # type: ignore[union-attr]  # as above
         if days > MAX_DAYS:
             raise TriggerError(f'"{raw}": {days} days is more than {MAX_DAYS // 365} years')
         return Trigger(kind, column, days=sign * days, text=raw)
@@ -256,7 +257,7 @@ def detect(
     hits = np.flatnonzero(ok)
     since = last.iloc[hits].dt.strftime("%Y-%m-%d").tolist()
     label = "rotting" if trigger.days < 0 else f"{trigger.days}d"
-    return Firing(hits.tolist(), [f"idle:{label}@{s}" for s in since])
+    return Firing(hits.tolist(), [f"idle:{label}@{s}" for s in since])  # type: ignore[union-attr]  # pandas-stubs: strftime().tolist() is a list of str
 
 
 def _text_means(text: str, value: bool | int | float) -> bool:
@@ -284,7 +285,7 @@ def _comparable(series: pd.Series | None, n: int) -> list[object]:
         return [None if v != v else (int(v) if float(v).is_integer() else v) for v in series.tolist()]
     if series.dtype.kind == "M":
         return [None if v is None else v for v in series.dt.strftime("%Y-%m-%dT%H:%M:%S").tolist()]
-    out = []
+    out: list[object] = []
     for v in series.to_numpy(dtype=object).tolist():
         if isinstance(v, str):
             out.append(v.strip() or None)

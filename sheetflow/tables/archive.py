@@ -37,6 +37,8 @@ from typing import Any
 import python_calamine as pc
 
 from sheetflow import contract
+from sheetflow.book import NewSheet, SheetPatch
+from sheetflow.book.xlsx.apply import patch_workbook
 from sheetflow.coerce import Locale, as_text, to_cell
 from sheetflow.names import normalize
 from sheetflow.problems import SheetflowError
@@ -152,10 +154,11 @@ class Archive:
                 spec = contract.sheet_spec(name)
                 if spec is None:
                     continue
-                raw = RawSheet(name, book.get_sheet_by_name(name).to_python())
+                raw = RawSheet(name, book.get_sheet_by_name(name).to_python())  # type: ignore[arg-type]  # list invariance: calamine's typed rows are rows of objects
                 table, _ = load_table(raw, spec, Locale())
                 headers = [
-                    (c, table.headers.get(c, c)) for c in sorted(table.col_index, key=table.col_index.get)
+                    (c, table.headers.get(c, c))
+                    for c in sorted(table.col_index, key=table.col_index.get)  # type: ignore[arg-type]  # every key is in col_index
                 ]
                 rows = _table_rows(table)
                 self._record(db, path.name, spec.name, name, headers, rows, raw.last_row or 1)
@@ -241,7 +244,7 @@ class Archive:
                 continue
             book = pc.CalamineWorkbook.from_path(str(path))
             try:
-                raw = RawSheet(f"{name}: {sheets[name]}", book.get_sheet_by_name(sheets[name]).to_python())
+                raw = RawSheet(f"{name}: {sheets[name]}", book.get_sheet_by_name(sheets[name]).to_python())  # type: ignore[arg-type]  # list invariance: calamine's typed rows are rows of objects
             finally:
                 book.close()
             table, _ = load_table(raw, contract.BY_NAME["Activity"], Locale())
@@ -264,8 +267,6 @@ class Archive:
         batches = [b for b in batches if b.rows]
         if not batches:
             return {}
-        from sheetflow.book.xlsxpatch import NewSheet, SheetPatch, patch_workbook
-
         where: dict[str, list[Path]] = {}
         with self._db() as db:
             year = f"{when.year:04d}"

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from sheetflow import contract
 from sheetflow.book import NewSheet, RawSheet, SheetPatch, Validation
@@ -226,7 +227,7 @@ def status_patch(panel: Control, status: str) -> SheetPatch:
 
 def result_patch(panel: Control, *, status: str, when: dt.datetime | None, summary: str) -> SheetPatch:
     """Status, last run time and summary after an action (B4:B6)."""
-    cells: dict[tuple[int, int], object] = {
+    cells: dict[tuple[int, int], Any] = {
         (STATUS_ROW, VALUE_COL): status,
         (SUMMARY_ROW, VALUE_COL): summary,
     }
@@ -246,7 +247,7 @@ def answer(
     """The answer to a request: ``done`` or ``failed``, when, and the summary (or the first problems)."""
     if status not in REQUEST_STATUS:
         raise ValueError(f"status must be one of {', '.join(REQUEST_STATUS)}")
-    cells: dict[tuple[int, int], object] = {
+    cells: dict[tuple[int, int], Any] = {
         (request.row, 4): _status_word(status, panel.lang),
         (request.row, 6): summary,
     }
@@ -271,10 +272,10 @@ def sheet_name(lang: str) -> str:
     return contract.label(contract.BY_NAME[SHEET], lang)
 
 
-def control_cells(lang: str) -> dict[tuple[int, int], object]:
+def control_cells(lang: str) -> dict[tuple[int, int], Any]:
     """The cells of a new Control sheet: title, hint, labels, the default action (Run), request header."""
     pt = _pt(lang)
-    cells: dict[tuple[int, int], object] = {
+    cells: dict[tuple[int, int], Any] = {
         (TITLE_ROW, 1): "sheetflow",
         (TITLE_ROW, 2): HINT["pt-BR" if pt else "en"],
         (ACTION_ROW, VALUE_COL): action_label("run", lang),

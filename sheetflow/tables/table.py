@@ -24,7 +24,7 @@ from sheetflow import contract
 from sheetflow.book.raw import RawSheet  # re-exported: the layers above take it from here
 from sheetflow.coerce import Locale, as_text, convert_column, infer_type, parse_consent
 from sheetflow.coltypes import ColumnType
-from sheetflow.contract import HEADER_SEARCH_ROWS, SheetSpec, _filled, _known_names, find_header
+from sheetflow.contract import HEADER_SEARCH_ROWS, SheetSpec, find_header, known_name_count, row_filled
 from sheetflow.names import cell_ref, column_letter, normalize
 from sheetflow.problems import Problem, error, note, warning
 
@@ -108,7 +108,7 @@ def _table_header(raw: RawSheet, spec: SheetSpec) -> tuple[int, set[int]] | None
             continue
         header = raw.rows[r1 - row0]
         cells = header[max(c1 - col0, 0) : max(c2 - col0 + 1, 0)]
-        count = _known_names(cells, spec)
+        count = known_name_count(cells, spec)
         if count > best_count:
             skip = set(range(r1 + 1, r1 + header_rows)) | set(range(r2 - totals_rows + 1, r2 + 1))
             best, best_count = (r1 - row0, skip), count
@@ -118,13 +118,14 @@ def _table_header(raw: RawSheet, spec: SheetSpec) -> tuple[int, set[int]] | None
 def empty_table(spec: SheetSpec, sheet_name: str | None = None, exists: bool = False) -> Table:
     every = (*spec.columns, *spec.optional)
     types = {c.name: c.type for c in every}
-    df = pd.DataFrame({c.name: pd.Series([], dtype=_dtype(c.type)) for c in every})
+    df = pd.DataFrame({c.name: pd.Series([], dtype=dtype_of(c.type)) for c in every})
     return Table(
         spec, sheet_name or spec.name, df, np.zeros(0, dtype=np.int64), 0, {}, {}, types, exists=exists
     )
 
 
-def _dtype(type_: ColumnType) -> str:
+def dtype_of(type_: ColumnType) -> str:
+    """The pandas dtype a column of this type holds (pandas 3: ``str`` is the default string dtype)."""
     return {
         ColumnType.NUMBER: "float64",
         ColumnType.DATE: "datetime64[ns]",
@@ -141,7 +142,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
     h, not_records = in_table if in_table is not None else (find_header(raw.rows, spec), set())
     if h is None:
         table = empty_table(spec, raw.name, exists=True)
-        if any(_filled(r) for r in raw.rows):
+        if any(row_filled(r) for r in raw.rows):
             table.readable = False
             examples = ", ".join(c.name for c in spec.columns[:4])
             problems.append(
@@ -178,7 +179,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         col_index[name] = sheet_col
         headers[name] = text
     body = raw.rows[h + 1 :]
-    keep = [i for i, r in enumerate(body) if _filled(r) and header_row + 1 + i not in not_records]
+    keep = [i for i, r in enumerate(body) if row_filled(r) and header_row + 1 + i not in not_records]
     rows = np.asarray([header_row + 1 + i for i in keep], dtype=np.int64)
     formulas: dict[str, np.ndarray] = {}
     if raw.formulas:
@@ -186,9 +187,9 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         by_col = {sc: n for n, sc in col_index.items()}
         for r, c in raw.formulas:
             p = row_pos.get(r)
-            name = by_col.get(c)
-            if p is not None and name is not None:
-                formulas.setdefault(name, np.zeros(len(rows), dtype=bool))[p] = True
+            holder = by_col.get(c)
+            if p is not None and holder is not None:
+                formulas.setdefault(holder, np.zeros(len(rows), dtype=bool))[p] = True
     data: dict[str, pd.Series] = {}
     types: dict[str, ColumnType] = {}
     unreadable: dict[str, set[int]] = {}
@@ -227,7 +228,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         types[name] = type_
     for column in (*spec.columns, *spec.optional):  # contract columns the sheet lacks exist, empty
         if column.name not in data:
-            data[column.name] = pd.Series([None] * len(keep), dtype=_dtype(column.type))
+            data[column.name] = pd.Series([None] * len(keep), dtype=dtype_of(column.type))
             types[column.name] = column.type
     df = pd.DataFrame(data)
     last_col = max([col0 + len(r) - 1 for r in raw.rows] + [0])

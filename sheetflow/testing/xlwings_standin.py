@@ -249,7 +249,7 @@ class _SheetApi:
 
     @Visible.setter
     def Visible(self, value: int) -> None:  # noqa: N802
-        self._sheet._visibility = {True: -1, False: 0}.get(value, value)
+        self._sheet._visibility = {True: -1, False: 0}.get(value, value)  # type: ignore[call-overload]  # xlwings passes True/False or an XlSheetVisibility int
         self._sheet.book._changed()
 
 

@@ -139,7 +139,7 @@ def test_log_rows_are_deleted_as_excel_deletes_rows():
 
 def test_a_log_with_formulas_keeps_its_rows():
     from sheetflow.book.memory import Formula
-    from sheetflow.book.xlsxpatch import PatchError
+    from sheetflow.book.patch import PatchError
 
     rows = [["at", "record"], ["2026-11-01", "C-1"], ["2026-11-02", Formula("=B2", "C-1")]]
     book, excel = live({"Activity": rows})

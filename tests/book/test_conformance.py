@@ -19,7 +19,7 @@ import pytest
 
 from sheetflow.book import Book, NewSheet, RawSheet, SheetPatch, Validation
 from sheetflow.book.memory import ErrorValue, Formula
-from sheetflow.book.xlsxpatch import PatchError
+from sheetflow.book.patch import PatchError
 from sheetflow.problems import WorkbookBusy
 
 from .backends import BACKENDS

@@ -490,7 +490,9 @@ def test_dates_are_written_as_serials_with_a_date_format(gwb):
 
 
 def test_demo_runs_on_a_fresh_emulator(tmp_path, capsys):
-    assert main(["demo", str(tmp_path / "demo"), "--gsheets", "--contacts", "30"]) == 0
+    from sheetflow.testing.gsheets_demo import main as gsheets_demo  # what `sheetflow demo --gsheets` runs
+
+    assert gsheets_demo([str(tmp_path / "demo"), "--contacts", "30"]) == 0
     out = capsys.readouterr().out
     assert "local Google Sheets emulator" in out and "Google Sheets API requests for this run" in out
     assert "values.append" not in out and "problems found" in out

@@ -1,10 +1,10 @@
-"""Tests for sheetflow.book.xlsxpatch: writing into real Excel files without losing anything.
+"""Tests for the xlsx writer (sheetflow.book.xlsx): writing into real Excel files without losing anything.
 
 The corpus round trip patches every real workbook in ../shared/corpus/workbooks (copied to tmp_path first)
 and checks the result four independent ways: the corpus' own check_preserved.py, python-calamine, openpyxl and a
 byte comparison of every zip entry the patch had no reason to touch.
 
-Big sheets have their rows changed as bytes (xlsxpatch._RawRows) instead of as lxml elements; the tests that
+Big sheets have their rows changed as bytes (sheetflow.book.xlsx.rawrows.RawRows) instead of as lxml elements; the tests that
 use ``rows_mode`` or ``_both_ways`` run small workbooks both ways and require the same (canonical) XML.
 """
 
@@ -31,19 +31,15 @@ from tests.conftest import CORPUS as SHARED_CORPUS
 from tests.conftest import NO_CORPUS
 
 try:
-    import sheetflow.book.xlsxpatch  # noqa: F401
+    import sheetflow.book.xlsx  # noqa: F401
 except ModuleNotFoundError:  # pytest run without the project installed: use the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import sheetflow.book.xlsxpatch as xlsxpatch  # noqa: E402
-from sheetflow.book.xlsxpatch import (  # noqa: E402
-    NewSheet,
-    PatchError,
-    SheetPatch,
-    Validation,
-    date1904,
-    patch_workbook,
-)
+import sheetflow.book.xlsx.zipio as zipio  # noqa: E402
+from sheetflow.book.patch import NewSheet, PatchError, SheetPatch, Validation  # noqa: E402
+from sheetflow.book.xlsx.apply import date1904, patch_workbook  # noqa: E402
+from sheetflow.book.xlsx.rawrows import RawRows  # noqa: E402
+from sheetflow.book.xlsx.xmlparts import XmlPart  # noqa: E402
 
 openpyxl = pytest.importorskip("openpyxl")
 calamine = pytest.importorskip("python_calamine")
@@ -297,6 +293,7 @@ def _target(path: Path) -> tuple[dict | None, dict | None]:
     return first, writable
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not WORKBOOKS, reason=NO_CORPUS)
 @pytest.mark.parametrize("name", WORKBOOKS)
 def test_corpus_round_trip(name: str, tmp_path: Path) -> None:
@@ -1035,6 +1032,7 @@ def test_workbook_structure_lock_blocks_new_sheets_only(tmp_path: Path) -> None:
     assert "lockStructure" in _part_text(tmp_path / "ok.xlsx", "xl/workbook.xml")
 
 
+@pytest.mark.slow
 def test_large_sheet_patch(tmp_path: Path) -> None:
     """A sheet big enough for its rows to be changed as bytes (_RawRows), compressed in parallel pieces."""
     rows = "".join(
@@ -1060,6 +1058,7 @@ def test_large_sheet_patch(tmp_path: Path) -> None:
     assert _sheet_xml(out, "Contacts").find("x:dimension", X).get("ref") == "A1:E102000"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (shutil.which("soffice") or shutil.which("libreoffice")),
     reason="LibreOffice not installed (apt-get install libreoffice-calc-nogui)",
@@ -1202,7 +1201,7 @@ def rows_mode(request, monkeypatch) -> str:
     """Run a test with existing rows as lxml elements (the reference) and as bytes (_RawRows, which big sheets
     use): both must give the same result."""
     if request.param == "raw":
-        monkeypatch.setattr(xlsxpatch, "_RAW_ROWS_MIN_BYTES", 0)
+        monkeypatch.setattr(zipio, "_RAW_ROWS_MIN_BYTES", 0)
     return request.param
 
 
@@ -1308,7 +1307,7 @@ def _c14n(data: bytes) -> bytes:
 def _both_ways(tmp_path: Path, monkeypatch, path: Path, make_patches) -> tuple[Path, Path, dict]:
     """Patch with rows as elements and with rows as bytes; returns both results and how the bytes went."""
     seen = {"split": 0, "fallback": 0}
-    split, parse_fully = xlsxpatch._RawRows.split.__func__, xlsxpatch._XmlPart.parse_fully
+    split, parse_fully = RawRows.split.__func__, XmlPart.parse_fully
 
     def spy_split(cls, data, parser):
         part = split(cls, data, parser)
@@ -1322,9 +1321,9 @@ def _both_ways(tmp_path: Path, monkeypatch, path: Path, make_patches) -> tuple[P
     tree, raw = tmp_path / f"tree{path.suffix}", tmp_path / f"raw{path.suffix}"
     patch_workbook(path, tree, make_patches())
     with monkeypatch.context() as m:
-        m.setattr(xlsxpatch, "_RAW_ROWS_MIN_BYTES", 0)
-        m.setattr(xlsxpatch._RawRows, "split", classmethod(spy_split))
-        m.setattr(xlsxpatch._XmlPart, "parse_fully", spy_parse_fully)
+        m.setattr(zipio, "_RAW_ROWS_MIN_BYTES", 0)
+        m.setattr(RawRows, "split", classmethod(spy_split))
+        m.setattr(XmlPart, "parse_fully", spy_parse_fully)
         patch_workbook(path, raw, make_patches())
     with zipfile.ZipFile(tree) as a, zipfile.ZipFile(raw) as b:
         assert a.namelist() == b.namelist()
@@ -1449,7 +1448,7 @@ def test_rows_not_plain_are_parsed_after_all(tmp_path: Path, monkeypatch, rows: 
     ]
     if 's="one"' in rows:  # the elements fail on it (as before: a damaged file), so do the bytes
         for threshold in (1 << 30, 0):
-            monkeypatch.setattr(xlsxpatch, "_RAW_ROWS_MIN_BYTES", threshold)
+            monkeypatch.setattr(zipio, "_RAW_ROWS_MIN_BYTES", threshold)
             with pytest.raises(ValueError):
                 patch_workbook(path, tmp_path / "out.xlsx", make())
         return
@@ -1489,12 +1488,13 @@ def test_rows_as_bytes_replace_and_damage(tmp_path: Path, monkeypatch) -> None:
     )
     assert seen["split"] == 1 and _calamine_rows(raw, "Contacts") == [["key", ""], ["", dt.date(2024, 1, 1)]]
     broken = _styled_book(tmp_path, _plain_sheet().replace("<v>7</v>", "<v>7</t>"))
-    monkeypatch.setattr(xlsxpatch, "_RAW_ROWS_MIN_BYTES", 0)
+    monkeypatch.setattr(zipio, "_RAW_ROWS_MIN_BYTES", 0)
     with pytest.raises(PatchError, match="is damaged: part xl/worksheets/sheet1.xml is not valid XML"):
         patch_workbook(broken, tmp_path / "out.xlsx", [SheetPatch("Contacts", {(1, 1): 1})])
     assert not (tmp_path / "out.xlsx").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not WORKBOOKS, reason=NO_CORPUS)
 @pytest.mark.parametrize("name", [n for n in WORKBOOKS if n not in REFUSED])
 def test_corpus_rows_as_bytes(tmp_path: Path, monkeypatch, name: str) -> None:

@@ -513,6 +513,7 @@ def test_each_workbook_logs_beside_itself(tmp_path):
     assert "signal 15" in one and "signal 15" in two
 
 
+@pytest.mark.slow
 def test_run_due_end_to_end_sends_once_and_logs_no_body(tmp_path, capsys):
     path = starter(tmp_path)
     assert main(["run-due", str(path), "--every", "15m"]) == 0

@@ -42,6 +42,7 @@ def test_corpus_is_there():
     assert len(ALL) >= 60
 
 
+@pytest.mark.slow
 @corpus
 @pytest.mark.parametrize("name", ALL)
 def test_corpus_workbook_survives_init_and_run(name, tmp_path, capsys):
@@ -129,6 +130,7 @@ def test_init_on_existing_keeps_a_portuguese_sheet_and_adds_portuguese_ones(book
     assert sheet(path, "Contatos") == [["Nome", "E-mail"], ["Ana", "ana@x.com.br"]]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (shutil.which("soffice") or shutil.which("libreoffice")),
     reason="LibreOffice not installed (apt-get install libreoffice-calc-nogui)",

@@ -456,6 +456,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert len(rows) == 121 and all(isinstance(r[14], float) for r in rows[1:])
 
 
+@pytest.mark.slow
 def test_runner_py_is_the_same_cli(tmp_path):
     path = tmp_path / "r.xlsx"
     done = subprocess.run(

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
@@ -22,12 +23,12 @@ from sheetflow.commands.run import load, run
 from sheetflow.engine import Context, plan_run, stage_ids
 from sheetflow.engine.assignment import (
     Rotation,
-    _start_pointer,
     company_key,
     domain_key,
     open_mask,
     reassign,
     stage_assignment,
+    start_pointer,
     summarize,
 )
 from sheetflow.engine.plan import Plan
@@ -155,6 +156,7 @@ run_plans = st.lists(
 )
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(runs=run_plans)
 def test_round_robin_is_fair_between_any_two_reps_while_both_are_eligible(runs):
@@ -198,6 +200,7 @@ def test_round_robin_is_fair_between_any_two_reps_while_both_are_eligible(runs):
                     assert abs(diff) <= 1, (a, b, history)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(sizes=st.lists(st.integers(0, 9), min_size=1, max_size=10), reps=st.integers(1, 6))
 def test_round_robin_counts_are_equal_within_one_over_many_runs(sizes, reps):
@@ -216,6 +219,7 @@ def test_round_robin_counts_are_equal_within_one_over_many_runs(sizes, reps):
 weights = st.lists(st.sampled_from([0.5, 1, 1, 1.5, 2, 3, 5, 7]), min_size=1, max_size=6)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(ws=weights, sizes=st.lists(st.integers(0, 12), min_size=1, max_size=8))
 @example(ws=[3, 3, 15, 15, 15, 2], sizes=[20, 26])  # nginx's SWRR leaves a rep 54/53 behind at pick 46
@@ -238,6 +242,7 @@ def test_weighted_stays_within_one_of_the_ideal_share_at_every_prefix_across_run
                 assert abs(counts[f"R{i}"] - n * w / total) < 1, (ws, n, counts)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(
     ws=st.lists(st.sampled_from([1, 1, 2, 3, 5]), min_size=2, max_size=5),
@@ -281,6 +286,7 @@ OWNER_VALUES = [None, None, None, "", "   ", "Ana", "ana", " ANA ", "Bob", "bob"
 STAGES = ["", "lead", "mql", "customer", "churned", "Cliente", "evangelist", "sql"]
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(
     capacities=st.lists(st.one_of(st.none(), st.integers(0, 4)), min_size=3, max_size=3),
@@ -326,6 +332,7 @@ def test_capacity_is_never_exceeded_and_owners_are_never_changed(capacities, met
                 assert open_before[name.lower()] + new_open[name.lower()] <= cap
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(
     owners=st.lists(st.sampled_from(OWNER_VALUES), min_size=1, max_size=12),
@@ -349,7 +356,7 @@ def test_a_plan_is_deterministic(owners, method):
 
 def test_a_removed_pointer_rep_keeps_its_place_in_the_rotation():
     """Bob served last and then left: the next pick is the rep after Bob (Carol), not the first rep."""
-    assert _start_pointer(Rotation("Bob", ["Ana", "Bob", "Carol", "Dee"]), ["ana", "carol", "dee"]) == 0.5
+    assert start_pointer(Rotation("Bob", ["Ana", "Bob", "Carol", "Dee"]), ["ana", "carol", "dee"]) == 0.5
     sim = Sim([rule("Everyone")])
     sim.add_leads(2)
     assert sim.run([rep("Ana"), rep("Bob"), rep("Carol"), rep("Dee")])[1] == ["Ana", "Bob"]

@@ -820,18 +820,21 @@ def _compile_or_error(source: str) -> CompiledWhen | None:
         return None
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.text(max_size=120))
 def test_fuzz_any_text_compiles_or_raises_when_error(source: str) -> None:
     _compile_or_error(source)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.text(alphabet=FUZZ_ALPHABET, max_size=80))
 def test_fuzz_grammar_characters_compile_or_raise_when_error(source: str) -> None:
     _compile_or_error(source)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(TOKENS, max_size=14))
 def test_fuzz_token_soup_compiles_and_evaluates(tokens: list[str]) -> None:
@@ -904,6 +907,7 @@ def full_contacts() -> pd.DataFrame:
 FULL_CONTACTS = full_contacts()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(conditions(["company_size"], ["title", "country", "email", "phone"]))
 def test_not_is_the_exact_opposite_on_empty_free_data(source: str) -> None:
@@ -913,6 +917,7 @@ def test_not_is_the_exact_opposite_on_empty_free_data(source: str) -> None:
     assert (negative == ~positive).all()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(conditions(["company_size"], ["title", "country", "email", "phone"]))
 def test_not_is_the_exact_opposite_even_with_empty_cells(source: str) -> None:
@@ -921,6 +926,7 @@ def test_not_is_the_exact_opposite_even_with_empty_cells(source: str) -> None:
     assert (compile_when(f"não ({source})", SCHEMA).mask(frame) == ~positive).all()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(conditions(["company_size"], ["title", "country", "email", "phone"]), min_size=2, max_size=6))
 def test_a_shared_frame_gives_the_same_masks_as_fresh_frames(sources: list[str]) -> None:
@@ -930,6 +936,7 @@ def test_a_shared_frame_gives_the_same_masks_as_fresh_frames(sources: list[str])
         assert rule.mask(shared).tolist() == rule.mask(Frame(CONTACTS, TODAY)).tolist()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.sampled_from(["company_size", "len(title)", "days_since(created_at)"]), st.integers(-10, 1100))
 def test_not_equal_is_not_equal_negated_on_empty_free_data(value: str, number: int) -> None:
@@ -938,6 +945,7 @@ def test_not_equal_is_not_equal_negated_on_empty_free_data(value: str, number: i
     assert (compile_when(f"{value} != {number}", SCHEMA).mask(frame) == ~equal).all()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     st.lists(

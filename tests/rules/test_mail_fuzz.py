@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -12,6 +14,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from fuzz_templates import fuzz  # noqa: E402
 
 
+@pytest.mark.slow
 def test_fuzzed_templates_render_or_fail_cleanly():
     counts = fuzz(60, seed=7, batch=30)  # a few seconds; AssertionError inside on any escape
     assert sum(v for k, v in counts.items() if k != "messages verified") == 60

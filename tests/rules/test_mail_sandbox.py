@@ -51,6 +51,7 @@ def test_template_mistakes_are_errors_not_tracebacks(source, message):
     assert e.value.kind == "template"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", MEMORY_BOMBS + TIME_BOMBS)
 def test_resource_bombs_are_stopped_by_the_limits(source):
     started = time.monotonic()

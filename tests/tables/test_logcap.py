@@ -17,7 +17,8 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table
 
 from sheetflow import engine
-from sheetflow.book.xlsxpatch import PatchError, SheetPatch, patch_workbook
+from sheetflow.book.patch import PatchError, SheetPatch
+from sheetflow.book.xlsx.apply import patch_workbook
 from sheetflow.cli.main import main
 from sheetflow.commands.run import run
 from sheetflow.commands.undo import undo
@@ -363,15 +364,16 @@ def test_deleting_rows_moves_merges_validations_tables_and_names(tmp_path):
     assert wb["Log2"].tables["LogTable"].ref == "A1:B5"
 
 
+@pytest.mark.slow
 def test_deleting_rows_of_a_big_sheet_as_bytes_matches_small(tmp_path, monkeypatch):
-    import sheetflow.book.xlsxpatch as xlsxpatch
+    import sheetflow.book.xlsx.zipio as zipio
 
     src = make_book(
         tmp_path / "big.xlsx", {"Runs": [["run_id", "n"]] + [[f"R-{i}", i] for i in range(2, 30002)]}
     )
     results = []
     for limit in (1, 1 << 40):  # rows as bytes (_RawRows), then the whole tree
-        monkeypatch.setattr(xlsxpatch, "_RAW_ROWS_MIN_BYTES", limit)
+        monkeypatch.setattr(zipio, "_RAW_ROWS_MIN_BYTES", limit)
         out = tmp_path / f"out{limit}.xlsx"
         patch_workbook(
             src, out, [SheetPatch("Runs", {(25002, 1): "last"}, delete_rows=tuple(range(2, 5002)))]
