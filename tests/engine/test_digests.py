@@ -162,7 +162,16 @@ def test_assignment_and_an_assign_automation_in_one_run_both_reach_the_rep(book,
             ],
             "Automations": [
                 AUTOMATIONS,
-                ["Own", "Contacts", "new", None, "assign", "assign_to=Ana; include_existing=true", None, True],
+                [
+                    "Own",
+                    "Contacts",
+                    "new",
+                    None,
+                    "assign",
+                    "assign_to=Ana; include_existing=true",
+                    None,
+                    True,
+                ],
             ],
         }
     )
