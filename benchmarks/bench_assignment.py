@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sheetflow import contract, sample  # noqa: E402
+from sheetflow import contract  # noqa: E402
+from sheetflow.commands import sample  # noqa: E402
 from sheetflow.commands.run import load  # noqa: E402
 from sheetflow.engine import Context, stage_ids  # noqa: E402
 from sheetflow.engine.assignment import stage_assignment  # noqa: E402

@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from openpyxl import Workbook  # noqa: E402
 
-from sheetflow import contract, sample  # noqa: E402
+from sheetflow import contract  # noqa: E402
+from sheetflow.commands import sample  # noqa: E402
 from sheetflow.commands.init import read_pack  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "bench-data"

@@ -258,7 +258,12 @@ def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | N
     problems += check_other_rules(tables)
     problems += check_assignment(tables)
     problems += check_references(tables, loaded.settings)
-    problems += check_templates(tables, loaded.settings)
+    # a template error the run also found is said once, in check's words (they name the field and
+    # suggest one); the run's own wording adds what waits, which check's summary covers
+    checked = check_templates(tables, loaded.settings)
+    cells = {p.where for p in checked if p.is_error and p.where.startswith("Templates")}
+    problems = [p for p in problems if not (p.where in cells and p.message.startswith("template "))]
+    problems += checked
     problems += schedule_problems(loaded.settings)
     loaded.settings.timezone  # noqa: B018 - reading it reports an unknown zone
     problems += loaded.settings.problems

@@ -45,6 +45,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta
+from jinja2.defaults import DEFAULT_NAMESPACE
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -225,7 +226,14 @@ def _finalize(value: Any) -> Any:
     """What ``{{ ... }}`` prints: a value, never a method or function (``first_name.format``)."""
     if callable(value) and not isinstance(value, (Undefined, Fields)):
         name = getattr(value, "__name__", "") or type(value).__name__
-        raise SecurityError(f'"{name}" is a method, not a value — write the field without ".{name}"')
+        language = isinstance(value, type) or value is _counted_range
+        language = language or any(value is v for v in DEFAULT_NAMESPACE.values())
+        if not language:  # a method of a field's value
+            raise SecurityError(f'"{name}" is a method, not a value — write the field without ".{name}"')
+        raise SecurityError(  # a function of the template language (cycler, joiner, namespace, lipsum)
+            f'"{name}" is a function of the template language, not a value — print a field instead, '
+            "e.g. {{ first_name }}"
+        )
     return value
 
 
@@ -336,6 +344,8 @@ def _render_one(template: Template, context: dict[str, Any]) -> str:
                 )
             parts.append(chunk)
             _check_deadline()
+    except RenderError:
+        raise
     except UndefinedError as e:
         raise RenderError(str(e), _undefined_name(str(e)), kind="field") from None
     except SecurityError as e:
@@ -347,14 +357,29 @@ def _render_one(template: Template, context: dict[str, Any]) -> str:
         raise RenderError("not allowed: the template calls itself without end", kind="limit") from None
     except MemoryError:
         raise RenderError(_BIG, kind="limit") from None
-    except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as e:
-        raise RenderError(f"{type(e).__name__}: {e}") from None
+    except TemplateError as e:
+        raise RenderError(str(e) or "the template failed") from None
     except Exception as e:  # noqa: BLE001 - e.g. AssertionError from truncate(-1): still the template's fault
-        raise RenderError(f"{type(e).__name__}: {e}".rstrip(": ") or "the template failed") from None
+        raise RenderError(_plain(e)) from None
     finally:
         _deadline.reset(token_d)
         _loop_budget.reset(token_b)
     return "".join(parts)
+
+
+def _plain(e: Exception) -> str:
+    """A Python error inside a template in words a workbook user reads (no class names): the template's
+    own mistake, such as ``truncate(-1)`` (AssertionError), ``1/0`` or ``{% include %}``."""
+    text = str(e).strip()
+    if isinstance(e, TypeError) and "loader" in text:
+        return "a template cannot include, import or extend another template ({% include %}, {% import %})"
+    if isinstance(e, ZeroDivisionError):
+        return "the template divides by zero"
+    if isinstance(e, AssertionError):
+        return f"a filter was given a value it cannot use ({text})" if text else "a filter was misused"
+    if isinstance(e, LookupError):
+        return f"the template asks for an item that is not there ({text})" if text else "no such item"
+    return f"the template cannot compute a value ({text})" if text else "the template failed"
 
 
 def _undefined_name(message: str) -> str:

@@ -18,7 +18,15 @@ import pytest
 from openpyxl import load_workbook
 
 from sheetflow.commands.run import run
-from sheetflow.compose.headers import HeaderFields, UnsafeMessage, compose, header_block, header_text, verify
+from sheetflow.compose.headers import (
+    HeaderFields,
+    UnsafeMessage,
+    compose,
+    expected,
+    header_block,
+    header_text,
+    verify,
+)
 from sheetflow.compose.message import InvalidAddress, validate_address
 from tests.conftest import NOW, ROOT
 from tests.engine.test_mail_plan import SETTINGS, emails_log
@@ -224,3 +232,21 @@ def test_display_names_with_specials_stay_one_address_even_when_folded(name):
     msg = parse(data)
     assert [a.addr_spec for a in msg["To"].addresses] == ["bob@cust-mail.com"]
     assert [a.addr_spec for a in msg["From"].addresses] == ["sales@acme.com"]
+
+
+def test_the_fields_sheetflow_sets_are_the_ones_the_readme_lists():
+    """README, Messages: From, To, Reply-To (not when it is the sender), Subject, Date, Message-ID,
+    X-Sheetflow-Key, List-Unsubscribe, and the MIME fields; the verification expects exactly these."""
+    names = lambda data: sorted(n.lower() for n, _ in header_block(data))  # noqa: E731
+    mime = ["content-transfer-encoding", "content-type", "mime-version"]
+    meant = fields(list_unsubscribe="<mailto:help@acme.com?subject=unsubscribe>")
+    full = compose(meant, "hello\n", None)
+    assert names(full) == sorted(
+        ["from", "to", "reply-to", "subject", "date", "message-id", "x-sheetflow-key", "list-unsubscribe"]
+        + mime
+    )
+    assert parse(full)["X-Sheetflow-Key"] == "Ek"
+    same = compose(fields(reply_to="sales@acme.com"), "hello\n", None)
+    assert "reply-to" not in names(same)
+    with pytest.raises(UnsafeMessage):  # a message without its key is not what sheetflow sets
+        verify(full.replace(b"X-Sheetflow-Key: Ek\r\n", b""), expected(meant))

@@ -144,3 +144,38 @@ def test_digest_items_print_as_text_in_a_custom_notification_template(book, monk
     assert "[Contacts C-1: hi Bob] (NT, Contacts C-1)" in text, text
     assert "[Contacts C-2: hi Zed] (NT, Contacts C-2)" in text, text
     assert "{" not in text and "'lines'" not in text
+
+
+def test_assignment_and_an_assign_automation_in_one_run_both_reach_the_rep(book, monkeypatch):
+    """Two assignment notices for one rep in one run (the Assignment sheet's deals, an ``assign``
+    automation's contacts) are two items of the digest, not one dropped as a repeat."""
+    monkeypatch.delenv("SHEETFLOW_TRANSPORT", raising=False)
+    path = book(
+        {
+            "Settings": SETTINGS,
+            "Reps": REPS,
+            "Contacts": [["id", "first_name", "owner"], ["C-1", "Bob", None], ["C-2", "Amy", None]],
+            "Deals": [["id", "name", "stage"], ["D-1", "Deal 1", "New"]],
+            "Assignment": [
+                ["rule", "table", "when", "assign_to", "method", "enabled"],
+                ["Deals to Ana", "Deals", None, "Ana", "round_robin", True],
+            ],
+            "Automations": [
+                AUTOMATIONS,
+                [
+                    "Own",
+                    "Contacts",
+                    "new",
+                    None,
+                    "assign",
+                    "assign_to=Ana; include_existing=true",
+                    None,
+                    True,
+                ],
+            ],
+        }
+    )
+    result = run(path, now=DAY)
+    assert not result.plan.errors, result.plan.errors
+    text = "\n".join(bodies(path))
+    assert "D-1" in text and "C-1" in text and "C-2" in text, text

@@ -992,3 +992,11 @@ def test_schema_resolve() -> None:
     assert SCHEMA.resolve("nope") is None
     # aliases pointing at unknown columns are ignored rather than breaking lookups
     assert Schema({"title": T}, {"x": "missing"}).resolve("x") is None
+
+
+def test_the_readme_examples_of_refused_regular_expressions() -> None:
+    """README, Regular expressions: the 8 MB memory cap and RE2's own repetition limit, each with its
+    reason (issue 20 verification: the memory example used to be refused for another reason)."""
+    assert "too large to run" in str(error(r'title matches "\pL{1000}"'))
+    assert "invalid repetition size" in str(error(r'title matches "((a{100}){100}){100}"'))
+    assert mask(r'title matches "\pL{3}"') == mask(r'title matches "[a-z]{3}"')  # small is fine
