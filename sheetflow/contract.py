@@ -8,6 +8,7 @@ labels (``label(..., "pt-BR")``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -46,7 +47,13 @@ class SheetSpec:
     optional: tuple[Column, ...] = ()  # known, typed columns that starter sheets do not include
 
     def column(self, name: str) -> Column | None:
-        return _column_index(self).get(normalize(name))
+        """The contract column a header or name stands for (canonical name or alias, see header_key)."""
+        index = _column_index(self)
+        found = index.get(normalize(name))
+        if found is None:
+            key = header_key(name)
+            found = index.get(key) or _compact_index(self).get(key.replace("_", ""))
+        return found
 
     @property
     def column_names(self) -> list[str]:
@@ -89,11 +96,28 @@ SHEETS: tuple[SheetSpec, ...] = (
                 "unsubscribed",
                 B,
                 "Descadastrado",
+                "descadastrada",
                 "opt_out",
                 "optout",
-                "cancelou_inscricao",
-                "descadastrou",
+                "opted_out",
+                "email_opt_out",  # Salesforce "Email Opt Out" (HasOptedOutOfEmail)
+                "has_opted_out_of_email",
+                "opted_out_of_email",
+                "unsubscribed_from_all_email",  # HubSpot "Unsubscribed from all email"
+                "unsubscribed_from_email",
                 "unsubscribe",
+                "blacklist",  # Odoo "Blacklist" (is_blacklisted)
+                "blacklisted",
+                "is_blacklisted",
+                "lista_negra",  # Odoo pt-BR
+                "na_lista_negra",
+                "cancelou_inscricao",
+                "cancelou_a_inscricao",
+                "inscricao_cancelada",
+                "descadastrou",
+                "descadastrou_se",
+                "optou_por_sair",
+                "nao_quer_receber_emails",
             ),
             _c("score", N, "Pontuação", "pontuacao", "pontos", "lead_score", managed=True, width=9),
             _c(
@@ -124,11 +148,30 @@ SHEETS: tuple[SheetSpec, ...] = (
                 "Não contatar",
                 "nao_contatar",
                 "nao_entrar_em_contato",
+                "nao_contactar",
                 "nao_perturbe",
+                "nao_enviar_email",
+                "nao_enviar_emails",
+                "nao_receber_emails",
                 "do_not_email",
+                "do_not_mail",
                 "dnc",
             ),
-            _c("bounced", B, "E-mail devolvido", "email_devolvido", "devolvido", "bounce", "hard_bounce"),
+            _c(
+                "bounced",
+                B,
+                "E-mail devolvido",
+                "email_devolvido",
+                "devolvido",
+                "email_retornado",
+                "bounce",
+                "hard_bounce",
+                "hard_bounced",
+                "email_bounced",
+                "email_hard_bounced",  # HubSpot
+                "email_bounced_date",  # Salesforce EmailBouncedDate
+                "email_bounced_reason",  # Salesforce EmailBouncedReason
+            ),
         ),
     ),
     SheetSpec(
@@ -465,6 +508,42 @@ def _column_index(spec: SheetSpec) -> dict[str, Column]:
 def column_aliases(spec: SheetSpec) -> dict[str, str]:
     """normalized alias -> canonical column, for the rule compiler's Schema."""
     return {alias: col.name for alias, col in _column_index(spec).items() if alias != col.name}
+
+
+# What people add around a column name in a header: a question mark or colon ("Unsubscribed?",
+# "Bounced:"), a required-field star, a parenthesised remark or gender ending ("Descadastrado(a)",
+# "Email (work)"). Dropped before matching, so the contract names match the way people type headers.
+_HEADER_SUFFIX = re.compile(r"(\s*\([^()]*\)|\s*\[[^\[\]]*\]|[\s?!:*#.;,]+)+$")
+
+
+def header_key(text: object) -> str:
+    """:func:`normalize` of a header without trailing punctuation or a parenthesised suffix:
+    ``"Unsubscribed?"`` -> ``"unsubscribed"``, ``"Descadastrado(a)"`` -> ``"descadastrado"``,
+    ``"Não contatar?"`` -> ``"nao_contatar"``. A header that is only punctuation keeps its plain key."""
+    raw = str(text).strip()
+    stripped = _HEADER_SUFFIX.sub("", raw)
+    return normalize(stripped) if stripped.strip() else normalize(raw)
+
+
+_compact_cache: dict[str, dict[str, Column]] = {}
+
+
+def _compact_index(spec: SheetSpec) -> dict[str, Column]:
+    """Names and aliases without separators (``"Un subscribed"``, ``"EmailOptOut"``, ``"HasOptedOutOfEmail"``
+    are typed with spaces in odd places or none); a compact key two columns share is left out."""
+    index = _compact_cache.get(spec.name)
+    if index is None:
+        index = {}
+        clash: set[str] = set()
+        for key, col in _column_index(spec).items():
+            compact = key.replace("_", "")
+            if index.get(compact, col) is not col:
+                clash.add(compact)
+            index.setdefault(compact, col)
+        for key in clash:
+            index.pop(key, None)
+        _compact_cache[spec.name] = index
+    return index
 
 
 _SHEET_INDEX: dict[str, SheetSpec] = {}

@@ -14,6 +14,7 @@ Cells holding formulas are remembered per column (``Table.formulas``): sheetflow
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -97,11 +98,11 @@ class Table:
         return len(self.df)
 
 
-def _table_header(raw: RawSheet, spec: SheetSpec) -> tuple[int, set[int]] | None:
-    """(header row index in raw.rows, sheet rows that are not records) from the Excel table on the sheet
-    whose header names the most known columns; None without such a table."""
+def _table_header(raw: RawSheet, spec: SheetSpec) -> tuple[int, set[int], int, str] | None:
+    """(header row index in raw.rows, sheet rows that are not records, last data row, table name) from the
+    Excel table on the sheet whose header names the most known columns; None without such a table."""
     row0, col0 = raw.origin
-    best: tuple[int, set[int]] | None = None
+    best: tuple[int, set[int], int, str] | None = None
     best_count = 0
     for _name, (r1, c1, r2, c2), header_rows, totals_rows in raw.tables:
         if header_rows < 1 or not (0 <= r1 - row0 < len(raw.rows)):
@@ -111,8 +112,49 @@ def _table_header(raw: RawSheet, spec: SheetSpec) -> tuple[int, set[int]] | None
         count = known_name_count(cells, spec)
         if count > best_count:
             skip = set(range(r1 + 1, r1 + header_rows)) | set(range(r2 - totals_rows + 1, r2 + 1))
-            best, best_count = (r1 - row0, skip), count
+            best, best_count = (r1 - row0, skip, r2 - totals_rows, _name), count
     return best
+
+
+# A footer people put under their data: "Total: 3 contacts", "Notes", "Updated weekly by Ana", "Fonte: CRM".
+_FOOTER = re.compile(
+    r"^\W*(totals?|sub-?totals?|grand total|sum|soma|count|contagem|notes?|notas?|obs|observa|fonte|source|"
+    r"updated|atualizad|last updated|generated|gerado|legend|legenda|\*)|:",
+    re.IGNORECASE,
+)
+
+
+def _footer_rows(
+    body: list[list[object]],
+    header_row: int,
+    formulas: set[tuple[int, int]],
+    col0: int,
+    keys: tuple[int, int],
+) -> list[int]:
+    """Body indexes of footer rows (data sheets outside Excel tables, contract in README "Where the data
+    is"): a row that follows a fully blank row and holds either one label-looking text outside the email
+    column (``Total: 3 contacts``, ``Notes``) or only formulas outside the id and email columns (a
+    ``=SUM(...)`` line). ``keys``: 0-based positions of the id and email columns in a row (-1: none). Such a row is not a record, and nothing is written to it."""
+    out: list[int] = []
+    gap = False
+    for i, row in enumerate(body):
+        if not row_filled(row):
+            gap = True
+            continue
+        if gap:
+            filled = [j for j, v in enumerate(row) if v not in (None, "")]
+            sheet_row = header_row + 1 + i
+            label = (
+                len(filled) == 1
+                and isinstance(row[filled[0]], str)
+                and bool(_FOOTER.search(row[filled[0]].strip()))
+            )
+            only_formulas = all((sheet_row, col0 + j) in formulas for j in filled)
+            if (label and filled[0] != keys[1]) or (only_formulas and not keys.intersection(filled)):
+                out.append(i)
+                continue  # the gap goes on: a second footer line is a footer too
+        gap = False
+    return out
 
 
 def empty_table(spec: SheetSpec, sheet_name: str | None = None, exists: bool = False) -> Table:
@@ -139,7 +181,10 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
     problems: list[Problem] = []
     row0, col0 = raw.origin
     in_table = _table_header(raw, spec) if raw.tables else None
-    h, not_records = in_table if in_table is not None else (find_header(raw.rows, spec), set())
+    if in_table is not None:
+        h, not_records, table_end, table_name = in_table
+    else:
+        h, not_records, table_end, table_name = find_header(raw.rows, spec), set(), 0, ""
     if h is None:
         table = empty_table(spec, raw.name, exists=True)
         if any(row_filled(r) for r in raw.rows):
@@ -158,6 +203,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
     header = raw.rows[h]
     col_index: dict[str, int] = {}
     headers: dict[str, str] = {}
+    also_consent: dict[str, list[int]] = {}  # consent field -> its other sheet columns
     for j, value in enumerate(header):
         if value in (None, ""):
             continue
@@ -166,7 +212,19 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         name = column.name if column else normalize(text)
         if not name:
             continue
+        consent = spec.name == "Contacts" and name in contract.CONSENT_COLUMNS
         sheet_col = col0 + j
+        if name in col_index and consent:
+            # every column that means a consent field counts: any of them saying "do not contact" is enough
+            also_consent.setdefault(name, []).append(sheet_col)
+            problems.append(
+                note(
+                    cell_ref(raw.name, header_row, sheet_col),
+                    f'column "{text}" also means {name}, like {column_letter(col_index[name])}',
+                    "a contact is not emailed when any of these columns says so",
+                )
+            )
+            continue
         if name in col_index:
             problems.append(
                 warning(
@@ -179,6 +237,41 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         col_index[name] = sheet_col
         headers[name] = text
     body = raw.rows[h + 1 :]
+    outside: list[tuple[int, str]] = []  # (body index, why) of filled rows that are not records
+    if spec.kind in (contract.Kind.DATA, contract.Kind.RULES):
+        if table_name:
+            # inside an Excel table only its data range holds records (rows typed right below it join the
+            # table in Excel, rows sheetflow appends right below it join it too: xlsxpatch._grow_tables)
+            outside = [
+                (i, f'below the Excel table "{table_name}"')
+                for i, r in enumerate(body)
+                if header_row + 1 + i > table_end and header_row + 1 + i not in not_records and row_filled(r)
+            ]
+        elif spec.kind is contract.Kind.DATA:
+            keys = (col_index.get("id", col0 - 1) - col0, col_index.get("email", col0 - 1) - col0)
+            formula_cells = set(raw.formulas) if raw.formulas else set()
+            outside = [
+                (i, "a footer under the data (after a blank row)")
+                for i in _footer_rows(body, header_row, formula_cells, col0, keys)
+            ]
+    for n, (i, why) in enumerate(outside):
+        not_records.add(header_row + 1 + i)
+        if n < MAX_WARNINGS_PER_COLUMN:
+            first = next(j for j, v in enumerate(body[i]) if v not in (None, ""))
+            problems.append(
+                note(
+                    cell_ref(raw.name, header_row + 1 + i, col0 + first),
+                    f'"{as_text(body[i][first])[:40]}" is {why}, not a record: sheetflow does not read '
+                    "or write this row",
+                    (
+                        "if it is a record, put it inside the table (type it in the table's last row)"
+                        if table_name
+                        else "if it is a record, remove the blank row above it"
+                    ),
+                )
+            )
+        elif n == MAX_WARNINGS_PER_COLUMN:
+            problems.append(note(raw.name, f"{len(outside) - n} more rows {why} are not records either"))
     keep = [i for i, r in enumerate(body) if row_filled(r) and header_row + 1 + i not in not_records]
     rows = np.asarray([header_row + 1 + i for i in keep], dtype=np.int64)
     formulas: dict[str, np.ndarray] = {}
@@ -203,6 +296,15 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
             problems += _consent_notes(
                 raw.name, rows, sheet_col, name, values, unclear, body, keep, col_index, col0
             )
+            for other in also_consent.get(name, ()):
+                k = other - col0
+                more = [body[i][k] if k < len(body[i]) else "" for i in keep]
+                extra, unclear = _consent_column(more)
+                problems += _consent_notes(
+                    raw.name, rows, other, name, more, unclear, body, keep, col_index, col0
+                )
+                # any column saying yes suppresses; a blank stays blank only when all are blank
+                series = (series.fillna(False) | extra.fillna(False)).mask(series.isna() & extra.isna())
             data[name], types[name] = series, ColumnType.BOOL
             continue
         series, bad = convert_column(values, type_, locale)
