@@ -45,7 +45,7 @@ class Suppression:
                 for pos in flags.nonzero()[0].tolist():
                     if isinstance(emails[pos], str) and emails[pos].strip():
                         rules.unsubscribed.setdefault(
-                            emails[pos].strip().lower(), f"{label} ({contacts.ref(pos, column)})"
+                            emails[pos].strip().lower(), f"{label} ({contacts.consent_ref(pos, column)})"
                         )
         log = tables["Emails"]
         if len(log):

@@ -57,6 +57,16 @@ class Table:
     # columns the writer adds to the sheet, by the order the run first writes them; shared by the engine's
     # copies of the table (dataclasses.replace keeps the same dict), so plan and writer agree
     planned_cols: dict[str, int] = field(default_factory=dict)
+    # consent column -> {df position: sheet column}: rows whose "do not contact" comes from another column
+    # meaning the same field (Contacts with both "unsubscribed" and "Email Opt Out"), for naming that cell
+    consent_at: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    def consent_ref(self, position: int, column: str) -> str:
+        """The cell that says "do not contact" for df row ``position`` in consent field ``column``."""
+        other = self.consent_at.get(column, {}).get(position)
+        if other is None:
+            return self.ref(position, column)
+        return cell_ref(self.sheet, int(self.rows[position]), other)
 
     def column_number(self, column: str, *, reserve: bool = False) -> int:
         """1-based sheet column of ``column``. A column the sheet lacks is where the writer adds it: after
@@ -286,6 +296,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
     data: dict[str, pd.Series] = {}
     types: dict[str, ColumnType] = {}
     unreadable: dict[str, set[int]] = {}
+    consent_at: dict[str, dict[int, int]] = {}
     for name, sheet_col in col_index.items():
         j = sheet_col - col0
         values = [body[i][j] if j < len(body[i]) else "" for i in keep]
@@ -304,6 +315,9 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
                     raw.name, rows, other, name, more, unclear, body, keep, col_index, col0
                 )
                 # any column saying yes suppresses; a blank stays blank only when all are blank
+                said = extra.fillna(False).to_numpy(dtype=bool) & ~series.fillna(False).to_numpy(dtype=bool)
+                for pos in said.nonzero()[0].tolist():
+                    consent_at.setdefault(name, {})[pos] = other
                 series = (series.fillna(False) | extra.fillna(False)).mask(series.isna() & extra.isna())
             data[name], types[name] = series, ColumnType.BOOL
             continue
@@ -348,6 +362,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         locale=locale,
         unreadable=unreadable,
         formulas=formulas,
+        consent_at=consent_at,
     ), problems
 
 

@@ -1,0 +1,241 @@
+"""Trust on real workbooks, second pass (issue 9 follow-up): consent headers as CRMs export them, every
+consent column counts, rows that are not records, values rendered as the cell shows them, one spelling for
+stages and reps, every skipped formula reported. Real .xlsx files in a temp folder, real runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import NOW
+from conftest import read_sheet as sheet
+from openpyxl import Workbook, load_workbook
+from openpyxl.worksheet.table import Table as XlTable
+
+from sheetflow.commands.run import check, run
+
+MAIL_SETTINGS = [
+    ["key", "value"],
+    ["timezone", "UTC"],
+    ["sender_email", "sales@acme-team.com"],
+    ["send_window", "Mon-Sun 00:00-23:59"],
+]
+WELCOME = [
+    ["rule", "table", "trigger", "when", "action", "params"],
+    ["Welcome", "Contacts", "every_run", "", "send_email", "template=welcome"],
+]
+TEMPLATES = [["name", "subject", "body"], ["welcome", "Hi {{ first_name }}", "Welcome, {{ first_name }}."]]
+
+
+@pytest.fixture
+def no_smtp(monkeypatch):
+    monkeypatch.delenv("SHEETFLOW_TRANSPORT", raising=False)
+    monkeypatch.delenv("SHEETFLOW_SMTP_HOST", raising=False)
+
+
+def statuses(path: Path) -> dict[str, str]:
+    return {e.record_id: e.status for e in run(path, now=NOW, dry_run=True).plan.emails}
+
+
+# ---------------------------------------------------------------- consent headers as people and CRMs type them
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Email Opt Out",  # Salesforce
+        "HasOptedOutOfEmail",  # Salesforce API name
+        "email_opt_out",
+        "opted_out",
+        "Opt-out",
+        "Unsubscribed?",
+        "UNSUBSCRIBED",
+        "Un subscribed",
+        "Unsubscribed from all email",  # HubSpot
+        "Blacklist",  # Odoo
+        "Lista negra",  # Odoo pt-BR
+        "Descadastrado(a)",
+        "Descadastrado:",
+        "Do Not Contact",
+        "Não contatar?",
+        "Não enviar e-mail",
+        "Bounced?",
+        "Hard bounce",
+        "Email Bounced Date",  # Salesforce
+        "E-mail devolvido (hard)",
+    ],
+)
+def test_consent_column_under_any_common_header_suppresses(book, no_smtp, header):
+    path = book(
+        {
+            "Settings": MAIL_SETTINGS,
+            "Contacts": [
+                ["id", "first_name", "email", header],
+                ["C1", "Eva", "eva@x.com", "TRUE"],
+                ["C2", "Rui", "rui@x.com", "FALSE"],
+            ],
+            "Automations": WELCOME,
+            "Templates": TEMPLATES,
+        }
+    )
+    got = statuses(path)
+    assert got["C1"] == "skipped"
+    assert got["C2"] != "skipped"
+
+
+def test_header_suffixes_match_ordinary_columns_too(book):
+    path = book(
+        {
+            "Settings": MAIL_SETTINGS,
+            "Contacts": [
+                ["id", "First name:", "E-mail (work)", "Company size*"],
+                ["C1", "Eva", "eva@x.com", 12],
+            ],
+            "Scoring": [["rule", "when", "points"], ["Big", "company_size > 10", 5]],
+        }
+    )
+    result = run(path, now=NOW)
+    rows = sheet(path, "Contacts")
+    assert rows[0][:4] == ["id", "First name:", "E-mail (work)", "Company size*"]
+    assert rows[0][4] == "score" and rows[1][4] == 5
+    assert not result.plan.errors
+
+
+# ---------------------------------------------------------------- every consent column counts
+
+
+def test_second_consent_column_counts(book, no_smtp):
+    path = book(
+        {
+            "Settings": MAIL_SETTINGS,
+            "Contacts": [
+                [
+                    "id",
+                    "first_name",
+                    "email",
+                    "unsubscribed",
+                    "Descadastrado",
+                    "Do not email",
+                    "Email Opt Out",
+                ],
+                ["C1", "Eva", "eva@x.com", None, "opt-out", None, None],
+                ["C2", "Rui", "rui@x.com", False, None, "yes", None],
+                ["C3", "Lia", "lia@x.com", "FALSE", "não", "no", True],
+                ["C4", "Max", "max@x.com", "FALSE", None, None, "FALSE"],
+            ],
+            "Automations": WELCOME,
+            "Templates": TEMPLATES,
+        }
+    )
+    problems = [str(p) for p in check(path, now=NOW)]
+    assert any(m.startswith('Contacts!E1: column "Descadastrado" also means unsubscribed') for m in problems)
+    assert any(m.startswith('Contacts!G1: column "Email Opt Out" also means unsubscribed') for m in problems)
+    assert not any("appears twice" in m for m in problems)
+    plan = run(path, now=NOW).plan
+    by_id = {e.record_id: e for e in plan.emails}
+    assert by_id["C1"].status == "skipped" and by_id["C1"].detail == "unsubscribed (Contacts!E2)"
+    assert by_id["C2"].status == "skipped" and by_id["C2"].detail == "do not contact (Contacts!F3)"
+    assert by_id["C3"].status == "skipped" and by_id["C3"].detail == "unsubscribed (Contacts!G4)"
+    assert by_id["C4"].status != "skipped"
+    outbox = b"".join(p.read_bytes() for p in (path.parent / "outbox").glob("*.eml"))
+    assert b"max@x.com" in outbox and b"eva@x.com" not in outbox and b"rui@x.com" not in outbox
+
+
+# ---------------------------------------------------------------- rows that are not records
+
+
+def test_footer_under_the_data_is_not_a_record(book, no_smtp):
+    path = book(
+        {
+            "Settings": MAIL_SETTINGS,
+            "Contacts": [
+                ["id", "first_name", "email"],
+                ["C1", "Eva", "eva@x.com"],
+                [None, "Rui", "rui@x.com"],
+                [],
+                ["Total: 3 contacts"],
+                [None, "Notes"],
+                [],
+                [None, "Lia", "lia@x.com"],  # a real contact after a gap stays a record
+            ],
+            "Scoring": [["rule", "when", "points"], ["All", "", 1]],
+            "Automations": WELCOME,
+            "Templates": TEMPLATES,
+        }
+    )
+    problems = [str(p) for p in check(path, now=NOW)]
+    assert any(m.startswith('Contacts!A5: "Total: 3 contacts" is a footer under the data') for m in problems)
+    assert any(m.startswith('Contacts!B6: "Notes" is a footer') for m in problems)
+    result = run(path, now=NOW)
+    assert sorted(e.to for e in result.plan.emails) == ["eva@x.com", "lia@x.com", "rui@x.com"]
+    rows = sheet(path, "Contacts")
+    assert rows[4][0] == "Total: 3 contacts" and all(v in (None, "") for v in rows[4][1:])
+    assert all(v in (None, "") for v in rows[5][2:]) and rows[5][1] == "Notes"
+    assert rows[7][3] == 1 and rows[7][0]  # Lia got an id and a score
+    assert rows[2][0] and rows[2][3] == 1
+
+
+def test_sum_formula_line_under_the_data_is_not_a_record(book):
+    path = book(
+        {
+            "Settings": MAIL_SETTINGS,
+            "Deals": [
+                ["id", "name", "amount"],
+                ["D1", "A", 10],
+                ["D2", "B", 20],
+                [],
+                [None, None, "=SUM(C2:C3)"],
+            ],
+            "Stages": [["stage", "order"], ["Open", 1]],
+        }
+    )
+    run(path, now=NOW)
+    ws = load_workbook(path)["Deals"]
+    assert ws["C5"].value == "=SUM(C2:C3)" and ws["A5"].value is None
+
+
+def deals_table_book(path: Path, *, totals: bool) -> Path:
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Deals"
+    ws["A1"] = "Pipeline (table below)"
+    for j, h in enumerate(["id", "name", "stage", "amount"]):
+        ws.cell(3, 2 + j, h)
+    ws.cell(4, 3, "Big deal")
+    ws.cell(4, 5, 1000)
+    ws.cell(5, 3, "Small deal")
+    ws.cell(5, 5, 200)
+    last = 5
+    if totals:
+        ws.cell(6, 2, "Total")
+        ws.cell(6, 5, "=SUBTOTAL(109,DealsTbl[amount])")
+        last = 6
+    ws.cell(last + 2, 2, "notes: ask Ana")
+    ws.cell(last + 3, 3, "Someone's deal typed below")
+    table = XlTable(displayName="DealsTbl", ref=f"B3:E{last}")
+    table.totalsRowCount = 1 if totals else None
+    ws.add_table(table)
+    wb.create_sheet("Settings")
+    for r in MAIL_SETTINGS:
+        wb["Settings"].append(r)
+    wb.save(path)
+    return path
+
+
+@pytest.mark.parametrize("totals", [False, True])
+def test_rows_below_an_excel_table_are_not_records(tmp_path, totals):
+    path = deals_table_book(tmp_path / "crm.xlsx", totals=totals)
+    last = 6 if totals else 5
+    problems = [str(p) for p in check(path, now=NOW)]
+    assert any(
+        m.startswith(f'Deals!B{last + 2}: "notes: ask Ana" is below the Excel table "DealsTbl", not a record')
+        for m in problems
+    )
+    assert any(m.startswith(f"Deals!C{last + 3}:") for m in problems)
+    result = run(path, now=NOW)
+    assert not result.plan.errors
+    ws = load_workbook(path)["Deals"]
+    assert ws["B4"].value and ws["B5"].value  # ids inside the table
+    assert ws[f"B{last + 2}"].value == "notes: ask Ana"
+    assert ws[f"B{last + 3}"].value is None  # no id written under the table
+    assert ws.max_column == 5
