@@ -4,6 +4,7 @@ stages and reps, every skipped formula reported. Real .xlsx files in a temp fold
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,56 @@ def test_rows_below_an_excel_table_are_not_records(tmp_path, totals):
     assert ws[f"B{last + 2}"].value == "notes: ask Ana"
     assert ws[f"B{last + 3}"].value is None  # no id written under the table
     assert ws.max_column == 5
+
+
+# ---------------------------------------------------------------- every skipped formula cell is reported
+
+
+def test_formula_due_at_showing_blank_is_reported_and_left(book):
+    path = book(
+        {
+            "Settings": [
+                ["key", "value"],
+                ["timezone", "UTC"],
+                ["business_hours", "Mon-Sun 00:00-24:00"],
+                ["sla_hours_high", "4"],
+                ["fallback_owner", "Ana"],
+            ],
+            "Reps": [["name", "email", "active"], ["Ana", "ana@x.com", True]],
+            "Tickets": [
+                ["id", "subject", "severity", "status", "opened_at", "owner", "due_at", "escalated_at"],
+                ["T1", "x", "high", "open", dt.datetime(2026, 2, 1, 9), "Ana", '=IF(1=2,1,"")', None],
+                ["T2", "y", "high", "open", dt.datetime(2026, 2, 1, 9), "Ana", None, '=IF(1=2,1,"")'],
+            ],
+        }
+    )
+    problems = [str(p) for p in check(path, now=NOW)]
+    assert any(m.startswith("Tickets!G2: holds a formula") for m in problems)
+    assert any(m.startswith("Tickets!H3: holds a formula") for m in problems)
+    result = run(path, now=NOW)
+    assert any(str(p).startswith("Tickets!G2: holds a formula") for p in result.plan.problems)
+    ws = load_workbook(path)["Tickets"]
+    assert ws["G2"].value == '=IF(1=2,1,"")' and ws["H3"].value == '=IF(1=2,1,"")'
+    assert ws["G3"].value is not None  # the plain blank due_at is filled
+    assert not [c for c in result.plan.changes if c.record_id == "T2" and c.column == "escalated_at"]
+
+
+def test_formula_last_emailed_at_is_reported_when_an_email_goes_out(book, no_smtp):
+    path = book(
+        {
+            "Settings": MAIL_SETTINGS,
+            "Contacts": [
+                ["id", "first_name", "email", "last_emailed_at"],
+                ["C1", "Eva", "eva@x.com", "=TODAY()-100"],
+                ["C2", "Rui", "rui@x.com", None],
+            ],
+            "Automations": WELCOME,
+            "Templates": TEMPLATES,
+        }
+    )
+    assert any(str(p).startswith("Contacts!D2: holds a formula") for p in check(path, now=NOW))
+    result = run(path, now=NOW)
+    assert any(str(p).startswith("Contacts!D2: holds a formula") for p in result.plan.problems)
+    ws = load_workbook(path)["Contacts"]
+    assert ws["D2"].value == "=TODAY()-100"
+    assert ws["D3"].value is not None  # Rui's send is recorded

@@ -32,7 +32,7 @@ from sheetflow.coerce import to_cell
 from sheetflow.data import data_dir
 from sheetflow.engine.actions import apply_set
 from sheetflow.engine.assignment import reassign
-from sheetflow.engine.context import Context
+from sheetflow.engine.context import Context, skip_formulas
 from sheetflow.engine.emails import request_email, request_notification
 from sheetflow.engine.sequences import enroll
 from sheetflow.engine.sla import escalation_text
@@ -589,10 +589,12 @@ class _Runner:
     ) -> list[tuple[int, str]]:
         cells: list[tuple[int, str]] = []
         if table.spec.column("escalated_at") is not None:
-            formula = table.formula_mask("escalated_at")
-            blank = [
-                p for p in positions if to_cell(table.df["escalated_at"].iloc[p]) is None and not formula[p]
-            ]
+            blank = skip_formulas(
+                self.ctx,
+                table,
+                "escalated_at",
+                [p for p in positions if to_cell(table.df["escalated_at"].iloc[p]) is None],
+            )
             if blank:
                 self.ctx.change(
                     table,

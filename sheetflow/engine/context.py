@@ -151,9 +151,47 @@ class Context:
         self.frames.pop(table.spec.name, None)
 
 
+def skip_formulas(ctx: Context, table: Table, column: str, positions: Iterable[int]) -> list[int]:
+    """``positions`` without the rows whose ``column`` cell holds a formula; those cells are reported
+    (formula_problems). For stages that must know before acting (an escalation whose ``escalated_at`` is a
+    formula is not sent, since sheetflow could not record it), so every skipped formula cell is said."""
+    positions = list(positions)
+    mask = table.formulas.get(column)
+    if mask is None or not positions:
+        return positions
+    hit = [p for p in positions if mask[p]]
+    if hit:
+        ctx.formula_cells.setdefault((table.spec.name, column), []).extend(table.refs(hit, column))
+    return [p for p in positions if not mask[p]]
+
+
+def _late_formula_cells(ctx: Context) -> None:
+    """Formula cells the plan reaches by another path than Context.change: changes stages append directly
+    (an email settled from the journal sets last_emailed_at) and the ``last_emailed_at`` the mail
+    write-back sets after a send (sheetflow/mail/sender.py skips formula cells)."""
+    for ch in ctx.plan.changes:
+        table = ctx.tables.get(ch.table)
+        mask = table.formulas.get(ch.column) if table is not None else None
+        if mask is not None and 0 <= ch.position < len(mask) and mask[ch.position]:
+            ctx.formula_cells.setdefault((ch.table, ch.column), []).append(table.ref(ch.position, ch.column))
+    contacts = ctx.tables.get("Contacts")
+    mask = contacts.formulas.get("last_emailed_at") if contacts is not None else None
+    if mask is None or not mask.any() or not ctx.plan.emails:
+        return
+    ids = contacts.df["id"].to_numpy(dtype=object).tolist()
+    where = {rid.strip(): p for p, rid in enumerate(ids) if isinstance(rid, str) and rid.strip()}
+    for email in ctx.plan.emails:
+        pos = where.get(email.contact_id) if email.contact_id else None
+        if pos is not None and mask[pos] and email.status not in ("skipped", "failed", "bounced"):
+            ctx.formula_cells.setdefault(("Contacts", "last_emailed_at"), []).append(
+                contacts.ref(pos, "last_emailed_at")
+            )
+
+
 def formula_problems(ctx: Context) -> list[Problem]:
     """One warning per formula cell a stage wanted to write (at most ``MAX_FORMULA_WARNINGS`` per column,
     then one line with the rest): the contract says sheetflow never overwrites a formula."""
+    _late_formula_cells(ctx)
     problems: list[Problem] = []
     for (_table, _column), refs in ctx.formula_cells.items():
         refs = list(dict.fromkeys(refs))

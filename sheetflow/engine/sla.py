@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sheetflow.coerce import to_cell
-from sheetflow.engine.context import Context
+from sheetflow.engine.context import Context, skip_formulas
 from sheetflow.engine.emails import request_notification
 from sheetflow.names import normalize
 from sheetflow.problems import error
@@ -85,9 +85,8 @@ def stage_sla(ctx: Context) -> None:
     due = df["due_at"].to_numpy(dtype=object)
     severity = df["severity"].to_numpy(dtype=object)
     positions, values, reasons = [], [], []
-    formula_due = tickets.formula_mask("due_at")
-    for pos in range(len(df)):
-        if to_cell(due[pos]) is not None or to_cell(opened[pos]) is None or formula_due[pos]:
+    for pos in range(len(df)):  # a formula due_at showing "" is reported and left by ctx.change
+        if to_cell(due[pos]) is not None or to_cell(opened[pos]) is None:
             continue
         level = SEVERITY.get(
             normalize(severity[pos]) if isinstance(severity[pos], str) else "normal", "normal"
@@ -116,10 +115,11 @@ def _escalate_overdue(ctx: Context) -> None:
     now = pd.Timestamp(ctx.plan.local_now)
     open_ = open_mask(ctx.tables, "Tickets")
     late = (df["due_at"] < now).fillna(False).to_numpy(dtype=bool)
-    blank = df["escalated_at"].isna().to_numpy(dtype=bool) & ~tickets.formula_mask("escalated_at")
+    blank = df["escalated_at"].isna().to_numpy(dtype=bool).copy()
     unreadable = list(tickets.unreadable.get("escalated_at", ()))
     blank[unreadable] = False  # something is written there: never escalate (task, email) on every run
-    hits = np.flatnonzero(open_ & late & blank).tolist()
+    # a formula escalated_at cannot record the escalation: no escalation (it would repeat), said once
+    hits = skip_formulas(ctx, tickets, "escalated_at", np.flatnonzero(open_ & late & blank).tolist())
     if not hits:
         return
     ctx.change(
