@@ -293,3 +293,65 @@ def test_formula_last_emailed_at_is_reported_when_an_email_goes_out(book, no_smt
     ws = load_workbook(path)["Contacts"]
     assert ws["D2"].value == "=TODAY()-100"
     assert ws["D3"].value is not None  # Rui's send is recorded
+
+
+# ---------------------------------------------------------------- one spelling for reps and stages
+
+
+def test_task_owner_is_the_reps_spelling(book):
+    path = book(
+        {
+            "Settings": [["key", "value"], ["timezone", "UTC"], ["fallback_owner", "maria  silva"]],
+            "Reps": [
+                ["name", "email", "active"],
+                ["João", "joao@x.com", True],
+                ["Maria Silva", "m@x.com", True],
+            ],
+            "Stages": [["stage", "order"], ["Proposta", 1]],
+            "Deals": [
+                ["id", "name", "stage", "amount", "owner"],
+                ["D1", "X", "Proposta", 10, "JOAO"],
+                ["D2", "Y", "Proposta", 10, "joão"],
+                ["D3", "Z", "Proposta", 10, "Joao"],
+                ["D4", "W", "Proposta", 10, "Someone Else"],
+                ["D5", "V", "Proposta", 10, None],
+            ],
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action", "params"],
+                ["Call", "Deals", "every_run", "", "create_task", "text=Call about {{ name }}"],
+            ],
+        }
+    )
+    run(path, now=NOW)
+    rows = sheet(path, "Tasks")
+    head = rows[0]
+    owners = {r[head.index("record_id")]: r[head.index("owner")] for r in rows[1:] if r[0] not in (None, "")}
+    assert owners == {"D1": "João", "D2": "João", "D3": "João", "D4": "Someone Else", "D5": "Maria Silva"}
+    deals = sheet(path, "Deals")
+    assert [r[4] for r in deals[1:4]] == ["JOAO", "joão", "Joao"]  # the user's cells stay as typed
+
+
+def test_report_groups_stages_however_typed_with_the_stages_spelling(book):
+    path = book(
+        {
+            "Settings": [["key", "value"], ["timezone", "UTC"]],
+            "Stages": [["stage", "order"], ["Qualificação", 1], ["Proposta", 2]],
+            "Deals": [
+                ["id", "name", "stage", "amount"],
+                ["D1", "X", "PROPOSTA", 10],
+                ["D2", "Y", "proposta", 5],
+                ["D3", "Z", "Qualificacao", 1],
+                ["D4", "W", "Negotiation", 2],
+                ["D5", "V", "negotiation ", 3],
+            ],
+        }
+    )
+    run(path, now=NOW)
+    rows = sheet(path, "Report")
+    start = next(i for i, r in enumerate(rows) if r[0] == "Open pipeline") + 2
+    pipeline = []
+    for r in rows[start:]:
+        if r[0] in (None, ""):
+            break
+        pipeline.append(r[:3])
+    assert pipeline == [["Qualificação", 1, 1], ["Proposta", 2, 15], ["Negotiation", 2, 5]]

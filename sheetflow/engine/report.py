@@ -110,13 +110,19 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
         mask = open_mask(tables, "Deals")
         stages = deals.df["stage"].to_numpy(dtype=object)[mask]
         amounts = deals.df["amount"].to_numpy(dtype="float64", na_value=np.nan)[mask]
+        # one row per stage however it was typed (PROPOSTA, proposta): grouped by names.text_key, shown as
+        # the Stages sheet spells it (else as first typed)
+        spelled = _stage_spelling(ctx)
         by_stage: dict[str, list[float]] = {}
+        shown: dict[str, str] = {}
         for stage, amount in zip(stages, amounts):
-            key = stage.strip() if isinstance(stage, str) and stage.strip() else t["blank"]
+            typed = stage.strip() if isinstance(stage, str) and stage.strip() else ""
+            key = text_key(typed) if typed else ""
+            shown.setdefault(key, spelled.get(key, typed) if typed else t["blank"])
             by_stage.setdefault(key, []).append(0.0 if np.isnan(amount) else float(amount))
         order = _stage_order(ctx)
-        for stage in sorted(by_stage, key=lambda s: (order.get(text_key(s), 1e9), s)):
-            rows.append([stage, len(by_stage[stage]), sum(by_stage[stage])])
+        for key in sorted(by_stage, key=lambda k: (order.get(k, 1e9), shown[k])):
+            rows.append([shown[key], len(by_stage[key]), sum(by_stage[key])])
         rows.append([])
     tickets = tables["Tickets"]
     if len(tickets):
@@ -157,6 +163,18 @@ def build(ctx: Context) -> tuple[list[list[Any]], set[int]]:
     rows.append([t["tasks"], sum(1 for a in plan.appends if a.sheet == "Tasks")])
     rows.append([t["errors"], len(plan.errors)])
     return rows, bold
+
+
+def _stage_spelling(ctx: Context) -> dict[str, str]:
+    """text_key(stage) -> the stage as the Stages sheet spells it."""
+    stages = ctx.tables["Stages"]
+    if not stages.exists or not len(stages):
+        return {}
+    out: dict[str, str] = {}
+    for s in stages.df["stage"].to_numpy(dtype=object).tolist():
+        if isinstance(s, str) and s.strip():
+            out.setdefault(text_key(s), s.strip())
+    return out
 
 
 def _stage_order(ctx: Context) -> dict[str, float]:

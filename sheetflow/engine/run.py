@@ -23,7 +23,7 @@ from sheetflow.engine.report import build
 from sheetflow.engine.scoring import stage_ids, stage_lifecycle, stage_scoring
 from sheetflow.engine.sequences import stage_sequences
 from sheetflow.engine.sla import stage_sla
-from sheetflow.names import normalize
+from sheetflow.names import normalize, text_key
 from sheetflow.problems import UsageError
 from sheetflow.tables.settings import Settings
 from sheetflow.tables.state import TRACKED, VERSION, State
@@ -128,6 +128,7 @@ def plan_run(
     stage_ids(ctx)
     for name in selected:
         STAGES[name](ctx)
+    _rep_spelling(ctx)
     plan.problems += formula_problems(ctx)
     settings.validate()  # every setting, whatever this run needed: check and run report the same
     mail_settings(settings, tables)
@@ -139,6 +140,24 @@ def plan_run(
         _say_first_run(ctx)
     plan.state_changed = _remembered(plan.state) != _remembered(state)
     return plan
+
+
+def _rep_spelling(ctx: Context) -> None:
+    """Tasks go to reps as the Reps sheet spells them: an owner typed ``JOAO`` or ``joão`` on a deal, or a
+    fallback_owner ``maria  silva``, is written ``João`` / ``Maria Silva`` (matched with names.text_key,
+    the one key for people's names). A name that is no rep stays as typed."""
+    reps = ctx.tables.get("Reps")
+    if reps is None or not len(reps) or "name" not in reps.df:
+        return
+    spelled: dict[str, str] = {}
+    for name in reps.df["name"].to_numpy(dtype=object).tolist():
+        if isinstance(name, str) and name.strip():
+            spelled.setdefault(text_key(name), name.strip())
+    for item in ctx.plan.appends:
+        if item.sheet == "Tasks":
+            owner = item.values.get("owner")
+            if isinstance(owner, str) and owner.strip():
+                item.values["owner"] = spelled.get(text_key(owner), owner)
 
 
 def _remembered(state: State) -> tuple:
