@@ -5,6 +5,8 @@ stages and reps, every skipped formula reported. Real .xlsx files in a temp fold
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 from pathlib import Path
 
 import pytest
@@ -355,3 +357,62 @@ def test_report_groups_stages_however_typed_with_the_stages_spelling(book):
             break
         pipeline.append(r[:3])
     assert pipeline == [["Qualificação", 1, 1], ["Proposta", 2, 15], ["Negotiation", 2, 5]]
+
+
+# ---------------------------------------------------------------- yes/no prints as the cell shows it
+
+
+def task_texts(path: Path) -> dict[str, str]:
+    names = load_workbook(path, read_only=True).sheetnames
+    rows = sheet(path, "Tasks" if "Tasks" in names else "Tarefas")
+    head = rows[0]
+    rid, text = (
+        head.index(h) for h in (("record_id", "text") if "Tasks" in names else ("id_registro", "texto"))
+    )
+    return {r[rid]: r[text] for r in rows[1:] if r[0] not in (None, "")}
+
+
+@pytest.mark.parametrize(
+    ("locale", "vip", "shown"),
+    [
+        ("en-US", "yes", "yes"),
+        ("en-US", "SIM", "SIM"),
+        ("en-US", True, "TRUE"),
+        ("en-US", False, "FALSE"),
+        ("pt-BR", True, "VERDADEIRO"),
+        ("pt-BR", False, "FALSO"),
+        ("pt-BR", "não", "não"),
+    ],
+)
+def test_yes_no_prints_as_the_cell_shows_it_in_tasks_and_emails(book, no_smtp, locale, vip, shown):
+    path = book(
+        {
+            "Settings": [*MAIL_SETTINGS, ["locale", locale]],
+            "Contacts": [
+                ["id", "first_name", "email", "VIP", "active_client"],
+                ["C1", "Eva", "eva@x.com", vip, True],
+                ["C2", "Rui", "rui@x.com", "no" if vip in ("yes", True) else "yes", False],
+            ],
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action", "params"],
+                ["Call", "Contacts", "every_run", 'first_name = "Eva"', "create_task", "text=VIP {{ vip }}"],
+                ["Mail", "Contacts", "every_run", 'first_name = "Eva"', "send_email", "template=vip"],
+            ],
+            "Templates": [
+                ["name", "subject", "body"],
+                [
+                    "vip",
+                    "VIP {{ vip }}",
+                    "vip={{ vip }}; {% if vip %}yes-branch{% else %}no-branch{% endif %}",
+                ],
+            ],
+        }
+    )
+    run(path, now=NOW)
+    assert task_texts(path)["C1"] == f"VIP {shown}"
+    (eml,) = (path.parent / "outbox").glob("*.eml")
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    branch = "yes-branch" if vip in (True, "yes", "SIM") else "no-branch"
+    assert message["Subject"] == f"VIP {shown}"
+    assert body.strip() == f"vip={shown}; {branch}"

@@ -56,14 +56,21 @@ def email_key(rule: str, table: str, record_id: str, template: str, occurrence: 
     return "E" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:20]
 
 
-def _as_field(value: object, column: str, locale: Locale) -> object:
+def _as_field(value: object, column: str, locale: Locale, typed: str = "") -> object:
     """A cell as a merge field: None when empty; dates and numbers print as the cell shows them in the
     workbook's locale (``05/03/2026``, ``R$ {{ amount }}`` -> ``R$ 34,30`` in pt-BR); see
     :func:`.sandbox.shown`."""
     value = to_cell(value)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    return shown(value, column, day_first=locale.day_first, decimal_comma=locale.decimal_comma)
+    return shown(
+        value,
+        column,
+        day_first=locale.day_first,
+        decimal_comma=locale.decimal_comma,
+        typed=typed,
+        portuguese=locale.portuguese,
+    )
 
 
 def settings_fields(settings: Settings) -> dict[str, Any]:
@@ -131,7 +138,11 @@ class MailPlanner:
 
     def record_fields(self, table: Table, pos: int) -> dict[str, Any]:
         locale = self.tables.locale
-        row = {col: _as_field(table.df[col].iloc[pos], col, locale) for col in table.df.columns}
+        row = {}
+        for col in table.df.columns:
+            value = to_cell(table.df[col].iloc[pos])
+            typed = table.flag_text(pos, col, value) if isinstance(value, bool) else ""
+            row[col] = _as_field(value, col, locale, typed)
         for col, header in table.headers.items():
             alias = normalize(header)
             if alias and alias not in row:

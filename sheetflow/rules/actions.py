@@ -276,7 +276,18 @@ def text_fields(table: Table, position: int, locale: Locale, now: dt.datetime) -
     row: dict[str, Any] = {}
     for col in table.df.columns:
         value = to_cell(table.df[col].iloc[position])
-        row[col] = "" if value is None else shown(value, col, day_first=day_first, decimal_comma=comma)
+        row[col] = (
+            ""
+            if value is None
+            else shown(
+                value,
+                col,
+                day_first=day_first,
+                decimal_comma=comma,
+                typed=table.flag_text(position, col, value) if isinstance(value, bool) else "",
+                portuguese=locale.portuguese,
+            )
+        )
     for col, header in table.headers.items():
         row.setdefault(normalize(header), row.get(col, ""))
     for alias, canonical in contract.column_aliases(table.spec).items():

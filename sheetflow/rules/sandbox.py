@@ -143,6 +143,35 @@ class CellNumber(float):
         return (_cell_number, (float(self), self.text))
 
 
+class CellFlag(int):
+    """A yes/no cell as a merge field: prints as the cell shows it (``SIM``, ``yes``, or ``TRUE``/``FALSE``
+    — ``VERDADEIRO``/``FALSO`` in a pt-BR workbook — for a real boolean cell); still 1/0 for
+    ``{% if vip %}`` and ``vip == true``."""
+
+    text: str = ""
+
+    def __str__(self) -> str:
+        return self.text or ("TRUE" if self else "FALSE")
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def __html__(self) -> str:
+        return html_lib.escape(str(self))
+
+    def __reduce_ex__(self, protocol):  # noqa: ANN001
+        return (_cell_flag, (bool(self), self.text))
+
+
+def _cell_flag(value: bool, text: str) -> CellFlag:
+    flag = CellFlag(1 if value else 0)
+    flag.text = text
+    return flag
+
+
+BOOL_WORDS = {False: ("TRUE", "FALSE"), True: ("VERDADEIRO", "FALSO")}  # portuguese -> (yes, no)
+
+
 def _cell_number(value: float, text: str) -> CellNumber:
     number = CellNumber(value)
     number.text = text
@@ -174,10 +203,23 @@ def format_number(value: float, *, money: bool = False, decimal_comma: bool = Fa
     return text
 
 
-def shown(value: Any, column: str, *, day_first: bool, decimal_comma: bool) -> Any:
-    """A cell value as a merge field: dates and numbers print as the user sees them, the rest as is."""
-    if isinstance(value, bool) or value is None:
+def shown(
+    value: Any,
+    column: str,
+    *,
+    day_first: bool,
+    decimal_comma: bool,
+    typed: str = "",
+    portuguese: bool = False,
+) -> Any:
+    """A cell value as a merge field: dates, numbers and yes/no print as the user sees them, the rest as
+    is. ``typed``: the text a yes/no cell holds (``SIM``); without it a boolean prints as Excel shows a
+    boolean cell in the workbook's language (TRUE/FALSE, VERDADEIRO/FALSO)."""
+    if value is None:
         return value
+    if isinstance(value, bool):
+        yes, no = BOOL_WORDS[portuguese]
+        return _cell_flag(bool(value), typed or (yes if value else no))
     if isinstance(value, dt.datetime) or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
         hour = getattr(value, "hour", 0)
         minute = getattr(value, "minute", 0)

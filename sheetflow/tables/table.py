@@ -23,7 +23,7 @@ import pandas as pd
 
 from sheetflow import contract
 from sheetflow.book.raw import RawSheet  # re-exported: the layers above take it from here
-from sheetflow.coerce import Locale, as_text, convert_column, infer_type, parse_consent
+from sheetflow.coerce import Locale, as_text, convert_column, infer_type, parse_bool, parse_consent
 from sheetflow.coltypes import ColumnType
 from sheetflow.contract import HEADER_SEARCH_ROWS, SheetSpec, find_header, known_name_count, row_filled
 from sheetflow.names import cell_ref, column_letter, normalize
@@ -60,6 +60,14 @@ class Table:
     # consent column -> {df position: sheet column}: rows whose "do not contact" comes from another column
     # meaning the same field (Contacts with both "unsubscribed" and "Email Opt Out"), for naming that cell
     consent_at: dict[str, dict[int, int]] = field(default_factory=dict)
+    # yes/no column -> {df position: the words the cell holds} (only cells holding text)
+    typed_text: dict[str, dict[int, str]] = field(default_factory=dict)
+
+    def flag_text(self, position: int, column: str, value: object) -> str:
+        """The words a yes/no cell holds (``SIM``, ``yes``) while they still mean ``value`` (a ``set`` may
+        have changed it this run); "" for a real boolean cell (printed TRUE/FALSE in the locale)."""
+        text = self.typed_text.get(column, {}).get(position, "")
+        return text if text and parse_bool(text) == value else ""
 
     def consent_ref(self, position: int, column: str) -> str:
         """The cell that says "do not contact" for df row ``position`` in consent field ``column``."""
@@ -297,6 +305,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
     types: dict[str, ColumnType] = {}
     unreadable: dict[str, set[int]] = {}
     consent_at: dict[str, dict[int, int]] = {}
+    typed_text: dict[str, dict[int, str]] = {}
     for name, sheet_col in col_index.items():
         j = sheet_col - col0
         values = [body[i][j] if j < len(body[i]) else "" for i in keep]
@@ -340,6 +349,10 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
                     "treated as empty",
                 )
             )
+        if type_ is ColumnType.BOOL:  # yes/no typed as words print as typed (SIM, yes), see flag_text
+            words = {p: v.strip() for p, v in enumerate(values) if isinstance(v, str) and v.strip()}
+            if words:
+                typed_text[name] = words
         data[name] = series
         types[name] = type_
     for column in (*spec.columns, *spec.optional):  # contract columns the sheet lacks exist, empty
@@ -363,6 +376,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         unreadable=unreadable,
         formulas=formulas,
         consent_at=consent_at,
+        typed_text=typed_text,
     ), problems
 
 
