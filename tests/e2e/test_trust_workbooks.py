@@ -10,12 +10,12 @@ import email.policy
 from pathlib import Path
 
 import pytest
-from conftest import NOW
-from conftest import read_sheet as sheet
 from openpyxl import Workbook, load_workbook
 from openpyxl.worksheet.table import Table as XlTable
 
 from sheetflow.commands.run import check, run
+from tests.conftest import NOW
+from tests.conftest import read_sheet as sheet
 
 MAIL_SETTINGS = [
     ["key", "value"],
