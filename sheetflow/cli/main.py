@@ -576,10 +576,12 @@ def print_rows(console: Console, plan: Plan, *, limit: int = 40) -> None:
     for item in rows if limit <= 0 else rows[:limit]:
         v = item.values
         due = v.get("due_at")
+        record = " ".join(w for w in (str(v.get("table") or ""), str(v.get("record_id") or "")) if w.strip())
+        origin = ", ".join(w for w in (item.rule, record) if w)  # a fallback task has no single record
         console.print(
             f"  {item.sheet}: {_escape(str(v.get('text', '')))} [dim]({_escape(str(v.get('owner') or ''))}"
             f"{', due ' + format(due, '%Y-%m-%d %H:%M') if hasattr(due, 'strftime') else ''}; "
-            f"{_escape(item.rule)}, {_escape(v.get('table', ''))} {_escape(v.get('record_id', ''))})[/]"
+            f"{_escape(origin)})[/]"
         )
     if limit > 0 and len(rows) > limit:
         console.print(f"  ... and {len(rows) - limit} more")

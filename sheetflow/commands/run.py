@@ -27,7 +27,7 @@ from sheetflow.apply import LogTrim, build_patches, needs_write, over_cap, write
 from sheetflow.book import Book, open_book
 from sheetflow.coerce import DATE_MAX, DATE_MIN, DATE_RANGE
 from sheetflow.engine.assignment import check_assignment
-from sheetflow.engine.emails import mail_settings
+from sheetflow.engine.emails import check_sender, mail_settings
 from sheetflow.engine.plan import Plan
 from sheetflow.engine.run import new_run_id, plan_run
 from sheetflow.engine.sequences import diff_enrollments
@@ -254,6 +254,9 @@ def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | N
                 problems.append(note(table.sheet, "columns not present: " + ", ".join(missing)))
     plan = plan_run(tables, loaded.settings, loaded.state, _aware(now), mode="dry-run")
     problems += [p for p in plan.problems if p.severity is not Severity.NOTE]
+    sender_problem = check_sender(loaded.settings)
+    if sender_problem is not None and any(e.status in ("planned", "sending") for e in plan.emails):
+        problems.append(sender_problem)  # what the run will say (engine/emails._decide): they agree
     problems += [note("", text) for text in plan.notices]
     problems += check_other_rules(tables)
     problems += check_assignment(tables)
@@ -268,6 +271,13 @@ def check(address: str | Path, *, book: Book | None = None, now: dt.datetime | N
     loaded.settings.timezone  # noqa: B018 - reading it reports an unknown zone
     problems += loaded.settings.problems
     problems += overfull_logs(loaded)
+    if sender_problem is not None and sender_problem in problems:  # the error says it; no note besides
+        problems = [
+            p
+            for p in problems
+            if "(sender_email) está vazio:" not in p.message
+            and not p.message.startswith("sender_email is empty:")
+        ]
     return list(dict.fromkeys(problems))
 
 

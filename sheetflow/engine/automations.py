@@ -613,10 +613,15 @@ class _Runner:
         self.ctx.notice(
             ("first run: " if first else "new rule ")
             + f'"{rule.name}" ({rule.trigger.text}) has include_existing=true: it fires once for the '
-            f"{en_n} already here that match, then for {_what(rule)[0]}",
+            f"{en_n} already here that {'matches' if n == 1 else 'match'}, then for {_what(rule)[0]}",
             ("primeira execução: " if first else "regra nova ")
-            + f'"{rule.name}" ({rule.trigger.text}) tem include_existing=true: dispara uma vez para os '
-            f"{pt_n} que já estão aqui e atendem à condição, depois para {_what(rule)[1]}",
+            + f'"{rule.name}" ({rule.trigger.text}) tem include_existing=true: dispara uma vez para '
+            + (
+                f"o {pt_n} que já está aqui e atende à condição"
+                if n == 1
+                else f"os {pt_n} que já estão aqui e atendem à condição"
+            )
+            + f", depois para {_what(rule)[1]}",
         )
         self.ctx.baseline_said = True
 

@@ -37,7 +37,7 @@ from sheetflow.compose.message import (
 from sheetflow.engine.plan import CellChange, Plan, PlannedEmail
 from sheetflow.engine.suppression import Suppression
 from sheetflow.names import normalize, text_key
-from sheetflow.problems import error, warning
+from sheetflow.problems import Problem, error, warning
 from sheetflow.rules.sandbox import shown
 from sheetflow.rules.templates import Fields, RenderError, TemplateSet
 from sheetflow.rules.window import Hours, holiday_dates, parse_window, sent_today
@@ -746,6 +746,22 @@ def mail_settings(settings: Settings, tables: Tables) -> MailSettings:
     )
 
 
+def check_sender(settings: Settings) -> Problem | None:
+    """The error an empty sender_email is when emails wait (an invalid one is reported by mail_settings at
+    its cell). ``run`` reports it from :func:`_decide`, ``check`` when its plan has emails waiting, with the
+    same text, so check and run agree (commands/run.py)."""
+    if settings.text("sender_email"):
+        return None
+    where = settings.cells.get("sender_email", "Settings")
+    if settings.locale.portuguese:
+        return error(
+            where,
+            "email_remetente (sender_email) está vazio — os e-mails esperam",
+            "informe o endereço de onde saem os e-mails (Configurações, email_remetente)",
+        )
+    return error(where, "sender_email is empty", "enter the address emails come from (Settings sender_email)")
+
+
 def _decide(planner: MailPlanner) -> None:
     """Which planned emails this run sends: window, daily limit, sender; then build their messages."""
     plan, settings = planner.plan, planner.settings
@@ -759,13 +775,7 @@ def _decide(planner: MailPlanner) -> None:
             e_ for e_ in plan.emails if e_.status in ("planned", "sending") and e_.key not in planner.held
         ]
         if waiting:
-            plan.problems.append(
-                error(
-                    settings.cells.get("sender_email", "Settings"),
-                    "sender_email is empty",
-                    "enter the address emails come from (Settings sender_email)",
-                )
-            )
+            plan.problems.append(check_sender(settings) or error("Settings", "sender_email is empty"))
     limit = mail.limit
     remaining = limit - sent_today(planner.tables, plan.local_now)
     in_window = window is not None and window.contains(plan.local_now)

@@ -104,7 +104,8 @@ def stage_sla(ctx: Context) -> None:
             )
             continue
         positions.append(pos)
-        reasons.append(f"SLA: {level} = {hours[level]:g} business hours from opened_at")
+        unit = "business hour" if hours[level] == 1 else "business hours"
+        reasons.append(f"SLA: {level} = {hours[level]:g} {unit} from opened_at")
     ctx.change(tickets, positions, "due_at", values, reasons)
     _escalate_overdue(ctx)
 

@@ -59,6 +59,8 @@ def row_updates(tables: Tables, email: PlannedEmail) -> dict[str, Any]:
         wanted["message_id"] = email.message_id
     if email.subject and email.status in ("sending", "planned"):
         wanted["subject"] = email.subject
+    if email.to and email.status in ("sending", "planned"):  # a held email whose address is known now
+        wanted["to"] = email.to
     return {
         col: value for col, value in wanted.items() if col not in df or not _same(df[col].iloc[pos], value)
     }

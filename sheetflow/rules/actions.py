@@ -41,6 +41,8 @@ ACTIONS = ("send_email", "set", "assign", "enroll", "create_task", "notify", "es
 # ``assign`` are idempotent (writing the same value again changes nothing) and run every time.
 SIDE_EFFECTS = frozenset({"send_email", "notify", "escalate", "create_task", "enroll"})
 TRUE_WORDS = ("true", "yes", "sim", "1", "verdadeiro", "x")
+# Params every action takes that are options of the rule, never a column to ``set`` (README "Automations").
+RULE_OPTIONS = ("repeat", "include_existing")
 
 
 def flag(params: dict[str, str], key: str) -> bool:
@@ -102,6 +104,8 @@ def parse_action(
             raise ActionError("set needs COLUMN=VALUE, e.g. lifecycle_stage=customer")
         sets = []
         for key, value in params.items():
+            if key in RULE_OPTIONS:
+                continue
             column = schema.resolve(key)
             if column is None:
                 hint = suggest(key, schema.candidates())
@@ -111,6 +115,8 @@ def parse_action(
             # constant values are checked now, so `check` names the cell (relative dates run each time)
             typed_value(value, schema.type_of(column), dt.datetime(2000, 1, 1), Locale(), column=column)
             sets.append((column, value))
+        if not sets:
+            raise ActionError("set needs COLUMN=VALUE, e.g. lifecycle_stage=customer")
         return Action(kind, params, tuple(sets))
     required = {
         "send_email": "template",

@@ -236,18 +236,46 @@ def _shown(ch: str) -> str:
 
 
 def _tokenize(src: str, thousands_dot: bool = False) -> list[_Token]:
-    """``thousands_dot``: the workbook writes 1.000 for a thousand (pt-BR), so ``1.000`` is 1000."""
+    """``thousands_dot``: the workbook writes 1.000 for a thousand (pt-BR), so ``1.000`` is 1000.
+
+    Outside parentheses (where a comma never separates list items or arguments) a number is also read
+    as the workbook writes it: ``2,5`` and ``1.234,56`` in a decimal-comma workbook, ``1,000`` and
+    ``1,234.5`` (groups of three digits) in a decimal-dot one. Inside ``in (...)`` or a function call a
+    comma separates items, as always."""
     tokens: list[_Token] = []
     i = 0
+    depth = 0
     while i < len(src):
         ch = src[i]
         if _is_space(ch):
             i += 1
             continue
-        tokens.append(_read_token(src, i, thousands_dot))
+        local = _local_number(src, i, thousands_dot) if depth == 0 and ch in _ASCII_DIGITS else None
+        tokens.append(local or _read_token(src, i, thousands_dot))
+        depth += {"(": 1, ")": -1}.get(tokens[-1].kind, 0)
+        depth = max(depth, 0)
         i = tokens[-1].end
     tokens.append(_Token("end", None, len(src), len(src)))
     return tokens
+
+
+# Numbers with the workbook's separators, outside parentheses (see _tokenize): decimal comma (pt-BR)
+# with optional dot thousands, or comma thousands (en) with an optional decimal dot.
+_COMMA_DECIMAL_RE = re.compile(r"(?:[0-9]{1,3}(?:\.[0-9]{3})+|[0-9]+),[0-9]+(?![0-9.,]|\w)")
+_COMMA_GROUPED_RE = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?(?![0-9.,]|\w)")
+
+
+def _local_number(src: str, i: int, decimal_comma: bool) -> _Token | None:
+    if decimal_comma:
+        match = _COMMA_DECIMAL_RE.match(src, i)
+        if match is not None:
+            text = match.group().replace(".", "").replace(",", ".")
+            return _Token("num", float(text), i, match.end())
+        return None
+    match = _COMMA_GROUPED_RE.match(src, i)
+    if match is not None:
+        return _Token("num", float(match.group().replace(",", "")), i, match.end())
+    return None
 
 
 def _read_token(src: str, i: int, thousands_dot: bool = False) -> _Token:

@@ -163,6 +163,7 @@ def check_references(tables: Tables, settings) -> list[Problem]:  # noqa: ANN001
     row of the Stages sheet (matched like every name, names.text_key), and the personal settings a blank
     ``init`` leaves empty (``sender_email``, ``fallback_owner``) said once as notes."""
     problems: list[Problem] = []
+    pt = tables.language == "pt-BR"
     reps = tables["Reps"]
     rep_names = [n.strip() for n in reps.df["name"].dropna() if isinstance(n, str) and n.strip()]
     fallback = settings.text("fallback_owner").strip()
@@ -171,8 +172,13 @@ def check_references(tables: Tables, settings) -> list[Problem]:  # noqa: ANN001
         problems.append(
             note(
                 fallback_cell,
-                "fallback_owner is empty: a record no rep can take gets no task",
-                "fill it with the name of the rep who should hear about such records",
+                "responsavel_padrao (fallback_owner) está vazio: um registro que nenhum vendedor pode "
+                "assumir não gera tarefa"
+                if pt
+                else "fallback_owner is empty: a record no rep can take gets no task",
+                "preencha com o nome do vendedor que deve ser avisado desses registros"
+                if pt
+                else "fill it with the name of the rep who should hear about such records",
             )
         )
     elif rep_names and text_key(fallback) not in {text_key(n) for n in rep_names}:
@@ -180,16 +186,28 @@ def check_references(tables: Tables, settings) -> list[Problem]:  # noqa: ANN001
         problems.append(
             warning(
                 fallback_cell,
-                f'fallback_owner "{fallback}" is not a rep in the Reps sheet',
-                f'did you mean "{hint}"?' if hint else "name one of the reps, or add them to the Reps sheet",
+                f'responsavel_padrao (fallback_owner) "{fallback}" não está na aba {reps.sheet}'
+                if pt
+                else f'fallback_owner "{fallback}" is not a rep in the Reps sheet',
+                (f'você quis dizer "{hint}"?' if pt else f'did you mean "{hint}"?')
+                if hint
+                else (
+                    f"escreva o nome de um vendedor, ou inclua-o na aba {reps.sheet}"
+                    if pt
+                    else "name one of the reps, or add them to the Reps sheet"
+                ),
             )
         )
     if not settings.text("sender_email").strip():
         problems.append(
             note(
                 settings.cells.get("sender_email", "Settings"),
-                "sender_email is empty: sheetflow plans emails but cannot send them",
-                "fill it with the address your emails come from",
+                "email_remetente (sender_email) está vazio: o sheetflow planeja e-mails mas não pode enviá-los"
+                if pt
+                else "sender_email is empty: sheetflow plans emails but cannot send them",
+                "preencha com o endereço de onde saem os seus e-mails"
+                if pt
+                else "fill it with the address your emails come from",
             )
         )
     stages, deals = tables["Stages"], tables["Deals"]
@@ -205,7 +223,9 @@ def check_references(tables: Tables, settings) -> list[Problem]:  # noqa: ANN001
                 problems.append(
                     warning(
                         deals.ref(pos, "stage"),
-                        f"and {len(bad) - n} more deals have a stage that is not in the Stages sheet",
+                        f"e mais {len(bad) - n} negócios têm uma etapa que não está na aba {stages.sheet}"
+                        if pt
+                        else f"and {len(bad) - n} more deals have a stage that is not in the Stages sheet",
                     )
                 )
                 break
@@ -213,8 +233,16 @@ def check_references(tables: Tables, settings) -> list[Problem]:  # noqa: ANN001
             problems.append(
                 warning(
                     deals.ref(pos, "stage"),
-                    f'stage "{value.strip()}" is not in the {stages.sheet} sheet',
-                    f'did you mean "{hint}"?' if hint else f"add it to {stages.sheet} or fix the spelling",
+                    f'a etapa "{value.strip()}" não está na aba {stages.sheet}'
+                    if pt
+                    else f'stage "{value.strip()}" is not in the {stages.sheet} sheet',
+                    (f'você quis dizer "{hint}"?' if pt else f'did you mean "{hint}"?')
+                    if hint
+                    else (
+                        f"inclua-a em {stages.sheet} ou corrija a grafia"
+                        if pt
+                        else f"add it to {stages.sheet} or fix the spelling"
+                    ),
                 )
             )
     return problems

@@ -219,6 +219,8 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         return table, problems
     header_row = row0 + h
     header = raw.rows[h]
+    # messages of this sheet in Portuguese when the workbook's locale is pt-BR or the sheet has its pt name
+    pt = locale.portuguese or (bool(spec.pt) and normalize(raw.name) == normalize(spec.pt))
     col_index: dict[str, int] = {}
     headers: dict[str, str] = {}
     also_consent: dict[str, list[int]] = {}  # consent field -> its other sheet columns
@@ -235,11 +237,16 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         if name in col_index and consent:
             # every column that means a consent field counts: any of them saying "do not contact" is enough
             also_consent.setdefault(name, []).append(sheet_col)
+            first = column_letter(col_index[name])
             problems.append(
                 note(
                     cell_ref(raw.name, header_row, sheet_col),
-                    f'column "{text}" also means {name}, like {column_letter(col_index[name])}',
-                    "a contact is not emailed when any of these columns says so",
+                    f'a coluna "{text}" também significa {_CONSENT_PT[name]}, como {first}'
+                    if pt
+                    else f'column "{text}" also means {name}, like {first}',
+                    "o contato não recebe e-mails quando qualquer uma delas diz isso"
+                    if pt
+                    else "a contact is not emailed when any of these columns says so",
                 )
             )
             continue
@@ -261,7 +268,12 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
             # inside an Excel table only its data range holds records (rows typed right below it join the
             # table in Excel, rows sheetflow appends right below it join it too: xlsxpatch._grow_tables)
             outside = [
-                (i, f'below the Excel table "{table_name}"')
+                (
+                    i,
+                    f'está abaixo da tabela do Excel "{table_name}"'
+                    if pt
+                    else f'is below the Excel table "{table_name}"',
+                )
                 for i, r in enumerate(body)
                 if header_row + 1 + i > table_end and header_row + 1 + i not in not_records and row_filled(r)
             ]
@@ -269,27 +281,44 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
             keys = (col_index.get("id", col0 - 1) - col0, col_index.get("email", col0 - 1) - col0)
             formula_cells = set(raw.formulas) if raw.formulas else set()
             outside = [
-                (i, "a footer under the data (after a blank row)")
+                (
+                    i,
+                    "é um rodapé sob os dados (após uma linha em branco)"
+                    if pt
+                    else "is a footer under the data (after a blank row)",
+                )
                 for i in _footer_rows(body, header_row, formula_cells, col0, keys)
             ]
     for n, (i, why) in enumerate(outside):
         not_records.add(header_row + 1 + i)
         if n < MAX_WARNINGS_PER_COLUMN:
             first = next(j for j, v in enumerate(body[i]) if v not in (None, ""))
+            quoted = f'"{as_text(body[i][first])[:40]}"'
+            if pt:
+                text = f"{quoted} {why}, não é um registro: o sheetflow não lê nem escreve esta linha"
+                hint = (
+                    "se for um registro, coloque-o dentro da tabela (digite na última linha dela)"
+                    if table_name
+                    else "se for um registro, apague a linha em branco acima dele"
+                )
+            else:
+                text = f"{quoted} {why}, not a record: sheetflow does not read or write this row"
+                hint = (
+                    "if it is a record, put it inside the table (type it in the table's last row)"
+                    if table_name
+                    else "if it is a record, remove the blank row above it"
+                )
+            problems.append(note(cell_ref(raw.name, header_row + 1 + i, col0 + first), text, hint))
+        elif n == MAX_WARNINGS_PER_COLUMN:
+            more = len(outside) - n
             problems.append(
                 note(
-                    cell_ref(raw.name, header_row + 1 + i, col0 + first),
-                    f'"{as_text(body[i][first])[:40]}" is {why}, not a record: sheetflow does not read '
-                    "or write this row",
-                    (
-                        "if it is a record, put it inside the table (type it in the table's last row)"
-                        if table_name
-                        else "if it is a record, remove the blank row above it"
-                    ),
+                    raw.name,
+                    f"mais {more} linhas que não são registros"
+                    if pt
+                    else f"{more} more rows that are not records",
                 )
             )
-        elif n == MAX_WARNINGS_PER_COLUMN:
-            problems.append(note(raw.name, f"{len(outside) - n} more rows {why} are not records either"))
     keep = [i for i, r in enumerate(body) if row_filled(r) and header_row + 1 + i not in not_records]
     rows = np.asarray([header_row + 1 + i for i in keep], dtype=np.int64)
     formulas: dict[str, np.ndarray] = {}
@@ -314,14 +343,14 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         if spec.name == "Contacts" and name in contract.CONSENT_COLUMNS:
             series, unclear = _consent_column(values)
             problems += _consent_notes(
-                raw.name, rows, sheet_col, name, values, unclear, body, keep, col_index, col0
+                raw.name, rows, sheet_col, name, values, unclear, body, keep, col_index, col0, pt
             )
             for other in also_consent.get(name, ()):
                 k = other - col0
                 more = [body[i][k] if k < len(body[i]) else "" for i in keep]
                 extra, unclear = _consent_column(more)
                 problems += _consent_notes(
-                    raw.name, rows, other, name, more, unclear, body, keep, col_index, col0
+                    raw.name, rows, other, name, more, unclear, body, keep, col_index, col0, pt
                 )
                 # any column saying yes suppresses; a blank stays blank only when all are blank
                 said = extra.fillna(False).to_numpy(dtype=bool) & ~series.fillna(False).to_numpy(dtype=bool)
@@ -402,6 +431,13 @@ def _consent_column(values: list[object]) -> tuple[pd.Series, list[int]]:
     return pd.Series(flags, dtype="boolean"), unclear
 
 
+_CONSENT_PT = {
+    "unsubscribed": "Descadastrado",
+    "do_not_contact": "Não contatar",
+    "bounced": "E-mail devolvido",
+}
+
+
 def _consent_notes(
     sheet: str,
     rows: np.ndarray,
@@ -413,16 +449,22 @@ def _consent_notes(
     keep: list[int],
     col_index: dict[str, int],
     col0: int,
+    pt: bool = False,
 ) -> list[Problem]:
-    """One note per consent cell whose value is not a clear yes/no (at most MAX_WARNINGS_PER_COLUMN)."""
+    """One note per consent cell whose value is not a clear yes/no (at most MAX_WARNINGS_PER_COLUMN), in
+    Portuguese for a pt-BR workbook (``pt``)."""
     email_col = col_index.get("email")
     out: list[Problem] = []
     for n, pos in enumerate(unclear):
         if n == MAX_WARNINGS_PER_COLUMN:
+            more = len(unclear) - n
             out.append(
                 note(
                     f"{sheet}!{column_letter(sheet_col)}",
-                    f"{len(unclear) - n} more {column} cells are not a clear yes or no; "
+                    f"mais {more} células de {_CONSENT_PT[column]} não são um sim ou não claro; esses "
+                    "contatos também não recebem e-mails"
+                    if pt
+                    else f"{more} more {column} cells are not a clear yes or no; "
                     "those contacts are not emailed either",
                 )
             )
@@ -432,14 +474,19 @@ def _consent_notes(
             row = body[keep[pos]]
             j = email_col - col0
             address = str(row[j]).strip() if j < len(row) and row[j] not in (None, "") else ""
-        out.append(
-            note(
-                cell_ref(sheet, int(rows[pos]), sheet_col),
-                f'{column} is "{as_text(values[pos])}", not a clear yes or no: treated as do not contact'
-                + (f" — no email goes to {address}" if address else ""),
-                "write FALSE (or NÃO) to allow emails, TRUE to stop them",
+        value = as_text(values[pos])
+        if pt:
+            text = (
+                f'{_CONSENT_PT[column]} é "{value}", não um sim ou não claro: tratado como não contatar'
+                + (f" — nenhum e-mail vai para {address}" if address else "")
             )
-        )
+            hint = "escreva NÃO (ou FALSO) para permitir e-mails, SIM para impedi-los"
+        else:
+            text = f'{column} is "{value}", not a clear yes or no: treated as do not contact' + (
+                f" — no email goes to {address}" if address else ""
+            )
+            hint = "write FALSE (or NÃO) to allow emails, TRUE to stop them"
+        out.append(note(cell_ref(sheet, int(rows[pos]), sheet_col), text, hint))
     return out
 
 
