@@ -416,3 +416,167 @@ def test_yes_no_prints_as_the_cell_shows_it_in_tasks_and_emails(book, no_smtp, l
     branch = "yes-branch" if vip in (True, "yes", "SIM") else "no-branch"
     assert message["Subject"] == f"VIP {shown}"
     assert body.strip() == f"vip={shown}; {branch}"
+
+
+# ---------------------------------------------------------------- rule literals, rule options, check = run
+
+
+def scores(path: Path, sheet_name: str = "Contacts") -> dict[str, object]:
+    rows = sheet(path, sheet_name)
+    head = [str(h).lower() for h in rows[0]]
+    score = next(i for i, h in enumerate(head) if h in ("score", "pontuação", "pontuacao"))
+    return {r[0]: r[score] for r in rows[1:] if r[0] not in (None, "")}
+
+
+def test_pt_br_rule_numbers_with_decimal_comma_and_thousands_dot(book):
+    path = book(
+        {
+            "Configurações": [["chave", "valor"], ["fuso_horario", "UTC"], ["idioma_regional", "pt-BR"]],
+            "Contatos": [
+                ["id", "Nome", "Tamanho da empresa"],
+                ["C1", "Pequena", 2],
+                ["C2", "Média", 3],
+                ["C3", "Grande", 1500],
+            ],
+            "Pontuação": [
+                ["regra", "quando", "pontos"],
+                ["Dec", "tamanho_da_empresa > 2,5", 1],
+                ["Mil", "tamanho_da_empresa >= 1.000", 10],
+                ["Fino", "tamanho_da_empresa > 1.499,5", 100],
+                ["Lista", "tamanho_da_empresa in (2,3)", 1000],
+            ],
+        }
+    )
+    result = run(path, now=NOW)
+    assert not result.plan.errors
+    assert scores(path, "Contatos") == {"C1": 1000, "C2": 1001, "C3": 111}
+
+
+def test_en_rule_numbers_with_thousands_comma(book):
+    path = book(
+        {
+            "Settings": [["key", "value"], ["timezone", "UTC"]],
+            "Contacts": [["id", "first_name", "company_size"], ["C1", "A", 999], ["C2", "B", 1500]],
+            "Scoring": [
+                ["rule", "when", "points"],
+                ["Big", "company_size >= 1,000", 1],
+                ["Bigger", "company_size > 1,499.5", 10],
+                ["List", "company_size in (999,5)", 100],
+            ],
+        }
+    )
+    result = run(path, now=NOW)
+    assert not result.plan.errors
+    assert scores(path) == {"C1": 100, "C2": 11}
+
+
+def test_include_existing_on_a_set_action_is_a_rule_option(book):
+    path = book(
+        {
+            "Settings": [["key", "value"], ["timezone", "UTC"]],
+            "Contacts": [["id", "first_name", "source"], ["C1", "Eva", None]],
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action", "params"],
+                ["Tag", "Contacts", "new", "", "set", "source=fair; include_existing=true"],
+            ],
+        }
+    )
+    assert not [p for p in check(path, now=NOW) if p.severity.value != "note"]
+    result = run(path, now=NOW)
+    assert not result.plan.errors
+    rows = sheet(path, "Contacts")
+    assert rows[1][2] == "fair"
+    assert "include_existing" not in [str(h) for h in rows[0]]
+    note = next(n for n in result.plan.notices if "include_existing=true" in n)
+    assert "the 1 contact already here that matches" in note
+
+
+def test_check_and_run_agree_about_an_empty_sender_email(book, no_smtp):
+    path = book(
+        {
+            "Settings": [["key", "value"], ["timezone", "UTC"], ["send_window", "always"]],
+            "Contacts": [["id", "first_name", "email"], ["C1", "Eva", "eva@x.com"]],
+            "Automations": WELCOME,
+            "Templates": TEMPLATES,
+        }
+    )
+    checked = [p for p in check(path, now=NOW) if "sender_email" in str(p)]
+    result = run(path, now=NOW)
+    ran = [p for p in result.plan.problems if "sender_email" in str(p)]
+    assert [(p.severity, str(p)) for p in checked] == [(p.severity, str(p)) for p in ran]
+    assert checked and checked[0].severity.value == "error"
+    quiet = book(
+        {
+            "Settings": [["key", "value"], ["timezone", "UTC"]],
+            "Contacts": [["id", "first_name"], ["C1", "Eva"]],
+        },
+        name="quiet.xlsx",
+    )
+    notes = [p for p in check(quiet, now=NOW) if "sender_email" in str(p)]
+    assert [p.severity.value for p in notes] == ["note"]  # no email planned: a note about what to fill
+
+
+def test_held_notification_gets_its_address_when_it_goes_out(book, no_smtp):
+    path = book(
+        {
+            "Settings": [*MAIL_SETTINGS, ["fallback_owner", "Ana"]],
+            "Reps": [["name", "email", "active"], ["Ana", "ana@x.com", True], ["Bo", None, True]],
+            "Contacts": [["id", "first_name", "email", "owner"], ["C1", "Eva", "eva@x.com", "Bo"]],
+            "Automations": [
+                ["rule", "table", "trigger", "when", "action", "params"],
+                ["Ping", "Contacts", "every_run", "", "notify", "text=Call {{ first_name }}"],
+            ],
+        }
+    )
+    run(path, now=NOW)
+    wb = load_workbook(path)
+    wb["Reps"]["B3"] = "bo@x.com"
+    wb.save(path)
+    run(path, now=NOW + dt.timedelta(hours=1))
+    rows = sheet(path, "Emails")
+    head = rows[0]
+    sent = [r for r in rows[1:] if r[head.index("status")] == "sent"]
+    assert sent and all(r[head.index("to")] for r in sent)
+    assert "bo@x.com" in sent[0][head.index("to")]
+
+
+def test_pt_br_workbook_gets_portuguese_consent_and_footer_notes(book):
+    path = book(
+        {
+            "Configurações": [["chave", "valor"], ["fuso_horario", "UTC"], ["idioma_regional", "pt-BR"]],
+            "Contatos": [
+                ["id", "Nome", "E-mail", "Descadastrado", "Não contatar?"],
+                ["C1", "Ana", "ana@x.com.br", "quer sair", None],
+                ["C2", "Bia", "bia@x.com.br", None, None],
+                [],
+                ["Total: 2 contatos"],
+            ],
+        }
+    )
+    text = [str(p) for p in check(path, now=NOW)]
+    assert any(
+        m.startswith('Contatos!D2: Descadastrado é "quer sair", não um sim ou não claro') for m in text
+    )
+    assert any(m.startswith('Contatos!A5: "Total: 2 contatos" é um rodapé sob os dados') for m in text)
+    assert any("responsavel_padrao (fallback_owner) está vazio" in m for m in text)
+    assert not any("is empty" in m or "not a clear" in m for m in text)
+
+
+def test_one_business_hour_is_singular(book):
+    path = book(
+        {
+            "Settings": [
+                ["key", "value"],
+                ["timezone", "UTC"],
+                ["business_hours", "Mon-Sun 00:00-24:00"],
+                ["sla_hours_high", "1"],
+            ],
+            "Tickets": [
+                ["id", "subject", "severity", "status", "opened_at"],
+                ["T1", "x", "high", "open", NOW.replace(tzinfo=None) - dt.timedelta(minutes=5)],
+            ],
+        }
+    )
+    plan = run(path, now=NOW, dry_run=True).plan
+    (due,) = [c for c in plan.changes if c.column == "due_at"]
+    assert due.rule == "SLA: high = 1 business hour from opened_at"
