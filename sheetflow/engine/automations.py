@@ -180,16 +180,28 @@ def load_automations(ctx: Context) -> list[AutomationRule]:
             and action.kind == "send_email"
             and "last_emailed_at" not in when.columns
         ):
-            problems.append(
-                warning(
-                    sheet.ref(pos, "trigger"),
+            if ctx.portuguese:
+                text = (
+                    f'"{name}" é every_run + send_email: enquanto a condição valer, mandaria o mesmo e-mail '
+                    "ao registro a cada execução; o sheetflow o envia no máximo uma vez por dia por registro"
+                    + (" (e repeat=true o envia a cada execução)" if repeat else "")
+                )
+                hint = (
+                    "para enviar uma vez só, limite o quando com last_emailed_at (ex.: "
+                    "days_since(last_emailed_at) > 30 or last_emailed_at is empty), ou use um gatilho idle: "
+                    "ou date:"
+                )
+            else:
+                text = (
                     f'"{name}" is every_run + send_email: while its condition holds it would email the same '
                     "record on every run; sheetflow sends it at most once a day per record"
-                    + (" (and repeat=true sends it on every run)" if repeat else ""),
-                    "to send it once, limit when with last_emailed_at (e.g. days_since(last_emailed_at) > 30 "
-                    "or last_emailed_at is empty), or use an idle: or date: trigger",
+                    + (" (and repeat=true sends it on every run)" if repeat else "")
                 )
-            )
+                hint = (
+                    "to send it once, limit when with last_emailed_at (e.g. days_since(last_emailed_at) > 30 "
+                    "or last_emailed_at is empty), or use an idle: or date: trigger"
+                )
+            problems.append(warning(sheet.ref(pos, "trigger"), text, hint))
         rules.append(
             AutomationRule(
                 key,

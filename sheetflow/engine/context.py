@@ -193,23 +193,32 @@ def formula_problems(ctx: Context) -> list[Problem]:
     then one line with the rest): the contract says sheetflow never overwrites a formula."""
     _late_formula_cells(ctx)
     problems: list[Problem] = []
+    pt = ctx.portuguese
     for (_table, _column), refs in ctx.formula_cells.items():
         refs = list(dict.fromkeys(refs))
         for ref in refs[:MAX_FORMULA_WARNINGS]:
             problems.append(
                 warning(
                     ref,
-                    "holds a formula; sheetflow leaves it alone",
-                    "clear it if sheetflow should manage this cell",
+                    "tem uma fórmula; o sheetflow não mexe nela"
+                    if pt
+                    else "holds a formula; sheetflow leaves it alone",
+                    "apague-a se o sheetflow deve cuidar desta célula"
+                    if pt
+                    else "clear it if sheetflow should manage this cell",
                 )
             )
         if len(refs) > MAX_FORMULA_WARNINGS:
+            more = len(refs) - MAX_FORMULA_WARNINGS
             problems.append(
                 warning(
                     refs[MAX_FORMULA_WARNINGS],
-                    f"and {len(refs) - MAX_FORMULA_WARNINGS} more cells of this column hold formulas; "
-                    "sheetflow leaves them alone",
-                    "clear them if sheetflow should manage these cells",
+                    f"e mais {more} células desta coluna têm fórmulas; o sheetflow não mexe nelas"
+                    if pt
+                    else f"and {more} more cells of this column hold formulas; sheetflow leaves them alone",
+                    "apague-as se o sheetflow deve cuidar dessas células"
+                    if pt
+                    else "clear them if sheetflow should manage these cells",
                 )
             )
     return problems

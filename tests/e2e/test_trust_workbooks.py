@@ -580,3 +580,23 @@ def test_one_business_hour_is_singular(book):
     plan = run(path, now=NOW, dry_run=True).plan
     (due,) = [c for c in plan.changes if c.column == "due_at"]
     assert due.rule == "SLA: high = 1 business hour from opened_at"
+
+
+def test_pt_br_formula_and_every_run_warnings_are_portuguese(book):
+    path = book(
+        {
+            "Configurações": [["chave", "valor"], ["fuso_horario", "UTC"], ["idioma_regional", "pt-BR"]],
+            "Contatos": [["id", "Nome", "E-mail", "Pontuação"], ["C1", "Ana", "ana@x.com.br", "=LEN(B2)"]],
+            "Pontuação": [["regra", "quando", "pontos"], ["Todos", "", 5]],
+            "Automações": [
+                ["regra", "tabela", "gatilho", "quando", "acao", "parametros"],
+                ["Oi", "Contatos", "every_run", "", "send_email", "template=welcome"],
+            ],
+        }
+    )
+    text = [str(p) for p in check(path, now=NOW)]
+    assert (
+        "Contatos!D2: tem uma fórmula; o sheetflow não mexe nela — apague-a se o sheetflow deve cuidar desta célula"
+        in text
+    )
+    assert any('"Oi" é every_run + send_email' in m for m in text)
