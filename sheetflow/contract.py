@@ -436,6 +436,31 @@ STATE_SHEET = "_sheetflow_state"
 CONSENT_COLUMNS = ("unsubscribed", "do_not_contact", "bounced")
 RECORD_SHEETS = ("Contacts", "Deals", "Tickets")
 
+# Headers that are no alias but still plainly about email consent ("Opted out of newsletter?",
+# "Unsubscribed (marketing)", "Bounce status", "Não contatar por e-mail"): when in doubt about consent, do not
+# send, so such a column counts as the field it looks like. Links and URLs (an unsubscribe link) do not.
+_CONSENT_LOOKS = (
+    (
+        "unsubscribed",
+        re.compile(r"unsubscri|opt_?(ed_?)?out|descadastr|blacklist|lista_negra|cancel\w*_inscri"),
+    ),
+    (
+        "do_not_contact",
+        re.compile(r"do_?not_?(contact|e_?mail|mail)|nao_(contat|contact|enviar|receber|perturb)|^dnc"),
+    ),
+    ("bounced", re.compile(r"bounce|devolvid|retornad")),
+)
+_NOT_CONSENT = re.compile(r"link|url|token|(^|_)count|contagem|quantidade")
+
+
+def consent_like(header: object) -> str | None:
+    """The consent field a header that is no contract name or alias plainly means, or None."""
+    key = header_key(header)
+    if not key or _NOT_CONSENT.search(key):
+        return None
+    return next((name for name, pattern in _CONSENT_LOOKS if pattern.search(key)), None)
+
+
 BY_NAME: dict[str, SheetSpec] = {s.name: s for s in SHEETS}
 
 # Lifecycle stages (Contacts.lifecycle_stage) in contract order, with pt-BR labels.

@@ -232,6 +232,19 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
         name = column.name if column else normalize(text)
         if not name:
             continue
+        looks = contract.consent_like(text) if column is None and spec.name == "Contacts" else None
+        if looks is not None:  # when in doubt about consent, do not send
+            label = _CONSENT_PT[looks] if pt else looks
+            problems.append(
+                note(
+                    cell_ref(raw.name, header_row, col0 + j),
+                    f'a coluna "{text}" parece ser de consentimento: lida como {label}'
+                    if pt
+                    else f'column "{text}" looks like a consent column: read as {label}',
+                    "renomeie-a se não for" if pt else "rename it if it is not",
+                )
+            )
+            name = looks
         consent = spec.name == "Contacts" and name in contract.CONSENT_COLUMNS
         sheet_col = col0 + j
         if name in col_index and consent:

@@ -600,3 +600,35 @@ def test_pt_br_formula_and_every_run_warnings_are_portuguese(book):
         in text
     )
     assert any('"Oi" é every_run + send_email' in m for m in text)
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [
+        ("Opted out of newsletter?", "unsubscribed"),
+        ("Não contatar por e-mail", "do_not_contact"),
+        ("Bounce status", "bounced"),
+        ("Descadastrado em", "unsubscribed"),
+    ],
+)
+def test_a_header_that_looks_like_consent_counts_as_consent(book, no_smtp, header, field):
+    path = book(
+        {
+            "Settings": MAIL_SETTINGS,
+            "Contacts": [
+                ["id", "first_name", "email", header, "Unsubscribe link"],
+                ["C1", "Eva", "eva@x.com", "yes", "https://x.com/u/1"],
+                ["C2", "Rui", "rui@x.com", None, "https://x.com/u/2"],
+            ],
+            "Automations": WELCOME,
+            "Templates": TEMPLATES,
+        }
+    )
+    text = [str(p) for p in check(path, now=NOW)]
+    assert (
+        f'Contacts!D1: column "{header}" looks like a consent column: read as {field} — rename it if it is not'
+        in text
+    )
+    assert not any(m.startswith("Contacts!E") for m in text)  # a link column is not consent
+    got = statuses(path)
+    assert got["C1"] == "skipped" and got["C2"] != "skipped"
