@@ -7,8 +7,11 @@ team added keep their (normalized) header as name and get a type inferred from t
 
 The header is where the user put it: the row (among the first ``HEADER_SEARCH_ROWS``) with the most
 cells naming a contract column or alias, so a title, a note or blank rows above it are not records.
-Inside an Excel table (ListObject) the table's own header row is the header and its totals row is not a
-record. A sheet with content but no such row is an error naming the sheet, and nothing is written to it.
+Inside an Excel table (ListObject) the table's own header row is the header and only its data range holds
+records (not its totals row, not the rows below it); outside tables a footer after a blank row (one
+label-looking text, or only formulas) is not a record (README "Where the data is"). Every column that names
+a consent field counts (any of them saying "do not contact" is enough). A sheet with content but no such
+row is an error naming the sheet, and nothing is written to it.
 Cells holding formulas are remembered per column (``Table.formulas``): sheetflow never writes them.
 """
 
