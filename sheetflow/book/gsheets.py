@@ -363,7 +363,7 @@ def _a1(title: str, r0: int, c0: int, r1: int, c1: int) -> str:
 
 def _chunks(items: list, size: Callable[[Any], int], limit: int) -> Iterator[list]:
     """``items`` in order, split so each part's estimated JSON size stays under ``limit`` bytes."""
-    part, used = [], 0
+    part, used = [], 0  # type: ignore[var-annotated]  # filled below with request parts
     for item in items:
         n = size(item)
         if part and used + n > limit:
@@ -520,7 +520,7 @@ class GSheetsBook:
             params={"fields": "modifiedTime", "supportsAllDrives": "true"},
             what="reading the spreadsheet's change time",
         )
-        return f"gsheets:{self.id}:{data.get('modifiedTime', '')}"
+        return f"gsheets:{self.id}:{data.get('modifiedTime', '')}"  # type: ignore[union-attr]  # the response of a successful request is a JSON object
 
     # ------------------------------------------------------------ reading
     def read(self, *, full: Collection[str] = ()) -> dict[str, RawSheet]:
@@ -530,7 +530,7 @@ class GSheetsBook:
             params={"includeGridData": "true", "fields": _READ_FIELDS},
             what="reading the spreadsheet",
         )
-        props = data.get("properties") or {}
+        props = data.get("properties") or {}  # type: ignore[union-attr]  # the response of a successful request is a JSON object
         self.time_zone = str(props.get("timeZone") or "")
         self.locale = _locale(str(props.get("locale") or ""))
         out = ReadResult()
@@ -538,7 +538,8 @@ class GSheetsBook:
         meta: dict[str, _Meta] = {}
         order = []
         for entry in sorted(
-            data.get("sheets") or [], key=lambda s: (s.get("properties") or {}).get("index", 0)
+            data.get("sheets") or [],  # type: ignore[union-attr]  # the response of a successful request is a JSON object
+            key=lambda s: (s.get("properties") or {}).get("index", 0),
         ):
             m = _Meta(entry.get("properties") or {})
             meta[m.title] = m
@@ -582,7 +583,8 @@ class GSheetsBook:
             raise RuntimeError("read() must come before write()")
         meta = self._meta
         store = _FakeStore(meta)
-        work = _checked_like_the_writer(store, patches)  # the xlsx writer's refusals, before any request
+        # the xlsx writer's refusals, before any request (_FakeStore offers the read surface the check needs)
+        work = _checked_like_the_writer(store, patches)  # type: ignore[arg-type]
         keys = _keys(patches)
         self.problems = []
         work = self._rebind(work, keys)
@@ -640,7 +642,7 @@ class GSheetsBook:
             },
             what="reading the id columns again",
         )
-        answers = data.get("valueRanges") or []
+        answers = data.get("valueRanges") or []  # type: ignore[union-attr]  # the response of a successful request is a JSON object
         now_cols, tails = {}, {}
         for i, sheet in enumerate(cols):
             column = ((answers[2 * i] if 2 * i < len(answers) else {}).get("values") or [[]])[0]
@@ -824,7 +826,7 @@ class GSheetsBook:
                     {"appendDimension": {"sheetId": m.id, "dimension": "COLUMNS", "length": cols - m.cols}}
                 )
         for patch, values in work:
-            m = meta.get(patch.sheet)
+            m = meta.get(patch.sheet)  # type: ignore[assignment]  # checked for None just below
             dated = m.dated if m is not None and patch.new is None and not patch.replace else set()
             wanted = {k: v for k, v in values.items() if k not in dated}
             for (c, kind), spans in _date_spans(wanted, _date_columns(patch, values, m)).items():

@@ -74,5 +74,5 @@ def spreadsheet_from_rows(
                 for c, value in enumerate(row):
                     stored = seed_cell(value)
                     if stored is not None:
-                        sheet.put(r0 - 1 + r, c0 - 1 + c, stored)
+                        sheet.put(r0 - 1 + r, c0 - 1 + c, stored)  # type: ignore[union-attr]  # the sheet was created just above
     return sid

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from sheetflow.book.patch import PatchError, SheetPatch
-from sheetflow.book.xlsx.package import ContentTypes, Package, prune_calc_chain
+from sheetflow.book.xlsx.package import ContentTypes, Package
 from sheetflow.book.xlsx.refs import col_number
 from sheetflow.book.xlsx.rowdelete import RowMap, after_row_deletion
 from sheetflow.book.xlsx.sheet import SIMPLE_TYPES, SheetWriter
 from sheetflow.book.xlsx.styles import Styles
 from sheetflow.book.xlsx.tables import grow_tables, sheet_tables
-from sheetflow.book.xlsx.workbook import Workbook
+from sheetflow.book.xlsx.workbook import Workbook, prune_calc_chain
 from sheetflow.book.xlsx.xmlparts import REL_CALC_CHAIN, REL_OFFICE_DOCUMENT, true
 
 if TYPE_CHECKING:

@@ -22,16 +22,14 @@ from typing import TYPE_CHECKING, BinaryIO
 from lxml import etree
 
 from sheetflow.book.patch import PatchError
-from sheetflow.book.xlsx.rowdelete import delete_sheet_rows
+from sheetflow.book.xlsx.rawrows import delete_sheet_rows
+from sheetflow.book.xlsx.refs import RowMap
 from sheetflow.book.xlsx.xmlparts import (
     NS_CT,
     NS_PKG_REL,
     PARSER,
     PARSER_OPTIONS,
-    REL_CALC_CHAIN,
     XmlPart,
-    qn,
-    true,
 )
 from sheetflow.book.xlsx.zipio import (
     BIG_ENTRY,
@@ -45,8 +43,6 @@ from sheetflow.book.xlsx.zipio import (
 )
 
 if TYPE_CHECKING:
-    from sheetflow.book.xlsx.rowdelete import RowMap
-    from sheetflow.book.xlsx.workbook import Workbook
     from sheetflow.book.xlsx.zipio import Entry
 
 
@@ -330,41 +326,3 @@ class ContentTypes:
             if el.tag == f"{{{NS_CT}}}Override" and el.get("PartName", "").lower() == "/" + part_name.lower():
                 self.part.root.remove(el)
                 self._pkg.touch(self.NAME)
-
-
-def prune_calc_chain(
-    pkg: Package, book: Workbook, content_types: ContentTypes, removed: dict[int, set[str]]
-) -> None:
-    """Drop calcChain entries of formulas we removed: Excel reports a corrupt file for entries without formula.
-    In calcChain ``i`` is the sheetId and, when omitted, repeats the previous entry's."""
-    if not any(removed.values()):
-        return
-    rels = book.rels.of_type(REL_CALC_CHAIN)
-    name = book.rels.target(rels[0]) if rels else None
-    if name is None or not pkg.exists(name):
-        return
-    part = pkg.xml(name)
-    current, previous_kept = 0, None
-    pending_level = False
-    changed = False
-    for entry in list(part.root.iterchildren(qn("c"))):
-        current = int(entry.get("i") or current)
-        if entry.get("r") in removed.get(current, ()):
-            pending_level = pending_level or true(entry.get("l"))
-            part.root.remove(entry)
-            changed = True
-            continue
-        if entry.get("i") is None and current and previous_kept != current:
-            entry.set("i", str(current))
-        if pending_level and entry.get("l") is None:
-            entry.set("l", "1")
-        pending_level = False
-        previous_kept = current
-    if not changed:
-        return
-    if len(part.root.findall(qn("c"))) == 0:
-        pkg.remove(name)
-        book.rels.remove(rels[0])
-        content_types.remove_override(name)
-    else:
-        pkg.touch(name)

@@ -11,12 +11,13 @@ tree (:meth:`~sheetflow.book.xlsx.xmlparts.XmlPart.parse_fully`), which stays th
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from lxml import etree
 
 from sheetflow.book.patch import PatchError
-from sheetflow.book.xlsx.refs import ref_col
+from sheetflow.book.xlsx.refs import RowMap, ref_col
 from sheetflow.book.xlsx.xmlparts import HEAD_RE, NS_MAIN, PARSER_OPTIONS, XmlPart, qn, true
 
 _START_TAG_REST = rb"""((?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(/?)>"""  # attributes, "/" if empty
@@ -292,3 +293,62 @@ class RawRows:
             pos = end
         pieces.append(view[pos : self.end])
         return pieces
+
+
+_ROW_START_RE = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?row(?=[\s/>])[^>]*>")
+_ROW_NUMBER_RE = re.compile(rb"""(\sr\s*=\s*["'])([0-9]{1,7})(["'])""")
+_CELL_REF_RE = re.compile(
+    rb"""(<(?:[A-Za-z_][\w.\-]*:)?c\s(?:[^>]*?\s)?r\s*=\s*["'])(\$?[A-Za-z]{1,3})([0-9]{1,7})(["'])"""
+)
+_FORMULA_RE = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?f[\s/>]")
+_SHEET_DATA_RE = re.compile(rb"<(?:([A-Za-z_][\w.\-]*):)?sheetData(?=[\s/>])[^>]*?(/?)>")
+
+
+def delete_sheet_rows(data: bytes, rows: RowMap, sheet: str) -> bytes:
+    """The worksheet part with ``rows`` deleted and the rows below renumbered, as bytes (a log sheet can have
+    a million rows: no tree is built). Refuses sheets with formulas, whose references would have to move."""
+    m = _SHEET_DATA_RE.search(data)
+    if m is None or m.group(2):
+        return data
+    prefix, start, end = sheet_data_span(data, m)
+    if end < 0:
+        return data
+    if _FORMULA_RE.search(data, start, end):
+        raise PatchError(
+            f'sheet "{sheet}" holds formulas, so sheetflow will not move its rows to the archive; '
+            f"move the formulas to another sheet"
+        )
+    view = memoryview(data)
+    pieces: list[bytes | memoryview] = []
+    deleted = rows.deleted
+    previous, copy_from = 0, 0
+    starts = [(row.start(), row.group(0)) for row in _ROW_START_RE.finditer(data, start, end)]
+    for i, (row_start, tag) in enumerate(starts):
+        row_end = starts[i + 1][0] if i + 1 < len(starts) else end
+        number = _ROW_NUMBER_RE.search(tag)
+        r = int(number.group(2)) if number else previous + 1
+        previous = r
+        shift = bisect.bisect_left(deleted, r)
+        if shift < len(deleted) and deleted[shift] == r:  # deleted: leave it out
+            if copy_from < row_start:
+                pieces.append(view[copy_from:row_start])
+            copy_from = row_end
+            continue
+        if shift == 0:  # above every deleted row: copied as it is
+            continue
+        if copy_from < row_start:
+            pieces.append(view[copy_from:row_start])
+        segment = data[row_start:row_end]
+        if number:
+            segment = _ROW_NUMBER_RE.sub(
+                lambda n: b"%s%d%s" % (n.group(1), r - shift, n.group(3)), segment, 1
+            )
+        new = str(r - shift).encode()
+        segment = _CELL_REF_RE.sub(
+            lambda c: c.group(1) + c.group(2) + new + c.group(4) if int(c.group(3)) == r else c.group(0),
+            segment,
+        )
+        pieces.append(segment)
+        copy_from = row_end
+    pieces.append(view[copy_from:])
+    return b"".join(pieces)

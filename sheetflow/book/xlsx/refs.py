@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import re
+from collections.abc import Iterable
 
 from sheetflow.book.patch import PatchError
 
@@ -118,3 +120,49 @@ def excel_serial(value: dt.date | dt.datetime, is1904: bool, where: str = "") ->
             f"workbook's date system)"
         )
     return days + seconds / 86400 if seconds else days
+
+
+_A1_RANGE_RE = re.compile(r"(\$?[A-Za-z]{1,3})(\$?)([0-9]{1,7})?(?::(\$?[A-Za-z]{1,3})(\$?)([0-9]{1,7}))?")
+
+
+class RowMap:
+    """Where rows go when ``deleted`` rows are deleted and the rows below move up (Excel's "Delete row")."""
+
+    def __init__(self, deleted: Iterable[int]) -> None:
+        self.deleted = sorted(set(deleted))
+
+    def __bool__(self) -> bool:
+        return bool(self.deleted)
+
+    def row(self, r: int) -> int | None:
+        i = bisect.bisect_left(self.deleted, r)
+        if i < len(self.deleted) and self.deleted[i] == r:
+            return None
+        return r - i
+
+    def span(self, r1: int, r2: int) -> tuple[int, int] | None:
+        """The rows r1..r2 that are left, renumbered; None if all of them are deleted."""
+        lo = r1 - bisect.bisect_left(self.deleted, r1)
+        hi = r2 - bisect.bisect_right(self.deleted, r2)
+        return (lo, hi) if lo <= hi else None
+
+    def ref(self, ref: str) -> str | None:
+        """An A1 reference or range (``$`` kept, whole columns unchanged) after the deletion; None if gone."""
+        m = _A1_RANGE_RE.fullmatch(ref)
+        if m is None:
+            return ref
+        c1, d1, r1, c2, d2, r2 = m.groups()
+        if r1 is None:
+            return ref  # A:C, whole columns
+        r1 = int(r1)
+        end = int(r2) if r2 is not None else r1
+        span = self.span(r1, end)
+        if span is None:
+            return None
+        if r2 is None:
+            return f"{c1}{d1}{span[0]}"
+        return f"{c1}{d1}{span[0]}:{c2}{d2}{span[1]}"
+
+    def sqref(self, sqref: str) -> str | None:
+        kept = [r for r in (self.ref(part) for part in sqref.split()) if r is not None]
+        return " ".join(kept) if kept else None

@@ -9,15 +9,12 @@ are dropped, except the elements Excel keeps with an empty range (dimension, sel
 
 from __future__ import annotations
 
-import bisect
 import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from sheetflow.book.patch import PatchError
-from sheetflow.book.xlsx.rawrows import sheet_data_span
+from sheetflow.book.xlsx.refs import RowMap
 from sheetflow.book.xlsx.tables import set_table_range, sheet_tables
 from sheetflow.book.xlsx.xmlparts import qn
 
@@ -25,109 +22,6 @@ if TYPE_CHECKING:
     from sheetflow.book.xlsx.package import Package
     from sheetflow.book.xlsx.workbook import SheetInfo, Workbook
     from sheetflow.book.xlsx.xmlparts import XmlPart
-
-
-class RowMap:
-    """Where rows go when ``deleted`` rows are deleted and the rows below move up (Excel's "Delete row")."""
-
-    def __init__(self, deleted: Iterable[int]) -> None:
-        self.deleted = sorted(set(deleted))
-
-    def __bool__(self) -> bool:
-        return bool(self.deleted)
-
-    def row(self, r: int) -> int | None:
-        i = bisect.bisect_left(self.deleted, r)
-        if i < len(self.deleted) and self.deleted[i] == r:
-            return None
-        return r - i
-
-    def span(self, r1: int, r2: int) -> tuple[int, int] | None:
-        """The rows r1..r2 that are left, renumbered; None if all of them are deleted."""
-        lo = r1 - bisect.bisect_left(self.deleted, r1)
-        hi = r2 - bisect.bisect_right(self.deleted, r2)
-        return (lo, hi) if lo <= hi else None
-
-    def ref(self, ref: str) -> str | None:
-        """An A1 reference or range (``$`` kept, whole columns unchanged) after the deletion; None if gone."""
-        m = _A1_RANGE_RE.fullmatch(ref)
-        if m is None:
-            return ref
-        c1, d1, r1, c2, d2, r2 = m.groups()
-        if r1 is None:
-            return ref  # A:C, whole columns
-        r1 = int(r1)
-        end = int(r2) if r2 is not None else r1
-        span = self.span(r1, end)
-        if span is None:
-            return None
-        if r2 is None:
-            return f"{c1}{d1}{span[0]}"
-        return f"{c1}{d1}{span[0]}:{c2}{d2}{span[1]}"
-
-    def sqref(self, sqref: str) -> str | None:
-        kept = [r for r in (self.ref(part) for part in sqref.split()) if r is not None]
-        return " ".join(kept) if kept else None
-
-
-_A1_RANGE_RE = re.compile(r"(\$?[A-Za-z]{1,3})(\$?)([0-9]{1,7})?(?::(\$?[A-Za-z]{1,3})(\$?)([0-9]{1,7}))?")
-_ROW_START_RE = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?row(?=[\s/>])[^>]*>")
-_ROW_NUMBER_RE = re.compile(rb"""(\sr\s*=\s*["'])([0-9]{1,7})(["'])""")
-_CELL_REF_RE = re.compile(
-    rb"""(<(?:[A-Za-z_][\w.\-]*:)?c\s(?:[^>]*?\s)?r\s*=\s*["'])(\$?[A-Za-z]{1,3})([0-9]{1,7})(["'])"""
-)
-_FORMULA_RE = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?f[\s/>]")
-_SHEET_DATA_RE = re.compile(rb"<(?:([A-Za-z_][\w.\-]*):)?sheetData(?=[\s/>])[^>]*?(/?)>")
-
-
-def delete_sheet_rows(data: bytes, rows: RowMap, sheet: str) -> bytes:
-    """The worksheet part with ``rows`` deleted and the rows below renumbered, as bytes (a log sheet can have
-    a million rows: no tree is built). Refuses sheets with formulas, whose references would have to move."""
-    m = _SHEET_DATA_RE.search(data)
-    if m is None or m.group(2):
-        return data
-    prefix, start, end = sheet_data_span(data, m)
-    if end < 0:
-        return data
-    if _FORMULA_RE.search(data, start, end):
-        raise PatchError(
-            f'sheet "{sheet}" holds formulas, so sheetflow will not move its rows to the archive; '
-            f"move the formulas to another sheet"
-        )
-    view = memoryview(data)
-    pieces: list[bytes | memoryview] = []
-    deleted = rows.deleted
-    previous, copy_from = 0, 0
-    starts = [(row.start(), row.group(0)) for row in _ROW_START_RE.finditer(data, start, end)]
-    for i, (row_start, tag) in enumerate(starts):
-        row_end = starts[i + 1][0] if i + 1 < len(starts) else end
-        number = _ROW_NUMBER_RE.search(tag)
-        r = int(number.group(2)) if number else previous + 1
-        previous = r
-        shift = bisect.bisect_left(deleted, r)
-        if shift < len(deleted) and deleted[shift] == r:  # deleted: leave it out
-            if copy_from < row_start:
-                pieces.append(view[copy_from:row_start])
-            copy_from = row_end
-            continue
-        if shift == 0:  # above every deleted row: copied as it is
-            continue
-        if copy_from < row_start:
-            pieces.append(view[copy_from:row_start])
-        segment = data[row_start:row_end]
-        if number:
-            segment = _ROW_NUMBER_RE.sub(
-                lambda n: b"%s%d%s" % (n.group(1), r - shift, n.group(3)), segment, 1
-            )
-        new = str(r - shift).encode()
-        segment = _CELL_REF_RE.sub(
-            lambda c: c.group(1) + c.group(2) + new + c.group(4) if int(c.group(3)) == r else c.group(0),
-            segment,
-        )
-        pieces.append(segment)
-        copy_from = row_end
-    pieces.append(view[copy_from:])
-    return b"".join(pieces)
 
 
 _REF_ATTRS = ("ref", "sqref", "activeCell", "topLeftCell")

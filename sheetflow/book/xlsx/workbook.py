@@ -26,6 +26,7 @@ from sheetflow.book.xlsx.xmlparts import (
     CT_WORKSHEET,
     NS_MAIN,
     NS_R,
+    REL_CALC_CHAIN,
     REL_OFFICE_DOCUMENT,
     REL_WORKSHEET,
     STRICT_MARK,
@@ -285,3 +286,41 @@ def _add_validation(parent: etree._Element, sheet: str, validation: Validation) 
         sqref=sqref,
     )
     etree.SubElement(el, qn("formula1")).text = ILLEGAL_XML_RE.sub("", formula)
+
+
+def prune_calc_chain(
+    pkg: Package, book: Workbook, content_types: ContentTypes, removed: dict[int, set[str]]
+) -> None:
+    """Drop calcChain entries of formulas we removed: Excel reports a corrupt file for entries without formula.
+    In calcChain ``i`` is the sheetId and, when omitted, repeats the previous entry's."""
+    if not any(removed.values()):
+        return
+    rels = book.rels.of_type(REL_CALC_CHAIN)
+    name = book.rels.target(rels[0]) if rels else None
+    if name is None or not pkg.exists(name):
+        return
+    part = pkg.xml(name)
+    current, previous_kept = 0, None
+    pending_level = False
+    changed = False
+    for entry in list(part.root.iterchildren(qn("c"))):
+        current = int(entry.get("i") or current)
+        if entry.get("r") in removed.get(current, ()):
+            pending_level = pending_level or true(entry.get("l"))
+            part.root.remove(entry)
+            changed = True
+            continue
+        if entry.get("i") is None and current and previous_kept != current:
+            entry.set("i", str(current))
+        if pending_level and entry.get("l") is None:
+            entry.set("l", "1")
+        pending_level = False
+        previous_kept = current
+    if not changed:
+        return
+    if len(part.root.findall(qn("c"))) == 0:
+        pkg.remove(name)
+        book.rels.remove(rels[0])
+        content_types.remove_override(name)
+    else:
+        pkg.touch(name)

@@ -14,14 +14,17 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from lxml import etree
 
 from sheetflow.book.patch import PatchError
 
-if TYPE_CHECKING:
-    from sheetflow.book.xlsx.rawrows import RawRows
+
+class RawRows(Protocol):
+    """What a part needs of its rows kept as bytes (:class:`sheetflow.book.xlsx.rawrows.RawRows`)."""
+
+    data: bytes
 
 
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
