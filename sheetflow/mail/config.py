@@ -7,7 +7,7 @@ Never from the workbook: a workbook gets emailed around, and a password in a cel
 | environment | sheetflow.toml | default |
 | --- | --- | --- |
 | ``SHEETFLOW_TRANSPORT`` (files, smtp) | ``[email] transport`` | smtp when a host is set, else files |
-| ``SHEETFLOW_OUTBOX`` | ``[email] outbox`` | ``outbox/`` beside the workbook |
+| ``SHEETFLOW_OUTBOX`` (relative: to the current folder) | ``[email] outbox`` (relative: to the toml's folder) | ``outbox/`` beside the workbook |
 | ``SHEETFLOW_SMTP_HOST`` | ``[smtp] host`` | |
 | ``SHEETFLOW_SMTP_PORT`` | ``[smtp] port`` | 587 (starttls), 465 (ssl), 25 (none) |
 | ``SHEETFLOW_SMTP_SECURITY`` (none, starttls, ssl) | ``[smtp] security`` | starttls |
@@ -108,8 +108,16 @@ def load_config(
     if transport not in ("files", "smtp"):
         raise UsageError(f'SHEETFLOW_TRANSPORT "{transport}" is not files or smtp')
     config.transport = transport
-    out = outbox or pick("OUTBOX", email, "outbox", "outbox")
-    config.outbox = Path(out) if Path(out).is_absolute() else folder / out
+    # One rule for every relative outbox (issue 10): --outbox and SHEETFLOW_OUTBOX are command-line paths,
+    # relative to the current folder like any other; sheetflow.toml's is relative to the toml's folder;
+    # the default is outbox/ beside the workbook. Same for run and --dry-run.
+    if outbox is not None:
+        config.outbox = Path(outbox).resolve()
+    elif env.get("SHEETFLOW_OUTBOX") not in (None, ""):
+        config.outbox = Path(env["SHEETFLOW_OUTBOX"]).resolve()
+    else:
+        out = Path(str(email.get("outbox") or "outbox"))
+        config.outbox = out if out.is_absolute() else folder / out
     config.security = str(pick("SMTP_SECURITY", smtp, "security", "starttls")).strip().lower()
     if config.security not in SECURITY:
         raise UsageError(f'SHEETFLOW_SMTP_SECURITY "{config.security}" is not one of {", ".join(SECURITY)}')
