@@ -203,7 +203,23 @@ def build_patches(
         state_patch(builder, plan.state)
     if trim is not None:
         trim_logs(builder, trim)
+        runs = builder.targets.get("Runs")
+        if runs is not None:
+            trim.runs_at = (runs.patch, runs.next_row - 1, runs.columns)
     return list(builder.patches.values())
+
+
+def finish_runs_row(trim: LogTrim, plan: Plan) -> None:
+    """Rewrite this run's Runs row (counts, notes) once the archive has been written: what moved there and
+    the warnings that only the archiving knows are then in the row, with their counts (issue 10)."""
+    if trim.runs_at is None:
+        return
+    patch, row, columns = trim.runs_at
+    values = runs_row(plan, None)
+    for name in ("counts", "errors"):
+        col = columns.get(name)
+        if col is not None:
+            patch.cells[(row, col)] = values[name]
 
 
 def enrollments_patch(builder: PatchBuilder, rows: list[dict[str, Any]]) -> None:
@@ -315,6 +331,10 @@ class LogTrim:
     moved: list[tuple[str, str, int, int, int]] = field(
         default_factory=list
     )  # sheet, log, before, moved, left
+    # rows the post-send save adds (an Activity row per email sent, for last_emailed_at): room is kept for
+    # them here, so the cap holds after the whole run, not only after its first save (issue 10)
+    reserve: dict[str, int] = field(default_factory=dict)
+    runs_at: tuple[SheetPatch, int, dict[str, int]] | None = None  # this run's Runs row: patch, row, columns
 
     def report(self, files: dict[str, list[Path]], folder: str = ".sheetflow") -> list[Problem]:
         """What moved where, once the archive is written (``files``: log -> archive files it went to)."""
@@ -334,7 +354,12 @@ class LogTrim:
                     )
                 )
             else:
-                out.append(note(sheet, f"{moved:,} older rows moved to {where} (log_max_rows {self.cap:,})"))
+                out.append(
+                    note(
+                        sheet,
+                        f"{moved:,} rows of {sheet} moved to {where} (the oldest; log_max_rows {self.cap:,})",
+                    )
+                )
             if left > self.cap:
                 out.append(
                     warning(
@@ -395,14 +420,15 @@ def trim_logs(builder: PatchBuilder, trim: LogTrim) -> None:
         exists = table is not None and table.exists and bool(table.header_row)
         existing = (table.last_row - table.header_row) if exists else 0  # type: ignore[union-attr]  # exists implies a table
         new = (target.next_row - target.start_row) if target is not None else 0
-        if existing + new <= cap:
+        reserve = min(trim.reserve.get(canonical, 0), keep)
+        if existing + new + reserve <= cap:
             continue
         if exists and existing and len(table) == 0:  # type: ignore[arg-type]  # exists implies a table; only the header was read: read the rows now
             full = trim.full([canonical]).get(canonical)
             if full is None or full.header_row != table.header_row or full.col_index != table.col_index:  # type: ignore[union-attr]  # exists implies a table
                 continue
             table = full
-        _trim_one(builder, trim, canonical, table if exists else None, target, keep)
+        _trim_one(builder, trim, canonical, table if exists else None, target, keep - reserve)
 
 
 def _trim_one(

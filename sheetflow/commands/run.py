@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sheetflow import contract
-from sheetflow.apply import LogTrim, build_patches, needs_write, over_cap, write_back
+from sheetflow.apply import LogTrim, build_patches, finish_runs_row, needs_write, over_cap, write_back
 from sheetflow.book import Book, open_book
 from sheetflow.coerce import DATE_MAX, DATE_MIN, DATE_RANGE
 from sheetflow.engine.assignment import check_assignment
@@ -183,6 +183,7 @@ def _execute(
             mailer.queue(plan)
             say("writing")
             trim = log_trim(book, loaded, cap)
+            trim.reserve["Activity"] = sum(1 for e in plan.emails if e.due)  # written after sending
             patches = build_patches(
                 plan,
                 loaded.tables,
@@ -192,7 +193,11 @@ def _execute(
             )
             if trim.batches:
                 say("archiving older log rows")
-                plan.problems += trim.report(archive.store(trim.batches, plan.local_now), archive.folder)
+                reported = trim.report(archive.store(trim.batches, plan.local_now), archive.folder)
+                plan.problems += reported
+                # what moved is said by run (notes are not printed) and kept in the Runs row (issue 10)
+                plan.notices += [p.message for p in reported if p.severity is Severity.NOTE]
+            finish_runs_row(trim, plan)
             backups = loaded.settings.number("backups")
             book.write(patches, backups=int(backups) if backups is not None else 10)
             plan.problems += getattr(book, "problems", None) or []  # rows that vanished under the run

@@ -94,7 +94,9 @@ def test_the_cap_setting_has_a_portuguese_name_and_the_archive_uses_the_sheet_na
     names = load_workbook(path).sheetnames
     activity = "Atividade" if "Atividade" in names else "Activity"
     assert len(sheet(path, activity)) - 1 <= 10
-    assert any("older rows moved to .sheetflow/crm.archive-2026.xlsx" in p.message for p in result.problems)
+    assert any(
+        f"rows of {activity} moved to .sheetflow/crm.archive-2026.xlsx" in p.message for p in result.problems
+    )
     assert archived(path, activity)
 
 
@@ -149,6 +151,33 @@ def test_a_workbook_over_the_cap_is_fixed_by_the_next_run_with_a_message(book, c
     # oldest first, values intact (old/new are text columns of the contract)
     assert [r[6] for r in archived(path, "Activity")[:3]] == ["1", "2", "3"]
     assert archived(path, "Activity")[0][0] == NOW - dt.timedelta(days=300)
+    # the Runs row counts the warnings the run printed (they come from the archiving, after the row was built)
+    printed = sum(line.startswith("warning ") for line in out.splitlines())
+    runs = sheet(path, "Runs")
+    last = dict(zip(runs[0], runs[-1]))
+    assert printed >= 1 and f"0 errors, {printed} warnings" in last["counts"]
+
+
+def test_run_says_how_many_rows_moved_and_the_runs_row_keeps_it(book, capsys):
+    """The normal case (a log reaching the cap): run prints "N rows of Activity moved to .sheetflow/…" and the
+    Runs row carries the same note (issue 10)."""
+    path = scored_book(book, cap=20)
+    moved_runs = 0
+    for k in range(8):
+        set_points(path, 3, 2 + k)  # five Dev contacts re-scored each run
+        assert main(["run", str(path), "--now", f"2026-11-23T10:{k:02}"]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        runs = sheet(path, "Runs")
+        notes = dict(zip(runs[0], runs[-1]))["errors"]
+        if "rows of Activity moved to .sheetflow/crm.archive-2026.xlsx" in out:
+            moved_runs += 1
+            n = int(out.split(" rows of Activity moved to")[0].split()[-1])
+            assert f"note: {n} rows of Activity moved to .sheetflow/crm.archive-2026.xlsx" in notes
+            assert n > 0
+        else:
+            assert "moved to" not in notes
+    assert moved_runs >= 1
+    assert len(archived(path, "Activity")) + len(sheet(path, "Activity")) - 1 == 8 + 7 * 5
 
 
 def test_a_run_with_nothing_to_do_still_trims_an_overfull_log(book):
@@ -503,3 +532,23 @@ def test_open_tasks_stay_even_over_the_cap_and_the_run_says_so(book):
     assert [r[5] for r in archived(path, "Tasks")] == ["call 0", "call 1", "call 2"]  # only done ones
     assert len(tasks) == 11 and not any(r[7] is True for r in tasks)
     assert any("11 rows stay, more than log_max_rows (10)" in p.message for p in result.problems)
+
+
+def test_the_cap_holds_after_every_run_that_sends(book, mailing):
+    """The post-send save adds an Activity row per email sent (last_emailed_at): room is kept for it, so the
+    logs are at most log_max_rows (10 here) after each run, not only after its first save (issue 10)."""
+    path = mail_book(book, 14)
+    batch: list[str] = []
+    mailing.append(("welcome", "Welcome", lambda row: row["id"] in batch))
+    sent = 0
+    for k in range(4):  # Monday 10:00 onwards: three new contacts welcomed per run
+        batch[:] = [f"C-{3 * k + i:03}" for i in (1, 2, 3)]
+        result = run(path, now=NOW + dt.timedelta(minutes=k))
+        assert result.emails.count("sent") == 3
+        sent += 3
+        for name in ("Activity", "Emails", "Runs"):
+            assert len(sheet(path, name)) - 1 <= 10, (k, name)
+        stamps = [
+            r for r in sheet(path, "Activity")[1:] + archived(path, "Activity") if r[4] == "last_emailed_at"
+        ]
+        assert len(stamps) == sent  # nothing lost: sheet + archive hold every row
