@@ -55,7 +55,7 @@ from filelock import FileLock, Timeout
 
 from sheetflow import contract
 from sheetflow.book.base import LOGS
-from sheetflow.book.patch import PatchError, SheetPatch
+from sheetflow.book.patch import PatchError, SheetPatch, merge_patches
 from sheetflow.book.raw import RawSheet
 from sheetflow.book.xlsx.cells import ILLEGAL_XML_RE, render
 from sheetflow.book.xlsx.refs import MAX_COL, MAX_ROW, MAX_TEXT
@@ -348,21 +348,7 @@ class ExcelBook:
 
     def _checked(self, patches: list[SheetPatch]) -> list[tuple[SheetPatch, dict[tuple[int, int], object]]]:
         """The file writer's rules (names, cells, values), with every value as it will be written."""
-        merged: dict[str, SheetPatch] = {}
-        for patch in patches:
-            current = merged.get(patch.sheet)
-            if current is None:
-                merged[patch.sheet] = SheetPatch(
-                    patch.sheet, dict(patch.cells), patch.new, patch.replace, tuple(patch.delete_rows)
-                )
-                continue
-            if patch.delete_rows or current.delete_rows:
-                raise PatchError(f'internal error: rows of sheet "{patch.sheet}" are deleted by two patches')
-            if patch.new is not None and current.new is not None:
-                raise PatchError(f'sheet "{patch.sheet}" is created twice in one write')
-            current.cells.update(patch.cells)
-            current.new = current.new or patch.new
-            current.replace = current.replace or patch.replace
+        merged = {p.sheet: p for p in merge_patches(patches)}
         names = [s.name for s in self.xl.sheets]
         work = []
         for patch in merged.values():

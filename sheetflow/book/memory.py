@@ -31,7 +31,7 @@ from typing import Any
 
 from sheetflow import contract
 from sheetflow.book.base import LOGS
-from sheetflow.book.patch import NewSheet, PatchError, SheetPatch
+from sheetflow.book.patch import NewSheet, PatchError, SheetPatch, merge_patches
 from sheetflow.book.raw import RawSheet
 from sheetflow.book.xlsx.cells import ILLEGAL_XML_RE, render
 from sheetflow.book.xlsx.refs import MAX_COL, MAX_ROW, MAX_TEXT
@@ -336,23 +336,7 @@ def _checked(
     store: _Store, patches: list[SheetPatch]
 ) -> list[tuple[SheetPatch, dict[tuple[int, int], object]]]:
     """The xlsx writer's checks, in its order, with every value converted; nothing is changed here."""
-    merged: dict[str, SheetPatch] = {}
-    for patch in patches:  # several patches for one sheet become one (later values win)
-        if not isinstance(patch, SheetPatch):
-            raise PatchError(f"internal error: expected SheetPatch, got {type(patch).__name__}")
-        current = merged.get(patch.sheet)
-        if current is None:
-            merged[patch.sheet] = SheetPatch(
-                patch.sheet, dict(patch.cells), patch.new, patch.replace, tuple(patch.delete_rows)
-            )
-            continue
-        if patch.delete_rows or current.delete_rows:
-            raise PatchError(f'internal error: rows of sheet "{patch.sheet}" are deleted by two patches')
-        if patch.new is not None and current.new is not None:
-            raise PatchError(f'sheet "{patch.sheet}" is created twice in one write')
-        current.cells.update(patch.cells)
-        current.new = current.new or patch.new
-        current.replace = current.replace or patch.replace
+    merged = {p.sheet: p for p in merge_patches(patches)}
     names = [s.name for s in store.sheets]
     work = []
     for patch in merged.values():

@@ -59,3 +59,34 @@ class SheetPatch:
 
 class PatchError(SheetflowError):
     """The workbook cannot be written as asked; the message names the file, sheet or cell and what to do."""
+
+
+def merge_patches(patches: list[SheetPatch]) -> list[SheetPatch]:
+    """Several patches for one sheet become one (later values win), in first-seen order: every backend
+    applies the same batch the same way. Raises PatchError for a batch no backend can apply."""
+    merged: dict[str, SheetPatch] = {}
+    for patch in patches:
+        if not isinstance(patch, SheetPatch):
+            raise PatchError(f"internal error: expected SheetPatch, got {type(patch).__name__}")
+        current = merged.get(patch.sheet)
+        if current is None:
+            merged[patch.sheet] = SheetPatch(
+                patch.sheet,
+                dict(patch.cells),
+                patch.new,
+                patch.replace,
+                tuple(patch.delete_rows),
+                keys=dict(patch.keys),
+                key_col=patch.key_col,
+            )
+            continue
+        if patch.delete_rows or current.delete_rows:
+            raise PatchError(f'internal error: rows of sheet "{patch.sheet}" are deleted by two patches')
+        if patch.new is not None and current.new is not None:
+            raise PatchError(f'sheet "{patch.sheet}" is created twice in one write')
+        current.cells.update(patch.cells)
+        current.new = current.new or patch.new
+        current.replace = current.replace or patch.replace
+        current.keys.update(patch.keys)
+        current.key_col = current.key_col or patch.key_col
+    return list(merged.values())

@@ -172,11 +172,11 @@ def _late_formula_cells(ctx: Context) -> None:
     for ch in ctx.plan.changes:
         table = ctx.tables.get(ch.table)
         mask = table.formulas.get(ch.column) if table is not None else None
-        if mask is not None and 0 <= ch.position < len(mask) and mask[ch.position]:
+        if table is not None and mask is not None and 0 <= ch.position < len(mask) and mask[ch.position]:
             ctx.formula_cells.setdefault((ch.table, ch.column), []).append(table.ref(ch.position, ch.column))
     contacts = ctx.tables.get("Contacts")
     mask = contacts.formulas.get("last_emailed_at") if contacts is not None else None
-    if mask is None or not mask.any() or not ctx.plan.emails:
+    if contacts is None or mask is None or not mask.any() or not ctx.plan.emails:
         return
     ids = contacts.df["id"].to_numpy(dtype=object).tolist()
     where = {rid.strip(): p for p, rid in enumerate(ids) if isinstance(rid, str) and rid.strip()}

