@@ -157,6 +157,13 @@ class Plan:
         emails = self.email_counts()
         if emails:
             parts.append("emails: " + ", ".join(f"{v} {k}" for k, v in emails.items()))
+        # the save after sending writes too (sheetflow.mail.sender.apply_outcomes): named here, so the
+        # summary lists every write of the run, not only those of its first save (issue 10)
+        emailed = len({e.contact_id for e in self.emails if e.due and e.contact_id})
+        if emailed:
+            parts.append(
+                f"after sending: Contacts.last_emailed_at and an Activity row per contact emailed (up to {emailed})"
+            )
         if self.first_run:
             parts.append("state: baseline recorded")
         elif self.state_changed:

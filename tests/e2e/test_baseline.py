@@ -119,8 +119,12 @@ def test_transcript_baseline_said_then_welcome_sent_on_the_run_after_contacts_ty
     lines = cli_run(path, capsys, at(minutes=30))
     assert lines[0] == (
         "plan (run, run RUN, now 2026-03-02 10:30): 2 cells (Contacts.id 1, Contacts.score 1); "
-        "rows added: Activity 2, Emails 1, Runs 1; emails: 1 to send now; state updated; Report rebuilt"
+        "rows added: Activity 2, Emails 1, Runs 1; emails: 1 to send now; "
+        "after sending: Contacts.last_emailed_at and an Activity row per contact emailed (up to 1); "
+        "state updated; Report rebuilt"
     )
+    # every row the summary names is in the sheet: 2 planned + 1 after sending
+    assert len(records(path, "Activity")) == 4 + 2 + 1
     assert lines[-2:] == [
         "written to crm.xlsx (run RUN; see the Activity and Runs sheets)",
         "emails sent 1 via files (see the Emails sheet)",
