@@ -787,6 +787,7 @@ def _decide(planner: MailPlanner) -> None:
             e.log_position if e.log_position is not None else 0,
         ),
     )
+    pt = settings.locale.portuguese
     for email in order:
         email.status, email.due = "planned", False
         if sender is None:
@@ -794,17 +795,29 @@ def _decide(planner: MailPlanner) -> None:
         elif window is None:
             email.detail = "waiting for a valid Settings send_window"
         elif not in_window and email.kind != "notification":
+            # in the workbook's language: run prints it and the Emails sheet keeps it (issue 10)
             if plan.local_now.date() in window.holidays:
                 email.detail = (
-                    f"{plan.local_now:%Y-%m-%d} is a holiday (Holidays sheet); "
+                    f"{plan.local_now:%d/%m/%Y} é feriado (aba Feriados); "
+                    "uma execução dentro da janela de envio envia este e-mail"
+                    if pt
+                    else f"{plan.local_now:%Y-%m-%d} is a holiday (Holidays sheet); "
                     "a run inside the send window sends this email"
+                )
+            elif pt:
+                email.detail = (
+                    f"fora da janela de envio ({window.text}); uma execução dentro dela envia este e-mail"
                 )
             else:
                 email.detail = f"outside the send window ({window.text}); a run inside it sends this email"
         elif not mail.limit_ok:
             email.detail = "waiting for a valid Settings daily_email_limit"
         elif remaining <= 0:
-            email.detail = f"daily limit of {limit} emails reached; a later run sends this email"
+            email.detail = (
+                f"limite diário de {limit} e-mails atingido; uma execução posterior envia este e-mail"
+                if pt
+                else f"daily limit of {limit} emails reached; a later run sends this email"
+            )
         else:
             email.status, email.due, email.detail = "sending", True, ""
             remaining -= 1

@@ -282,8 +282,8 @@ def test_outside_the_window_emails_wait_and_send_picks_them_up(crm, asks, capsys
     assert result.written and result.emails is None
     log = emails_log(crm)
     assert [r["status"] for r in log] == ["planned", "planned"]
-    assert log[0]["detail"] == (
-        "outside the send window (Mon-Fri 09:00-18:00); a run inside it sends this email"
+    assert log[0]["detail"] == (  # a pt-BR workbook (locale pt-BR): the reason in Portuguese (issue 10)
+        "fora da janela de envio (Mon-Fri 09:00-18:00); uma execução dentro dela envia este e-mail"
     )
     assert not (crm.parent / "outbox").exists()
     # still outside: nothing to write
@@ -318,9 +318,8 @@ def test_daily_limit_counts_the_log(book, asks):
     result = run(crm, now=NOW + dt.timedelta(hours=1))
     assert result.emails.count("sent") == 2
     waiting = [r for r in emails_log(crm) if r["status"] == "planned"]
-    assert (
-        len(waiting) == 1
-        and waiting[0]["detail"] == "daily limit of 3 emails reached; a later run sends this email"
+    assert len(waiting) == 1 and waiting[0]["detail"] == (
+        "limite diário de 3 e-mails atingido; uma execução posterior envia este e-mail"
     )
     asks.clear()
     assert send(crm, now=NOW + dt.timedelta(hours=2)).emails is None  # same day: still over the limit
