@@ -365,7 +365,7 @@ def cmd_schedule(args: argparse.Namespace, console: Console) -> int:
             executor=scheduler.ChildExecutor(timeout=args.timeout, lease_wait=args.lease_wait),
             max_runs=args.max_runs,
             poll=args.poll,
-            say=lambda text: console.print(_escape(text)),
+            say=lambda text: console.print(_escape(text, 4000)),
             requests=not args.no_requests,
         )
         runner.install_signals()
@@ -388,7 +388,7 @@ def cmd_run_due(args: argparse.Namespace, console: Console) -> int:
         override=override,
         executor=ChildExecutor(timeout=args.timeout, lease_wait=args.lease_wait),
         requests=not args.no_requests,
-        say=lambda text: console.print(_escape(text)),
+        say=lambda text: console.print(_escape(text, 4000)),
     )
     if not outcomes:
         console.print("nothing is due")
